@@ -1,0 +1,41 @@
+# Every target bootstraps .venv by itself: a fresh clone needs only python3 and make.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP_RUN  := $(VENV)/.stamp-run
+STAMP_TEST := $(VENV)/.stamp-test
+STATE  ?= $(CURDIR)/.state
+
+.PHONY: run test lint typecheck bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP_RUN): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(STAMP_TEST): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@ $(STAMP_RUN)
+
+run: $(STAMP_RUN)
+	mkdir -p $(STATE)
+	$(BIN)/aibridged serve --demo --state-dir $(STATE) --config config/aibridged.dev.toml
+
+test: $(STAMP_TEST)
+	$(BIN)/python -m pytest -q
+	$(BIN)/ruff check aibridged tests bench
+	$(BIN)/mypy
+
+lint: $(STAMP_TEST)
+	$(BIN)/ruff check aibridged tests bench
+	$(BIN)/ruff format --check aibridged tests bench
+	$(BIN)/mypy
+
+bench: $(STAMP_TEST)
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) .state .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+import sys
+
+from aibridged.cli import main
+
+sys.exit(main())

@@ -1,0 +1,6 @@
+"""PostgreSQL storage: the only asyncio code in the tree (asyncpg through trio-asyncio)."""
+
+from aibridged.store.db import Store, StoreStatistics, open_store, redact_dsn
+from aibridged.store.migrate import apply_migrations
+
+__all__ = ["Store", "StoreStatistics", "apply_migrations", "open_store", "redact_dsn"]

@@ -1,0 +1,160 @@
+"""The database handle: asyncpg inside trio-asyncio, behind a fair FIFO gate.
+
+This package is the only place in the tree that runs asyncio code. Callers hand `Store.run` an
+asyncio-flavoured function taking a connection; it runs on the trio-asyncio loop while the calling
+trio task waits, so SQL stays here and the rest of the daemon stays pure trio.
+
+Measured pitfalls (ARCHITECTURE.md):
+- asyncpg arms a timer on every pool release when `max_inactive_connection_lifetime` > 0, and
+  trio-asyncio keeps cancelled timers until they would have fired: memory and GC stalls grow under
+  load. The pool is created with that lifetime at 0 and no asyncpg `timeout=` is ever passed
+  (deadlines are `trio.fail_after` around the call).
+- asyncpg's pool acquisition is unfair under trio-asyncio; a FIFO `trio.Semaphore(pool_size)`
+  in front of it keeps the tail latency bounded.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import asyncpg
+import trio
+import trio_asyncio
+
+from aibridged.errors import Conflict, StoreError, StoreUnavailable
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+Connection = asyncpg.Connection
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStatistics:
+    pool_size: int
+    waiting: int
+    borrowed: int
+
+
+class Store:
+    """A pool of connections usable from trio tasks."""
+
+    def __init__(self, loop: Any, pool: Any, pool_size: int, dsn_for_humans: str) -> None:
+        self._loop = loop
+        self._pool = pool
+        self._gate = trio.Semaphore(pool_size)
+        self._pool_size = pool_size
+        self.dsn_for_humans = dsn_for_humans
+
+    @property
+    def loop(self) -> Any:
+        """The trio-asyncio loop (tests count its pending timers)."""
+        return self._loop
+
+    async def run(
+        self,
+        fn: Callable[Concatenate[Connection, P], Awaitable[T]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run the asyncio-flavoured `fn(conn, *args)` with a pooled connection."""
+        async with self._gate:
+            try:
+                return await trio_asyncio.aio_as_trio(_with_connection, loop=self._loop)(
+                    self._pool, fn, *args, **kwargs
+                )
+            except asyncpg.UniqueViolationError as exc:
+                raise Conflict(exc.detail or str(exc)) from exc
+            except (OSError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError) as exc:
+                raise StoreUnavailable(f"database unavailable: {exc}") from exc
+            except asyncpg.PostgresError as exc:
+                raise StoreError(f"database error: {exc}") from exc
+
+    async def ping(self) -> None:
+        await self.run(_ping)
+
+    def statistics(self) -> StoreStatistics:
+        waiting = self._gate.statistics().tasks_waiting
+        return StoreStatistics(
+            pool_size=self._pool_size,
+            waiting=waiting,
+            borrowed=self._pool_size - self._gate.value,
+        )
+
+
+async def _with_connection(pool: Any, fn: Callable[..., Awaitable[T]], *args: Any, **kw: Any) -> T:
+    async with pool.acquire() as conn:
+        return await fn(conn, *args, **kw)
+
+
+async def _ping(conn: Connection) -> None:
+    await conn.fetchval("SELECT 1")
+
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN without its password, for messages."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", dsn)
+
+
+@asynccontextmanager
+async def open_store(dsn: str, *, pool_size: int, connect_timeout_s: float) -> AsyncIterator[Store]:
+    """Open a trio-asyncio loop and an asyncpg pool; fail fast when the server is unreachable."""
+    shown = redact_dsn(dsn)
+    try:
+        async with trio_asyncio.open_loop() as loop:
+            try:
+                with trio.fail_after(connect_timeout_s):
+                    pool = await trio_asyncio.aio_as_trio(_create_pool, loop=loop)(dsn, pool_size)
+            except trio.TooSlowError as exc:
+                raise StoreUnavailable(
+                    f"cannot connect to database {shown}: no answer within {connect_timeout_s:g}s"
+                ) from exc
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                raise StoreUnavailable(
+                    f"cannot connect to database {shown}: {_describe(exc)}"
+                ) from exc
+            except ValueError as exc:  # asyncpg's DSN parser
+                raise StoreUnavailable(f"invalid database url {shown}: {exc}") from exc
+            try:
+                yield Store(loop, pool, pool_size, shown)
+            finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(10):
+                    await trio_asyncio.aio_as_trio(pool.close, loop=loop)()
+    except BaseExceptionGroup as group:
+        # open_loop runs a nursery, which wraps whatever crosses it; callers want the error itself.
+        sole = _sole_exception(group)
+        if sole is None:
+            raise
+        raise sole from sole.__cause__
+
+
+def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The one exception inside (possibly nested) single-member groups, else None."""
+    inner: BaseException = group
+    while isinstance(inner, BaseExceptionGroup):
+        if len(inner.exceptions) != 1:
+            return None
+        inner = inner.exceptions[0]
+    return inner
+
+
+async def _create_pool(dsn: str, pool_size: int) -> Any:
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=1,
+        max_size=pool_size,
+        max_inactive_connection_lifetime=0,
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    text = str(exc).strip()
+    return text or type(exc).__name__

@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pytest
+import trio
+
+from aibridged.errors import MigrationError, StoreUnavailable
+from aibridged.store import Store, apply_migrations, open_store
+from aibridged.store import db as store_db
+from aibridged.store.migrate import load_migrations
+
+
+async def _versions(store: Store) -> list[int]:
+    async def fetch(conn: Any) -> list[int]:
+        return [r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY 1")]
+
+    return await store.run(fetch)
+
+
+async def test_migrations_apply_to_an_empty_database_then_are_a_no_op(empty_database_url: str) -> None:
+    every = [m.version for m in load_migrations()]
+    async with open_store(empty_database_url, pool_size=2, connect_timeout_s=10) as store:
+        assert await apply_migrations(store) == every
+        assert await apply_migrations(store) == []
+        assert await _versions(store) == every
+
+
+async def test_two_daemons_migrating_one_database_at_once_apply_each_version_once(
+    empty_database_url: str,
+) -> None:
+    applied: list[list[int]] = []
+
+    async def daemon() -> None:
+        async with open_store(empty_database_url, pool_size=2, connect_timeout_s=10) as store:
+            applied.append(await apply_migrations(store))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(daemon)
+        nursery.start_soon(daemon)
+    every = [m.version for m in load_migrations()]
+    assert sorted(applied, key=len) == [[], every]
+
+
+async def test_a_database_newer_than_the_code_is_refused(store: Store) -> None:
+    async def bump(conn: Any) -> None:
+        await conn.execute("INSERT INTO schema_migrations (version, name) VALUES (9999, 'future')")
+
+    await store.run(bump)
+    with pytest.raises(MigrationError, match="newer than this aibridged"):
+        await apply_migrations(store)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_unreachable_database_fails_fast_with_a_redacted_message() -> None:
+    dsn = f"postgresql://app:hunter2@127.0.0.1:{_closed_port()}/db"
+    start = trio.current_time()
+    with pytest.raises(StoreUnavailable) as info:
+        async with open_store(dsn, pool_size=2, connect_timeout_s=5):
+            pass
+    assert trio.current_time() - start < 3
+    assert "connection refused" in str(info.value)
+    assert "hunter2" not in str(info.value)
+    assert "app:***@127.0.0.1" in str(info.value)
+
+
+async def test_silent_database_times_out_with_a_clear_message() -> None:
+    with socket.socket() as listener:  # accepts TCP but never speaks PostgreSQL
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        with pytest.raises(StoreUnavailable, match=r"no answer within 0.5s"):
+            async with open_store(
+                f"postgresql://x@127.0.0.1:{port}/db", pool_size=1, connect_timeout_s=0.5
+            ):
+                pass
+
+
+def _live_timers(loop: Any) -> int:
+    return len(loop._timers)
+
+
+async def _hammer(store: Store, calls: int) -> None:
+    async def one() -> None:
+        for _ in range(calls // 20):
+            await store.ping()
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(20):
+            nursery.start_soon(one)
+
+
+async def test_pool_releases_leave_no_timers_behind(store: Store) -> None:
+    """Regression: asyncpg arms a timer per release unless the idle lifetime is 0, and
+    trio-asyncio keeps cancelled timers, so memory grew without bound under load."""
+    await _hammer(store, 200)  # every pooled connection is open now (connects arm timers)
+    before = _live_timers(store.loop)
+    await _hammer(store, 2000)
+    assert _live_timers(store.loop) - before < 5
+
+
+async def test_timer_count_detects_the_leak_when_the_fix_is_removed(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Proves the regression test above can fail: with asyncpg's default idle lifetime the
+    same load leaves a timer per release on the loop."""
+    import asyncpg
+
+    async def leaky_pool(dsn: str, pool_size: int) -> Any:
+        return await asyncpg.create_pool(dsn, min_size=1, max_size=pool_size)
+
+    monkeypatch.setattr(store_db, "_create_pool", leaky_pool)
+    async with open_store(database_url, pool_size=5, connect_timeout_s=10) as store:
+        await _hammer(store, 200)
+        before = _live_timers(store.loop)
+        await _hammer(store, 400)
+        assert _live_timers(store.loop) - before > 100
+
+
+async def test_fair_gate_bounds_concurrent_pool_use(store: Store) -> None:
+    peak = 0
+
+    async def slow(conn: Any) -> None:
+        await conn.execute("SELECT pg_sleep(0.01)")
+
+    async def probe() -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, store.statistics().borrowed)
+            await trio.sleep(0.001)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(probe)
+        async with trio.open_nursery() as workers:
+            for _ in range(30):
+                workers.start_soon(store.run, slow)
+        nursery.cancel_scope.cancel()
+    assert peak == store.statistics().pool_size == 5
+    assert store.statistics().waiting == 0

@@ -1,0 +1,398 @@
+"""Parsing for the configuration loader (`aibridged.config`): values, kinds and provider seeds.
+
+Each parser takes the text an operator wrote and returns the value, or raises `ConfigError` with a
+message that quotes the text (never a secret); the loader prefixes where the value came from
+(`"ai_gateway.retention" in /etc/aibridged/aibridged.toml`, `AIBRIDGED_...`, `--flag`).
+
+A `Kind` bundles, for one type of setting, how to read it from text (environment, flags) and from a
+TOML value, plus the checks that every value must pass. The provider seed readers at the end turn
+`[[providers]]` tables and `CODER_AI_GATEWAY_PROVIDER_<N>_*` variables into field values.
+"""
+
+from __future__ import annotations
+
+import datetime
+import difflib
+import ipaddress
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import urlsplit
+
+from aibridged.errors import ConfigError
+
+Check = Callable[[Any], Any]  # returns the (possibly normalised) value or raises ConfigError
+
+# -- durations, sizes, booleans, integers --------------------------------------------------------
+
+_DURATION_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|d|h|m|s)")
+_DURATION_HINT = "expected e.g. 30s, 10m, 1h30m, 90d, 500ms or 0"
+
+
+def parse_duration(text: str) -> float:
+    """`"1h30m"` → 5400.0 seconds. Units d, h, m, s, ms, largest first, each at most once."""
+    s = text.strip()
+    if s == "0":
+        return 0.0
+    if not s:
+        raise ConfigError(f'invalid duration "{text}" ({_DURATION_HINT})')
+    if s.isdigit():
+        raise ConfigError(f'invalid duration "{text}" (missing unit; {_DURATION_HINT})')
+    total, pos, previous = 0.0, 0, math.inf
+    while pos < len(s):
+        match = _DURATION_PART.match(s, pos)
+        if match is None:
+            raise ConfigError(f'invalid duration "{text}" ({_DURATION_HINT})')
+        unit = _DURATION_UNITS[match[2]]
+        if unit >= previous:
+            raise ConfigError(
+                f'invalid duration "{text}" (units must go from largest to smallest, each once)'
+            )
+        total += float(match[1]) * unit
+        previous, pos = unit, match.end()
+    if not math.isfinite(total):
+        raise ConfigError(f'invalid duration "{text}" (too large)')
+    return total
+
+
+_SIZE = re.compile(r"(\d+)\s*([a-z]*)", re.IGNORECASE)
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+}
+
+
+def parse_size(text: str) -> int:
+    """`"32MiB"` → 33554432 bytes. Units B, KB, MB, GB (1000-based), KiB, MiB, GiB (1024-based)."""
+    match = _SIZE.fullmatch(text.strip())
+    multiplier = _SIZE_UNITS.get(match[2].lower()) if match else None
+    if match is None or multiplier is None:
+        raise ConfigError(f'invalid size "{text}" (expected e.g. 32MiB, 512KiB, 10MB or 1000)')
+    return int(match[1]) * multiplier
+
+
+_BOOLS = {
+    **dict.fromkeys(("true", "1", "yes", "on"), True),
+    **dict.fromkeys(("false", "0", "no", "off"), False),
+}
+
+
+def parse_bool(text: str) -> bool:
+    value = _BOOLS.get(text.strip().lower())
+    if value is None:
+        raise ConfigError(f'invalid boolean "{text}" (expected true/false, 1/0, yes/no or on/off)')
+    return value
+
+
+def parse_int(text: str) -> int:
+    if re.fullmatch(r"\s*[+-]?\d+\s*", text) is None:
+        raise ConfigError(f'invalid integer "{text}"')
+    return int(text)
+
+
+# -- addresses and URLs ---------------------------------------------------------------------------
+
+_ADDRESS = re.compile(r"(?:\[(?P<v6>[^\]]+)\]|(?P<host>[A-Za-z0-9_.-]+)):(?P<port>\d+)")
+_ADDRESS_HINT = "expected host:port, e.g. 127.0.0.1:3000 or [::1]:3000"
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """`"127.0.0.1:3000"` → ("127.0.0.1", 3000); `"[::1]:0"` → ("::1", 0)."""
+    match = _ADDRESS.fullmatch(text)
+    if match is None:
+        raise ConfigError(f'invalid address "{text}" ({_ADDRESS_HINT})')
+    host = match["v6"] or match["host"]
+    if match["v6"] is not None:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ConfigError(f'invalid address "{text}" ({host} is not an IPv6 address)') from None
+    port = int(match["port"])
+    if port > 65535:
+        raise ConfigError(f'invalid address "{text}" (port must be 0-65535)')
+    return host, port
+
+
+def check_address(text: str) -> str:
+    parse_address(text)
+    return text
+
+
+def check_http_url(text: str) -> str:
+    """Empty (unset) or an absolute http:// or https:// URL."""
+    if text == "":
+        return text
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or " " in text:
+        raise ConfigError(f'invalid URL "{text}" (expected an http:// or https:// URL)')
+    return text
+
+
+def check_postgres_url(text: str) -> str:
+    """Empty (embedded server) or a postgres:// URL. It may hold a password: never quote it."""
+    if text and not text.startswith(("postgres://", "postgresql://")):
+        raise ConfigError("invalid database URL (expected postgres://... or postgresql://...)")
+    return text
+
+
+# -- generic checks -------------------------------------------------------------------------------
+
+
+def between(low: int, high: int | None = None) -> Check:
+    def check(value: int) -> int:
+        if value < low or (high is not None and value > high):
+            bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise ConfigError(f"must be {bounds}, got {value}")
+        return value
+
+    return check
+
+
+def positive(value: float) -> float:
+    if value <= 0:
+        raise ConfigError(f"must be greater than 0, got {value:g}")
+    return value
+
+
+def one_of(*choices: str) -> Check:
+    def check(value: str) -> str:
+        if value.lower() not in choices:
+            raise ConfigError(f'invalid value "{value}" (expected one of {", ".join(choices)})')
+        return value.lower()
+
+    return check
+
+
+# -- kinds ----------------------------------------------------------------------------------------
+
+_TOML_TYPE_NAMES: dict[type, str] = {
+    str: "string",
+    int: "integer",
+    float: "float",
+    bool: "boolean",
+    dict: "table",
+    list: "array",
+    datetime.datetime: "datetime",
+    datetime.date: "date",
+    datetime.time: "time",
+}
+
+
+def toml_type_name(value: object) -> str:
+    return _TOML_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def _seconds(value: int) -> float:
+    if value < 0:
+        raise ConfigError(f"invalid duration {value} (must not be negative)")
+    return float(value)
+
+
+def _bytes(value: int) -> int:
+    if value < 0:
+        raise ConfigError(f"invalid size {value} (must not be negative)")
+    return value
+
+
+def _path(text: str) -> Path:
+    if not text:
+        raise ConfigError("must not be empty")
+    return Path(text)
+
+
+def _optional_path(text: str) -> Path | None:
+    return Path(text) if text else None
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """How one type of setting is read from text and from TOML, and what every value must pass."""
+
+    expected: str  # for type errors: 'expected <expected>, got string'
+    metavar: str  # for --help
+    from_text: Callable[[str], Any]
+    from_toml: Mapping[type, Callable[[Any], Any]]  # exact TOML value type → converter
+    checks: tuple[Check, ...] = ()
+
+    def where(self, *checks: Check, metavar: str | None = None) -> Kind:
+        return replace(self, checks=self.checks + checks, metavar=metavar or self.metavar)
+
+    def parse(self, text: str) -> Any:
+        return self._check(self.from_text(text))
+
+    def coerce(self, raw: object) -> Any:
+        convert = self.from_toml.get(type(raw))
+        if convert is None:
+            raise ConfigError(f"expected {self.expected}, got {toml_type_name(raw)}")
+        return self._check(convert(raw))
+
+    def _check(self, value: Any) -> Any:
+        for check in self.checks:
+            value = check(value)
+        return value
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+STRING = Kind("a string", "TEXT", _same, {str: _same})
+PATH = Kind("a string (a path)", "PATH", _path, {str: _path})
+OPTIONAL_PATH = Kind("a string (a path, or empty)", "PATH", _optional_path, {str: _optional_path})
+BOOL = Kind("a boolean", "BOOL", parse_bool, {bool: _same})
+INT = Kind("an integer", "N", parse_int, {int: _same})
+DURATION = Kind(
+    'a duration (a string like "30s" or an integer of seconds)',
+    "DURATION",
+    parse_duration,
+    {str: parse_duration, int: _seconds},
+)
+SIZE = Kind(
+    'a size (a string like "32MiB" or an integer of bytes)',
+    "SIZE",
+    parse_size,
+    {str: parse_size, int: _bytes},
+)
+ADDRESS = STRING.where(check_address, metavar="HOST:PORT")
+HTTP_URL = STRING.where(check_http_url, metavar="URL")
+POSTGRES_URL = STRING.where(check_postgres_url, metavar="URL")
+
+
+# -- locating errors ------------------------------------------------------------------------------
+
+
+def located(where: str, parse: Callable[[Any], Any], raw: Any) -> Any:
+    """`parse(raw)`, with `where` ("key" in file, variable, flag) put in front of any error."""
+    try:
+        return parse(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def unknown(what: str, path: str, candidates: Iterable[str], source: str) -> ConfigError:
+    """`unknown key "server.htp_address" in /x.toml (did you mean "server.http_address"?)`."""
+    prefix, _, name = path.rpartition(".")
+    close = difflib.get_close_matches(name, list(candidates), n=1)
+    hint = f' (did you mean "{prefix + "." if prefix else ""}{close[0]}"?)' if close else ""
+    return ConfigError(f'unknown {what} "{path}" in {source}{hint}')
+
+
+# -- provider seeds: [[providers]] and CODER_AI_GATEWAY_PROVIDER_<N>_* ----------------------------
+# Readers return (field values, origin) pairs; aibridged.config turns them into ProviderSeeds.
+
+PROVIDER_TYPES = ("openai", "anthropic", "copilot", "azure", "google", "openrouter", "vercel",
+                  "openai-compat", "bedrock")  # fmt: skip
+_PROVIDER_NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_provider_name(name: str) -> str:
+    if _PROVIDER_NAME.fullmatch(name) is None:
+        raise ConfigError(
+            f'invalid provider name "{name}" (lowercase letters and digits, single dashes between'
+            ' them, e.g. "openai-prod")'
+        )
+    return name
+
+
+def check_env_name(name: str) -> str:
+    if name and _ENV_NAME.fullmatch(name) is None:
+        raise ConfigError(f'invalid environment variable name "{name}"')
+    return name
+
+
+PROVIDER_KEYS: Mapping[str, Kind] = MappingProxyType(
+    {
+        "type": STRING.where(one_of(*PROVIDER_TYPES)),
+        "name": STRING.where(check_provider_name),
+        "display_name": STRING,
+        "base_url": HTTP_URL,
+        "key_env": STRING.where(check_env_name),
+        "key_file": OPTIONAL_PATH,
+        "enabled": BOOL,
+    }
+)
+_LITERAL_KEY_NAMES = frozenset({"key", "keys", "api_key", "api_keys"})
+_SEED_VAR = re.compile(r"(CODER_AI_GATEWAY|CODER_AIBRIDGE)_PROVIDER_(\d+)_([A-Z0-9_]+)")
+_SEED_SUFFIXES = {"TYPE": "type", "NAME": "name", "BASE_URL": "base_url", "KEY": "", "KEYS": ""}
+SeedValues = tuple[dict[str, Any], str]  # field values, origin (for messages)
+
+
+def toml_seeds(raw: object, source: str) -> list[SeedValues]:
+    """The `[[providers]]` tables. Literal keys are refused: secrets are referenced, not written."""
+    if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
+        got = toml_type_name(raw)
+        raise ConfigError(f'"providers" in {source}: expected [[providers]] tables, got {got}')
+    seeds = []
+    for index, table in enumerate(raw):
+        label, values = f"providers[{index}]", {}
+        for name, value in table.items():
+            path = f"{label}.{name}"
+            if name in _LITERAL_KEY_NAMES:
+                raise ConfigError(
+                    f'"{path}" in {source}: API keys are not written in the config file; set'
+                    ' key_env = "ENV_VAR_NAME" or key_file = "/path/to/key" instead'
+                )
+            if name not in PROVIDER_KEYS:
+                raise unknown("key", path, PROVIDER_KEYS, source)
+            values[name] = located(f'"{path}" in {source}', PROVIDER_KEYS[name].coerce, value)
+        if "type" not in values:
+            raise ConfigError(f'"{label}" in {source}: missing required key "type"')
+        if values.get("key_env") and values.get("key_file"):
+            raise ConfigError(f'"{label}" in {source}: set key_env or key_file, not both')
+        seeds.append((values, f"{label} in {source}"))
+    return seeds
+
+
+def env_seeds(env: Mapping[str, str]) -> list[SeedValues]:
+    """`CODER_AI_GATEWAY_PROVIDER_<N>_{TYPE,NAME,KEY,KEYS,BASE_URL}` (or `CODER_AIBRIDGE_...`)."""
+    found = [(name, match) for name in sorted(env) if (match := _SEED_VAR.fullmatch(name))]
+    if len({match[1] for _, match in found}) > 1:
+        raise ConfigError(
+            "cannot mix CODER_AIBRIDGE_PROVIDER_* and CODER_AI_GATEWAY_PROVIDER_* environment"
+            " variables, please consolidate onto CODER_AI_GATEWAY_PROVIDER_*"
+        )
+    by_index: dict[int, dict[str, str]] = {}  # index → suffix → variable name
+    for name, match in found:
+        suffix = match[3]
+        if suffix.startswith("BEDROCK_"):
+            raise ConfigError(f"{name}: bedrock seed variables are not supported yet")
+        if suffix not in _SEED_SUFFIXES:
+            known = ", ".join(_SEED_SUFFIXES)
+            raise ConfigError(f"unknown provider seed variable {name} (known suffixes: {known})")
+        by_index.setdefault(int(match[2]), {})[suffix] = name
+    seeds = []
+    for expected, index in enumerate(sorted(by_index)):
+        prefix = f"{found[0][1][1]}_PROVIDER_{expected}_"
+        if index != expected:
+            raise ConfigError(
+                f"provider num {expected} skipped ({prefix}TYPE is not set;"
+                " indexes must be contiguous from 0)"
+            )
+        variables = by_index[index]
+        if "TYPE" not in variables:
+            raise ConfigError(f"{prefix}TYPE is required")
+        values: dict[str, Any] = {}
+        for suffix, attr in _SEED_SUFFIXES.items():
+            if attr and suffix in variables:
+                variable = variables[suffix]
+                values[attr] = located(variable, PROVIDER_KEYS[attr].parse, env[variable])
+        texts = [env[variables[s]] for s in ("KEY", "KEYS") if s in variables]
+        keys = (key.strip() for text in texts for key in text.split(","))
+        values["keys"] = tuple(dict.fromkeys(key for key in keys if key))  # ordered, no repeats
+        seeds.append((values, f"{prefix}*"))
+    return seeds

@@ -7,6 +7,7 @@
     │   ├── StoreUnavailable      cannot connect / connection lost
     │   └── MigrationError        a migration could not be applied
     ├── AuthError                 a token is missing, malformed, unknown, revoked or its user suspended
+    ├── InvalidInput              a value given by a user (CLI, API) is not acceptable
     ├── NotFound                  a named object (user, token, provider) does not exist
     ├── Conflict                  a unique name is already taken
     └── UpstreamError             talking to an LLM provider failed
@@ -51,6 +52,10 @@ class AuthError(AibridgedError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class InvalidInput(AibridgedError):
+    """A value given by a user (CLI argument, API field) is not acceptable."""
 
 
 class NotFound(AibridgedError):

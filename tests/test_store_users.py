@@ -6,7 +6,7 @@ import pytest
 import trio
 
 from aibridged.auth import TokenCache
-from aibridged.errors import AuthError, Conflict, NotFound
+from aibridged.errors import AuthError, Conflict, InvalidInput, NotFound
 from aibridged.store import Store
 from aibridged.store import users as u
 from aibridged.tokens import parse_token
@@ -32,7 +32,7 @@ async def test_duplicate_username_is_a_conflict(store: Store) -> None:
 
 @pytest.mark.parametrize("name", ["Bob", "", "a b", "x" * 64, "-lead"])
 async def test_invalid_usernames_are_rejected(store: Store, name: str) -> None:
-    with pytest.raises(ValueError, match="invalid username"):
+    with pytest.raises(InvalidInput, match="invalid username"):
         await u.create_user(store, username=name)
 
 

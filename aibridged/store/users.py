@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from aibridged.errors import NotFound
+from aibridged.errors import InvalidInput, NotFound
 from aibridged.store.db import Connection, Store
 from aibridged.tokens import format_token, generate_token, hash_secret
 
@@ -65,7 +65,7 @@ _TOKEN_COLUMNS = (
 
 def validate_username(username: str) -> str:
     if not USERNAME_RE.match(username):
-        raise ValueError(
+        raise InvalidInput(
             f"invalid username {username!r}: use 1-63 lowercase letters, digits, '_', '.', '-'"
         )
     return username
@@ -76,7 +76,7 @@ async def create_user(
 ) -> User:
     validate_username(username)
     if role not in ROLES:
-        raise ValueError(f"invalid role {role!r}: one of {', '.join(ROLES)}")
+        raise InvalidInput(f"invalid role {role!r}: one of {', '.join(ROLES)}")
     return await store.run(_insert_user, uuid.uuid4(), username, role, name, email)
 
 
@@ -110,7 +110,7 @@ async def get_user(store: Store, ref: str) -> User:
 
 async def set_user_status(store: Store, ref: str, status: str) -> User:
     if status not in STATUSES:
-        raise ValueError(f"invalid status {status!r}")
+        raise InvalidInput(f"invalid status {status!r}")
     row = await store.run(
         _fetchrow,
         f"UPDATE users SET status = $2, updated_at = now() WHERE {_user_match(ref)}"

@@ -1,0 +1,78 @@
+"""`aibridged migrate|users|tokens`: local-database administration."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from aibridged.cli import parse_lifetime, print_rows
+from aibridged.config import Config
+from aibridged.daemon import open_database
+from aibridged.store import Store, apply_migrations
+from aibridged.store import users as u
+
+
+async def run(config: Config, args: argparse.Namespace) -> int:
+    async with open_database(config) as store:
+        applied = await apply_migrations(store)
+        if args.command == "migrate":
+            print(f"applied migrations: {applied}" if applied else "database schema is up to date")
+            return 0
+        if args.command == "users":
+            return await _users(store, args)
+        return await _tokens(store, args)
+
+
+def _user_row(user: u.User) -> dict[str, Any]:
+    return {
+        "id": str(user.id),
+        "username": user.username,
+        "role": user.role,
+        "status": user.status,
+        "name": user.name,
+        "email": user.email,
+        "created_at": user.created_at.isoformat(timespec="seconds"),
+    }
+
+
+def _token_row(token: u.ApiToken) -> dict[str, Any]:
+    return {
+        "id": token.id,
+        "user": token.username,
+        "name": token.name,
+        "created_at": token.created_at.isoformat(timespec="seconds"),
+        "expires_at": token.expires_at.isoformat(timespec="seconds") if token.expires_at else None,
+        "revoked_at": token.revoked_at.isoformat(timespec="seconds") if token.revoked_at else None,
+    }
+
+
+async def _users(store: Store, args: argparse.Namespace) -> int:
+    if args.action == "create":
+        user = await u.create_user(
+            store, username=args.username, role=args.role, name=args.name, email=args.email
+        )
+        print_rows([_user_row(user)], "table")
+    elif args.action == "list":
+        print_rows([_user_row(x) for x in await u.list_users(store)], args.format)
+    else:
+        status = "suspended" if args.action == "suspend" else "active"
+        user = await u.set_user_status(store, args.username, status)
+        print(f"user {user.username} is {user.status}")
+    return 0
+
+
+async def _tokens(store: Store, args: argparse.Namespace) -> int:
+    if args.action == "create":
+        record, plaintext = await u.create_token(
+            store, args.user, name=args.name, lifetime=parse_lifetime(args.lifetime)
+        )
+        # The plaintext goes to stdout once and nowhere else; stderr explains.
+        print(plaintext)
+        print(f"token {record.id} for {record.username}: store it now, it is not shown again", file=sys.stderr)
+    elif args.action == "list":
+        print_rows([_token_row(t) for t in await u.list_tokens(store, args.user)], args.format)
+    else:
+        token = await u.revoke_token(store, args.token_id)
+        print(f"token {token.id} revoked")
+    return 0

@@ -1,0 +1,39 @@
+"""The control-plane app (quart-trio): health and readiness now; management API later."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import trio
+from quart import Response
+from quart_trio import QuartTrio
+
+from aibridged import __version__
+
+ReadinessProbe = Callable[[], Awaitable[str | None]]  # None = ready, else the reason
+
+
+def create_control_app(readiness: ReadinessProbe, *, max_body_bytes: int) -> QuartTrio:
+    app = QuartTrio("aibridged")
+    # Quart's defaults would cut responses after 60 s and bodies at 16 MiB (ARCHITECTURE pitfalls).
+    app.config.update(
+        RESPONSE_TIMEOUT=None,
+        BODY_TIMEOUT=60,
+        MAX_CONTENT_LENGTH=max_body_bytes,
+        JSON_SORT_KEYS=False,
+    )
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return Response("ok\n", content_type="text/plain")
+
+    @app.get("/readyz")
+    async def readyz() -> tuple[dict[str, str], int]:
+        with trio.move_on_after(2):
+            reason = await readiness()
+            if reason is None:
+                return {"status": "ready", "version": __version__}, 200
+            return {"status": "not ready", "reason": reason}, 503
+        return {"status": "not ready", "reason": "readiness check timed out"}, 503
+
+    return app

@@ -1,0 +1,139 @@
+"""The `aibridged` command line. `main(argv) -> exit code`; trio.run happens here and only here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import trio
+
+from aibridged import __version__
+from aibridged.config import Config, add_config_flags, flags_from_args, load_config, parse_duration
+from aibridged.errors import AibridgedError, ConfigError
+from aibridged.log import LogTargets, configure_logging
+
+T = TypeVar("T")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aibridged", description="Self-hosted AI Gateway.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--config", type=Path, help="TOML file (default: $AIBRIDGED_CONFIG or /etc/aibridged/aibridged.toml)")
+        add_config_flags(p)
+        return p
+
+    serve = with_config(sub.add_parser("serve", help="run the gateway"))
+    serve.add_argument("--demo", action="store_true", help="add the built-in demo-openai / demo-anthropic providers")
+    with_config(sub.add_parser("check-config", help="validate the configuration and exit"))
+    with_config(sub.add_parser("migrate", help="apply database migrations and exit"))
+
+    users = with_config(sub.add_parser("users", help="manage users in the local database"))
+    users_sub = users.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = users_sub.add_parser("create", help="create a user")
+    create.add_argument("username")
+    create.add_argument("--role", default="member", choices=["owner", "admin", "auditor", "member"])
+    create.add_argument("--name", default="")
+    create.add_argument("--email", default="")
+    _add_format(users_sub.add_parser("list", help="list users"))
+    users_sub.add_parser("suspend", help="suspend a user (their tokens stop working within 5 s)").add_argument("username")
+    users_sub.add_parser("activate", help="re-activate a suspended user").add_argument("username")
+
+    tokens = with_config(sub.add_parser("tokens", help="manage API tokens in the local database"))
+    tokens_sub = tokens.add_subparsers(dest="action", required=True, metavar="ACTION")
+    tcreate = tokens_sub.add_parser("create", help="create a token and print it once")
+    tcreate.add_argument("--user", required=True)
+    tcreate.add_argument("--name", default="")
+    tcreate.add_argument("--lifetime", help="e.g. 30d; default: no expiry")
+    tlist = _add_format(tokens_sub.add_parser("list", help="list tokens (never their secrets)"))
+    tlist.add_argument("--user")
+    tokens_sub.add_parser("revoke", help="revoke a token by id").add_argument("token_id")
+
+    sub.add_parser("version", help="print the version")
+    return parser
+
+
+def _add_format(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "version":
+        print(__version__)
+        return 0
+    try:
+        config = load_config(path=args.config, env=os.environ, flags=flags_from_args(args))
+        if args.command == "check-config":
+            print(f"configuration is valid ({config.source or 'defaults, environment and flags'})")
+            return 0
+        configure_logging(LogTargets(config.log.human, config.log.json, config.log.level))
+        if args.command == "serve":
+            from aibridged.daemon import run_daemon
+
+            _run(lambda: run_daemon(config, demo=args.demo))
+            return 0
+        from aibridged import admin_cli
+
+        return _run(lambda: admin_cli.run(config, args))
+    except AibridgedError as exc:
+        print(f"aibridged: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(fn: Callable[[], Awaitable[T]]) -> T:
+    """trio.run, with single errors unwrapped from the exception groups nurseries produce."""
+
+    async def call() -> T:
+        return await fn()
+
+    try:
+        return trio.run(call)
+    except BaseExceptionGroup as group:
+        errors = _leaves(group)
+        real = [e for e in errors if isinstance(e, AibridgedError)]
+        if real and len(real) == len(errors):
+            raise real[0] from None
+        raise
+
+
+def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        found.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return found
+
+
+def parse_lifetime(text: str | None) -> timedelta | None:
+    if text is None:
+        return None
+    seconds = parse_duration(text)
+    if seconds <= 0:
+        raise ConfigError("--lifetime must be positive")
+    return timedelta(seconds=seconds)
+
+
+def print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
+    if fmt == "json":
+        print(json.dumps(rows, indent=2, default=str))
+        return
+    if not rows:
+        return
+    columns = list(rows[0])
+    widths = {c: max(len(c), *(len(str(r[c] if r[c] is not None else "")) for r in rows)) for c in columns}
+    print("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
+    for row in rows:
+        print("  ".join(str(row[c] if row[c] is not None else "").ljust(widths[c]) for c in columns).rstrip())
+
+
+__all__ = ["Config", "main"]

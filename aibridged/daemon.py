@@ -1,0 +1,309 @@
+"""The composition root and supervisor of `aibridged serve`.
+
+Startup: metrics listener → store (fail fast) → migrations, first-boot admin → background tasks →
+HTTP listener → READY=1. Shutdown (first SIGTERM/SIGINT): STOPPING=1 → the listener stops accepting
+and in-flight requests get `server.shutdown_grace` → background tasks are cancelled → store closes →
+embedded PostgreSQL stops. A second signal cancels everything at once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+import trio
+from prometheus_client import CollectorRegistry
+from prometheus_client.asgi import make_asgi_app
+
+from aibridged import __version__
+from aibridged.api.asgi import GatewayApp
+from aibridged.api.control import create_control_app
+from aibridged.api.dataplane import DataPlane
+from aibridged.demo import DemoUpstream, serve_demo_upstream
+from aibridged.intercept.upstream import UpstreamSettings, open_upstream_client
+from aibridged.providers.pool import (
+    ProviderRegistry,
+    ProviderSet,
+    build_provider,
+    provider_from_seed,
+    provider_set,
+)
+from aibridged.api.http import ListenerSettings, serve_asgi
+from aibridged.auth import TokenCache
+from aibridged.config import Config
+from aibridged.errors import StartupError, StoreError
+from aibridged.metrics import Metrics
+from aibridged.sdnotify import SdNotifier
+from aibridged.store import Store, apply_migrations, open_store
+from aibridged.store.embedded import start_embedded_postgres
+from aibridged.store.users import bootstrap_admin, lookup_grant
+
+log = structlog.get_logger("aibridged.daemon")
+
+ADMIN_TOKEN_FILE = "admin.token"
+STORE_CHECK_INTERVAL_S = 5.0
+STORE_CHECK_FAILURES = 3  # consecutive failed pings before the store counts as crashed
+
+
+@dataclass(frozen=True, slots=True)
+class BoundAddresses:
+    http: list[str]
+    metrics: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Lifecycle:
+    """What the signal watcher and the listener share."""
+
+    root: trio.CancelScope
+    shutdown: trio.Event = field(default_factory=trio.Event)
+
+
+async def run_daemon(
+    config: Config,
+    *,
+    registry: CollectorRegistry | None = None,
+    notifier: SdNotifier | None = None,
+    demo: bool = False,
+    handle_signals: bool = True,
+    environ: Mapping[str, str] | None = None,
+    task_status: trio.TaskStatus[BoundAddresses] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the gateway until a signal (or cancellation) stops it."""
+    metrics = Metrics(registry if registry is not None else CollectorRegistry())
+    metrics.build_info.labels(version=__version__).set(1)
+    notifier = notifier if notifier is not None else SdNotifier()
+    _check_state_dir(config.server.state_dir)
+    async with trio.open_nursery() as root:
+        life = _Lifecycle(root.cancel_scope)
+        if handle_signals:
+            await root.start(_watch_signals, life, notifier)
+        await root.start(notifier.run_watchdog)
+        metrics_urls: list[str] = []
+        if config.prometheus.enabled:
+            metrics_urls = await root.start(
+                _serve_metrics, ListenerSettings(address=config.prometheus.address), metrics
+            )
+        demo_url = await root.start(serve_demo_upstream, DemoUpstream()) if demo else None
+        async with (
+            open_database(config) as store,
+            open_upstream_client(_upstream_settings(config)) as client,
+        ):
+            await _prepare_database(store, config.server.state_dir)
+            token_cache = TokenCache(
+                lambda token_id: lookup_grant(store, token_id),
+                ttl_s=config.ai_gateway.token_cache_ttl_s,
+            )
+            providers = ProviderRegistry(_first_provider_set(config, demo_url, environ))
+            dataplane = DataPlane(
+                settings=config.ai_gateway, providers=providers, tokens=token_cache, client=client
+            )
+            app = _build_app(config, store, dataplane, life)
+            async with trio.open_nursery() as services:
+                services.start_soon(_watch_store, store)
+                http_urls = await services.start(_run_listener, app, config, life, services.cancel_scope)
+                metrics.ready.set(1)
+                notifier.ready()
+                log.info("daemon.ready", http=http_urls, metrics=metrics_urls, version=__version__)
+                if demo_url is not None:
+                    _print_demo_help(http_urls[0], config.server.state_dir)
+                task_status.started(BoundAddresses(http=http_urls, metrics=metrics_urls))
+        log.info("daemon.stopped")
+        root.cancel_scope.cancel()  # the signal watcher and the metrics listener
+
+
+def _check_state_dir(state_dir: Path) -> None:
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StartupError(f"cannot create state dir {state_dir}: {exc.strerror}") from exc
+    if not os.access(state_dir, os.W_OK | os.X_OK):
+        raise StartupError(f"state dir {state_dir} is not writable")
+
+
+@asynccontextmanager
+async def open_database(config: Config) -> AsyncIterator[Store]:
+    embedded = None
+    dsn = config.database.url
+    if not dsn:
+        data_dir = config.server.state_dir / "postgres"
+        log.info("store.embedded_starting", data_dir=str(data_dir))
+        embedded = await trio.to_thread.run_sync(start_embedded_postgres, data_dir)
+        dsn = embedded.uri
+    try:
+        async with open_store(
+            dsn, pool_size=config.database.pool_size, connect_timeout_s=config.database.connect_timeout_s
+        ) as store:
+            log.info("store.connected", database=store.dsn_for_humans)
+            yield store
+    finally:
+        if embedded is not None:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(embedded.stop)
+            log.info("store.embedded_stopped")
+
+
+async def _prepare_database(store: Store, state_dir: Path) -> None:
+    applied = await apply_migrations(store)
+    if applied:
+        log.info("store.migrated", versions=applied)
+    token = await bootstrap_admin(store)
+    if token is not None:
+        path = state_dir / ADMIN_TOKEN_FILE
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(token + "\n")
+        os.chmod(path, 0o600)
+        log.info("users.admin_created", username="admin", token_file=str(path))
+
+
+def _upstream_settings(config: Config) -> UpstreamSettings:
+    return UpstreamSettings(
+        connect_timeout_s=config.ai_gateway.upstream_connect_timeout_s,
+        read_timeout_s=config.ai_gateway.upstream_timeout_s,
+    )
+
+
+def _first_provider_set(
+    config: Config, demo_url: str | None, environ: Mapping[str, str] | None
+) -> ProviderSet:
+    providers = [provider_from_seed(seed, environ) for seed in config.providers]
+    if demo_url is not None:
+        providers += [
+            build_provider(name="demo-openai", type_name="openai-compat", base_url=demo_url + "/v1", keys=("demo-key",)),
+            build_provider(name="demo-anthropic", type_name="anthropic", base_url=demo_url, keys=("demo-key",)),
+        ]
+    try:
+        built = provider_set(providers)
+    except ValueError as exc:
+        raise StartupError(str(exc)) from exc
+    for provider in built.providers.values():
+        log.info("provider.loaded", provider=provider.name, type=provider.type.name, status=provider.status, base_url=provider.base_url)
+    return built
+
+
+def _print_demo_help(http_url: str, state_dir: Path) -> None:
+    base = http_url.rstrip("/") + "/api/v2/aibridge"
+    token_file = state_dir / ADMIN_TOKEN_FILE
+    print(
+        f"""
+aibridged is serving the demo providers at {base}/demo-openai and {base}/demo-anthropic.
+The admin token was written to {token_file} on first boot.
+
+  export AIBRIDGED_TOKEN=$(cat {token_file})
+
+  # curl (OpenAI Chat Completions, streaming)
+  curl -N {base}/demo-openai/v1/chat/completions -H "Authorization: Bearer $AIBRIDGED_TOKEN" \
+       -H 'Content-Type: application/json' \
+       -d '{{"model":"demo","stream":true,"messages":[{{"role":"user","content":"hello"}}]}}'
+
+  # curl (Anthropic Messages)
+  curl {base}/demo-anthropic/v1/messages -H "X-Api-Key: $AIBRIDGED_TOKEN" -H 'anthropic-version: 2023-06-01' \
+       -H 'Content-Type: application/json' \
+       -d '{{"model":"claude-demo","max_tokens":256,"messages":[{{"role":"user","content":"hello"}}]}}'
+
+  # Claude Code
+  ANTHROPIC_BASE_URL={base}/demo-anthropic ANTHROPIC_AUTH_TOKEN=$AIBRIDGED_TOKEN claude
+
+  # Codex (~/.codex/config.toml)
+  model_provider = "aibridged"
+  [model_providers.aibridged]
+  name = "aibridged demo"
+  base_url = "{base}/demo-openai/v1"
+  env_key = "AIBRIDGED_TOKEN"
+  wire_api = "responses"
+""",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _build_app(config: Config, store: Store, dataplane: DataPlane, life: _Lifecycle) -> GatewayApp:
+    async def readiness() -> str | None:
+        if life.shutdown.is_set():
+            return "shutting down"
+        try:
+            await store.ping()
+        except StoreError as exc:
+            return str(exc)
+        return None
+
+    control = create_control_app(readiness, max_body_bytes=config.ai_gateway.max_body_bytes)
+    return GatewayApp(control, dataplane)
+
+
+async def _run_listener(
+    app: GatewayApp,
+    config: Config,
+    life: _Lifecycle,
+    services: trio.CancelScope,
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    settings = ListenerSettings(
+        address=config.server.http_address,
+        graceful_timeout_s=config.server.shutdown_grace_s,
+        tls_cert_file=config.server.tls_cert_file,
+        tls_key_file=config.server.tls_key_file,
+    )
+    await serve_asgi(
+        app, settings, what="http listener", shutdown_trigger=life.shutdown.wait, task_status=task_status
+    )
+    # The listener has drained: the background tasks go next, then the store closes.
+    services.cancel()
+
+
+async def _serve_metrics(
+    settings: ListenerSettings,
+    metrics: Metrics,
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    app = make_asgi_app(metrics.registry)
+    await serve_asgi(app, settings, what="metrics listener", task_status=task_status)
+
+
+async def _watch_store(store: Store) -> None:
+    """A store that stops answering is fatal: exiting lets systemd restart us cleanly."""
+    failures = 0
+    next_run = trio.current_time()
+    while True:
+        next_run += STORE_CHECK_INTERVAL_S
+        await trio.sleep_until(next_run)
+        try:
+            with trio.fail_after(STORE_CHECK_INTERVAL_S):
+                await store.ping()
+            failures = 0
+        except (StoreError, trio.TooSlowError) as exc:
+            failures += 1
+            log.warning("store.ping_failed", failures=failures, error=str(exc))
+            if failures >= STORE_CHECK_FAILURES:
+                raise StoreError(f"database stopped answering: {exc}") from exc
+
+
+async def _watch_signals(
+    life: _Lifecycle,
+    notifier: SdNotifier,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        task_status.started()
+        async for signum in signals:
+            if signum == signal.SIGHUP:
+                    # Providers come from the config file for now; reloading them from the database
+                # on SIGHUP arrives with the database-backed provider store.
+                log.info("daemon.sighup", action="nothing to reload: providers come from the config file")
+            elif not life.shutdown.is_set():
+                log.info("daemon.stopping", signal=signal.Signals(signum).name)
+                notifier.stopping()
+                life.shutdown.set()
+            else:
+                log.warning("daemon.stopping_now", signal=signal.Signals(signum).name)
+                life.root.cancel()

@@ -1,0 +1,72 @@
+"""Which request headers go upstream and which response headers come back (reference §1.4-1.5)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+# Hop-by-hop (RFC 9110 §7.6.1) plus what the transport sets itself.
+_HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+_TRANSPORT = frozenset({b"host", b"accept-encoding", b"content-length"})
+_FORWARDING = frozenset(
+    {b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto", b"x-forwarded-port", b"forwarded"}
+)
+_GATEWAY = frozenset(
+    {
+        b"x-coder-ai-governance-token",
+        b"x-coder-ai-governance-request-id",
+        b"x-coder-token",
+        b"coder-session-token",
+        b"x-coder-agent-firewall-session-id",
+        b"x-coder-agent-firewall-sequence-number",
+    }
+)
+CLIENT_AUTH = frozenset({b"authorization", b"x-api-key"})
+ALWAYS_DROPPED = _HOP_BY_HOP | _TRANSPORT | _FORWARDING | _GATEWAY
+
+# Response headers we must not copy: the ASGI server frames the body itself.
+_RESPONSE_DROPPED = _HOP_BY_HOP | frozenset({b"content-length", b"server", b"date"})
+
+
+def upstream_request_headers(
+    client_headers: Iterable[tuple[bytes, bytes]],
+    *,
+    keep_client_auth: bool,
+    auth: tuple[bytes, bytes] | None,
+    extra: Iterable[tuple[bytes, bytes]] = (),
+) -> list[tuple[bytes, bytes]]:
+    """Client headers minus hop-by-hop, transport, forwarding and gateway headers; client auth
+    kept only in BYOK mode; then the provider's auth header and any extra headers."""
+    connection_named = set()
+    out: list[tuple[bytes, bytes]] = []
+    pairs = list(client_headers)
+    for name, value in pairs:
+        if name == b"connection":
+            connection_named.update(t.strip().lower() for t in value.split(b","))
+    for name, value in pairs:
+        if name in ALWAYS_DROPPED or name in connection_named:
+            continue
+        if name in CLIENT_AUTH and not keep_client_auth:
+            continue
+        out.append((name, value))
+    if auth is not None:
+        out = [(n, v) for n, v in out if n not in CLIENT_AUTH]
+        out.append(auth)
+    out.extend(extra)
+    out.append((b"accept-encoding", b"identity"))  # relay bytes as they are, never re-encode
+    return out
+
+
+def client_response_headers(upstream: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    return [(n.lower(), v) for n, v in upstream if n.lower() not in _RESPONSE_DROPPED]

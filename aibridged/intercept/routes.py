@@ -1,0 +1,116 @@
+"""Which provider paths are intercepted, passed through or refused, and the per-API rewrites."""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from aibridged.providers.types import WireFormat
+
+
+class Api(enum.StrEnum):
+    CHAT_COMPLETIONS = "chat_completions"
+    RESPONSES = "responses"
+    MESSAGES = "messages"
+    PASSTHROUGH = "passthrough"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    api: Api
+    upstream_path: str  # appended to the provider's base URL
+
+
+# Paths relative to the provider's client-facing prefix. OpenAI-format prefixes end in /v1
+# because OpenAI base URLs include it; Anthropic-format ones do not (reference §1.3).
+_OPENAI_INTERCEPTED = {"/v1/chat/completions": Api.CHAT_COMPLETIONS, "/v1/responses": Api.RESPONSES}
+_OPENAI_PASSTHROUGH_EXACT = ("/v1/conversations", "/v1/models")
+_OPENAI_PASSTHROUGH_TREES = ("/v1/conversations/", "/v1/models/", "/v1/responses/")
+_ANTHROPIC_INTERCEPTED = {"/v1/messages": Api.MESSAGES}
+_ANTHROPIC_PASSTHROUGH_EXACT = ("/v1/models", "/v1/messages/count_tokens")
+_ANTHROPIC_PASSTHROUGH_TREES = ("/v1/models/", "/api/event_logging/")
+
+
+def classify(fmt: WireFormat, method: str, path: str) -> Route | None:
+    """The route for `path` (relative to /<provider>), or None: not supported."""
+    if ".." in path.split("/") or "//" in path:
+        return None  # no traversal games with the upstream URL
+    if fmt is WireFormat.OPENAI:
+        intercepted, exact, trees = (
+            _OPENAI_INTERCEPTED,
+            _OPENAI_PASSTHROUGH_EXACT,
+            _OPENAI_PASSTHROUGH_TREES,
+        )
+        # The base URL already ends in /v1: drop it from the upstream path.
+        upstream = path[3:] if path.startswith("/v1/") else path
+    else:
+        intercepted, exact, trees = (
+            _ANTHROPIC_INTERCEPTED,
+            _ANTHROPIC_PASSTHROUGH_EXACT,
+            _ANTHROPIC_PASSTHROUGH_TREES,
+        )
+        upstream = path
+    api = intercepted.get(path)
+    if api is not None:
+        return Route(api, upstream) if method == "POST" else None
+    if path in exact or (path.startswith(trees) and not path.endswith("/")):
+        return Route(Api.PASSTHROUGH, upstream)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedBody:
+    body: bytes  # what goes upstream
+    parsed: dict[str, Any]
+    stream: bool
+    model: str
+
+
+class BodyRejected(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def prepare_body(api: Api, raw: bytes) -> PreparedBody:
+    """Parse the client's JSON and apply only the reference's rewrites; the raw bytes go upstream
+    unchanged unless a rewrite was actually needed."""
+    try:
+        text = raw.decode("utf-8")  # JSON on the wire is UTF-8 (RFC 8259 §8.1): no sniffing
+    except UnicodeDecodeError as exc:
+        raise BodyRejected(400, "request body is not valid UTF-8") from exc
+    try:
+        parsed = json.loads(text)
+    except ValueError as exc:
+        raise BodyRejected(400, f"request body is not valid JSON: {exc}") from exc
+    if not isinstance(parsed, dict):
+        raise BodyRejected(400, "request body must be a JSON object")
+    stream = parsed.get("stream") is True
+    model = parsed.get("model")
+    if not isinstance(model, str):
+        model = ""
+    body = raw
+    if api is Api.RESPONSES and parsed.get("background") is True:
+        raise BodyRejected(501, "background requests are currently not supported by AI Bridge")
+    if api is Api.CHAT_COMPLETIONS and _rewrite_chat(parsed, stream):
+        body = json.dumps(parsed, ensure_ascii=False, separators=(",", ":")).encode()
+    return PreparedBody(body=body, parsed=parsed, stream=stream, model=model)
+
+
+def _rewrite_chat(parsed: dict[str, Any], stream: bool) -> bool:
+    """`n` forced to 1; streaming requests always ask for usage. True when something changed."""
+    changed = False
+    if parsed.get("n", 1) != 1:
+        parsed["n"] = 1
+        changed = True
+    if stream:
+        options = parsed.get("stream_options")
+        if not isinstance(options, dict):
+            options = {}
+        if options.get("include_usage") is not True:
+            parsed["stream_options"] = {**options, "include_usage": True}
+            changed = True
+    return changed

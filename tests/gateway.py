@@ -1,0 +1,104 @@
+"""Starting a whole gateway (run_daemon) against fake upstreams, for end-to-end tests."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import trio
+from prometheus_client import CollectorRegistry
+
+from aibridged.config import Config, load_config
+from aibridged.daemon import ADMIN_TOKEN_FILE, BoundAddresses, run_daemon
+from aibridged.demo import serve_demo_upstream
+from tests.fakes import FakeUpstream
+
+OPENAI_KEY = "sk-upstream-openai-0123456789"
+ANTHROPIC_KEY = "sk-ant-upstream-0123456789"
+
+
+@dataclass
+class Gateway:
+    config: Config
+    bound: BoundAddresses
+    token: str
+    upstream: FakeUpstream
+    upstream_url: str
+    registry: CollectorRegistry
+
+    @property
+    def url(self) -> str:
+        return self.bound.http[0]
+
+    def base(self, provider: str) -> str:
+        return f"{self.url}/api/v2/aibridge/{provider}"
+
+
+def write_config(state_dir: Path, upstream_url: str, extra_toml: str = "") -> Path:
+    path = state_dir / "aibridged.toml"
+    path.write_text(
+        f"""
+[server]
+http_address = "127.0.0.1:0"
+state_dir = "{state_dir}"
+shutdown_grace = "5s"
+
+[prometheus]
+enabled = false
+
+{extra_toml}
+
+[[providers]]
+type = "openai-compat"
+name = "openai"
+base_url = "{upstream_url}/v1"
+key_env = "TEST_OPENAI_KEY"
+
+[[providers]]
+type = "anthropic"
+name = "anthropic"
+base_url = "{upstream_url}"
+key_env = "TEST_ANTHROPIC_KEY"
+
+[[providers]]
+type = "openai"
+name = "switched-off"
+base_url = "{upstream_url}/v1"
+key_env = "TEST_OPENAI_KEY"
+enabled = false
+"""
+    )
+    return path
+
+
+async def start_gateway(
+    nursery: trio.Nursery,
+    *,
+    database_url: str,
+    state_dir: Path,
+    flags: Mapping[str, str] | None = None,
+    extra_toml: str = "",
+    upstream: FakeUpstream | None = None,
+    handle_signals: bool = False,
+) -> Gateway:
+    upstream = upstream or FakeUpstream()
+    upstream_url = await nursery.start(serve_demo_upstream, upstream)
+    path = write_config(state_dir, upstream_url, extra_toml)
+    config = load_config(
+        path=path,
+        env={"TEST_OPENAI_KEY": OPENAI_KEY, "TEST_ANTHROPIC_KEY": ANTHROPIC_KEY},
+        flags={"database.url": database_url, **(flags or {})},
+        search_default_path=False,
+    )
+    registry = CollectorRegistry()
+    bound = await nursery.start(
+        partial(run_daemon, config, registry=registry, handle_signals=handle_signals, environ=_env())
+    )
+    token = (state_dir / ADMIN_TOKEN_FILE).read_text().strip()
+    return Gateway(config, bound, token, upstream, upstream_url, registry)
+
+
+def _env() -> dict[str, str]:
+    return {"TEST_OPENAI_KEY": OPENAI_KEY, "TEST_ANTHROPIC_KEY": ANTHROPIC_KEY}

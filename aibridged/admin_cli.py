@@ -69,7 +69,10 @@ async def _tokens(store: Store, args: argparse.Namespace) -> int:
         )
         # The plaintext goes to stdout once and nowhere else; stderr explains.
         print(plaintext)
-        print(f"token {record.id} for {record.username}: store it now, it is not shown again", file=sys.stderr)
+        print(
+            f"token {record.id} for {record.username}: store it now, it is not shown again",
+            file=sys.stderr,
+        )
     elif args.action == "list":
         print_rows([_token_row(t) for t in await u.list_tokens(store, args.user)], args.format)
     else:

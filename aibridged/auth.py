@@ -47,7 +47,9 @@ class _Entry:
 
 
 class TokenCache:
-    def __init__(self, load: GrantLoader, *, ttl_s: float = 5.0, max_entries: int = 100_000) -> None:
+    def __init__(
+        self, load: GrantLoader, *, ttl_s: float = 5.0, max_entries: int = 100_000
+    ) -> None:
         self._load = load
         self._ttl_s = ttl_s
         self._max_entries = max_entries

@@ -26,12 +26,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--config", type=Path, help="TOML file (default: $AIBRIDGED_CONFIG or /etc/aibridged/aibridged.toml)")
+        p.add_argument(
+            "--config",
+            type=Path,
+            help="TOML file (default: $AIBRIDGED_CONFIG or /etc/aibridged/aibridged.toml)",
+        )
         add_config_flags(p)
         return p
 
     serve = with_config(sub.add_parser("serve", help="run the gateway"))
-    serve.add_argument("--demo", action="store_true", help="add the built-in demo-openai / demo-anthropic providers")
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="add the built-in demo-openai / demo-anthropic providers",
+    )
     with_config(sub.add_parser("check-config", help="validate the configuration and exit"))
     with_config(sub.add_parser("migrate", help="apply database migrations and exit"))
 
@@ -43,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--name", default="")
     create.add_argument("--email", default="")
     _add_format(users_sub.add_parser("list", help="list users"))
-    users_sub.add_parser("suspend", help="suspend a user (their tokens stop working within 5 s)").add_argument("username")
+    users_sub.add_parser(
+        "suspend", help="suspend a user (their tokens stop working within 5 s)"
+    ).add_argument("username")
     users_sub.add_parser("activate", help="re-activate a suspended user").add_argument("username")
 
     tokens = with_config(sub.add_parser("tokens", help="manage API tokens in the local database"))
@@ -130,10 +140,16 @@ def print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
     if not rows:
         return
     columns = list(rows[0])
-    widths = {c: max(len(c), *(len(str(r[c] if r[c] is not None else "")) for r in rows)) for c in columns}
+    widths = {
+        c: max(len(c), *(len(str(r[c] if r[c] is not None else "")) for r in rows)) for c in columns
+    }
     print("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
     for row in rows:
-        print("  ".join(str(row[c] if row[c] is not None else "").ljust(widths[c]) for c in columns).rstrip())
+        print(
+            "  ".join(
+                str(row[c] if row[c] is not None else "").ljust(widths[c]) for c in columns
+            ).rstrip()
+        )
 
 
 __all__ = ["Config", "main"]

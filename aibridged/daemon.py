@@ -25,8 +25,13 @@ from aibridged import __version__
 from aibridged.api.asgi import GatewayApp
 from aibridged.api.control import create_control_app
 from aibridged.api.dataplane import DataPlane
+from aibridged.api.http import ListenerSettings, serve_asgi
+from aibridged.auth import TokenCache
+from aibridged.config import Config
 from aibridged.demo import DemoUpstream, serve_demo_upstream
+from aibridged.errors import StartupError, StoreError
 from aibridged.intercept.upstream import UpstreamSettings, open_upstream_client
+from aibridged.metrics import Metrics
 from aibridged.providers.pool import (
     ProviderRegistry,
     ProviderSet,
@@ -34,11 +39,6 @@ from aibridged.providers.pool import (
     provider_from_seed,
     provider_set,
 )
-from aibridged.api.http import ListenerSettings, serve_asgi
-from aibridged.auth import TokenCache
-from aibridged.config import Config
-from aibridged.errors import StartupError, StoreError
-from aibridged.metrics import Metrics
 from aibridged.sdnotify import SdNotifier
 from aibridged.store import Store, apply_migrations, open_store
 from aibridged.store.embedded import start_embedded_postgres
@@ -107,7 +107,9 @@ async def run_daemon(
             app = _build_app(config, store, dataplane, life)
             async with trio.open_nursery() as services:
                 services.start_soon(_watch_store, store)
-                http_urls = await services.start(_run_listener, app, config, life, services.cancel_scope)
+                http_urls = await services.start(
+                    _run_listener, app, config, life, services.cancel_scope
+                )
                 metrics.ready.set(1)
                 notifier.ready()
                 log.info("daemon.ready", http=http_urls, metrics=metrics_urls, version=__version__)
@@ -138,7 +140,9 @@ async def open_database(config: Config) -> AsyncIterator[Store]:
         dsn = embedded.uri
     try:
         async with open_store(
-            dsn, pool_size=config.database.pool_size, connect_timeout_s=config.database.connect_timeout_s
+            dsn,
+            pool_size=config.database.pool_size,
+            connect_timeout_s=config.database.connect_timeout_s,
         ) as store:
             log.info("store.connected", database=store.dsn_for_humans)
             yield store
@@ -176,15 +180,28 @@ def _first_provider_set(
     providers = [provider_from_seed(seed, environ) for seed in config.providers]
     if demo_url is not None:
         providers += [
-            build_provider(name="demo-openai", type_name="openai-compat", base_url=demo_url + "/v1", keys=("demo-key",)),
-            build_provider(name="demo-anthropic", type_name="anthropic", base_url=demo_url, keys=("demo-key",)),
+            build_provider(
+                name="demo-openai",
+                type_name="openai-compat",
+                base_url=demo_url + "/v1",
+                keys=("demo-key",),
+            ),
+            build_provider(
+                name="demo-anthropic", type_name="anthropic", base_url=demo_url, keys=("demo-key",)
+            ),
         ]
     try:
         built = provider_set(providers)
     except ValueError as exc:
         raise StartupError(str(exc)) from exc
     for provider in built.providers.values():
-        log.info("provider.loaded", provider=provider.name, type=provider.type.name, status=provider.status, base_url=provider.base_url)
+        log.info(
+            "provider.loaded",
+            provider=provider.name,
+            type=provider.type.name,
+            status=provider.status,
+            base_url=provider.base_url,
+        )
     return built
 
 
@@ -204,9 +221,11 @@ The admin token was written to {token_file} on first boot.
        -d '{{"model":"demo","stream":true,"messages":[{{"role":"user","content":"hello"}}]}}'
 
   # curl (Anthropic Messages)
-  curl {base}/demo-anthropic/v1/messages -H "X-Api-Key: $AIBRIDGED_TOKEN" -H 'anthropic-version: 2023-06-01' \
+  curl {base}/demo-anthropic/v1/messages -H "X-Api-Key: $AIBRIDGED_TOKEN" \
+       -H 'anthropic-version: 2023-06-01' \
        -H 'Content-Type: application/json' \
-       -d '{{"model":"claude-demo","max_tokens":256,"messages":[{{"role":"user","content":"hello"}}]}}'
+       -d '{{"model":"claude-demo","max_tokens":256,
+            "messages":[{{"role":"user","content":"hello"}}]}}'
 
   # Claude Code
   ANTHROPIC_BASE_URL={base}/demo-anthropic ANTHROPIC_AUTH_TOKEN=$AIBRIDGED_TOKEN claude
@@ -253,7 +272,11 @@ async def _run_listener(
         tls_key_file=config.server.tls_key_file,
     )
     await serve_asgi(
-        app, settings, what="http listener", shutdown_trigger=life.shutdown.wait, task_status=task_status
+        app,
+        settings,
+        what="http listener",
+        shutdown_trigger=life.shutdown.wait,
+        task_status=task_status,
     )
     # The listener has drained: the background tasks go next, then the store closes.
     services.cancel()
@@ -297,9 +320,11 @@ async def _watch_signals(
         task_status.started()
         async for signum in signals:
             if signum == signal.SIGHUP:
-                    # Providers come from the config file for now; reloading them from the database
+                # Providers come from the config file for now; reloading them from the database
                 # on SIGHUP arrives with the database-backed provider store.
-                log.info("daemon.sighup", action="nothing to reload: providers come from the config file")
+                log.info(
+                    "daemon.sighup", action="nothing to reload: providers come from the config file"
+                )
             elif not life.shutdown.is_set():
                 log.info("daemon.stopping", signal=signal.Signals(signum).name)
                 notifier.stopping()

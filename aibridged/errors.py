@@ -6,7 +6,7 @@
     ├── StoreError                the database failed
     │   ├── StoreUnavailable      cannot connect / connection lost
     │   └── MigrationError        a migration could not be applied
-    ├── AuthError                 a token is missing, malformed, unknown, revoked or its user suspended
+    ├── AuthError                 a token is missing, malformed, unknown or revoked; user suspended
     ├── InvalidInput              a value given by a user (CLI, API) is not acceptable
     ├── NotFound                  a named object (user, token, provider) does not exist
     ├── Conflict                  a unique name is already taken
@@ -15,8 +15,8 @@
         ├── UpstreamConnectError
         └── UpstreamStatusError   carries the provider-shaped body to relay
 
-Library exceptions (asyncpg, httpx2, trio streams, OSError) are translated once, where they enter our
-code, with ``raise X from exc``.
+Library exceptions (asyncpg, httpx2, trio streams, OSError) are translated once, where they enter
+our code, with ``raise X from exc``.
 """
 
 from __future__ import annotations

@@ -81,7 +81,9 @@ class _Sinks:
         self._console = structlog.dev.ConsoleRenderer(colors=bool(human and human.isatty()))
         self._json_renderer = structlog.processors.JSONRenderer()
 
-    def __call__(self, logger: object, method_name: str, event_dict: MutableMapping[str, Any]) -> str:
+    def __call__(
+        self, logger: object, method_name: str, event_dict: MutableMapping[str, Any]
+    ) -> str:
         if self._json is not None:
             self._json.write(str(self._json_renderer(logger, method_name, dict(event_dict))) + "\n")
             self._json.flush()
@@ -103,7 +105,7 @@ def _open(path: str) -> TextIO:
     try:
         file = Path(path)
         file.parent.mkdir(parents=True, exist_ok=True)
-        return open(file, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - lives as long as the process
+        return open(file, "a", encoding="utf-8", buffering=1)
     except OSError as exc:
         raise ConfigError(f"cannot open log file {path}: {exc.strerror}") from exc
 

@@ -32,9 +32,11 @@ class Metrics:
         )
         # no labels.
         self.build_info = Gauge(
-            PREFIX + "build_info", "Constant 1, labelled with the version.", ["version"],
+            PREFIX + "build_info",
+            "Constant 1, labelled with the version.",
+            ["version"],
             registry=registry,
         )
-        self.ready = Gauge(PREFIX + "ready", "1 once the daemon is ready to serve.", registry=registry)
-
-
+        self.ready = Gauge(
+            PREFIX + "ready", "1 once the daemon is ready to serve.", registry=registry
+        )

@@ -9,8 +9,8 @@ import os
 import socket
 import time
 
-import trio
 import structlog
+import trio
 
 log = structlog.get_logger("aibridged.sdnotify")
 
@@ -48,7 +48,9 @@ class SdNotifier:
     def stopping(self) -> None:
         self.notify("STOPPING=1")
 
-    async def run_watchdog(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run_watchdog(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         task_status.started()
         if self.watchdog_interval_s is None or not self._address:
             return

@@ -51,6 +51,7 @@ async def _create_template(server: EmbeddedPostgres) -> None:
         await conn.execute(f"CREATE DATABASE {TEMPLATE_DB}")
     finally:
         await conn.close()
+
     async def migrate() -> None:
         async with open_store(
             _admin_dsn(server, TEMPLATE_DB), pool_size=2, connect_timeout_s=10

@@ -94,7 +94,9 @@ async def start_gateway(
     )
     registry = CollectorRegistry()
     bound = await nursery.start(
-        partial(run_daemon, config, registry=registry, handle_signals=handle_signals, environ=_env())
+        partial(
+            run_daemon, config, registry=registry, handle_signals=handle_signals, environ=_env()
+        )
     )
     token = (state_dir / ADMIN_TOKEN_FILE).read_text().strip()
     return Gateway(config, bound, token, upstream, upstream_url, registry)

@@ -38,7 +38,9 @@ class _Db:
         return self.grant if self.grant and self.grant.token_id == token_id else None
 
 
-async def test_cache_loads_once_per_ttl_and_sees_revocation_within_it(autojump_clock: object) -> None:
+async def test_cache_loads_once_per_ttl_and_sees_revocation_within_it(
+    autojump_clock: object,
+) -> None:
     tid, secret = generate_token()
     db = _Db(_grant(tid, secret))
     cache = TokenCache(db.load, ttl_s=5.0)

@@ -17,7 +17,12 @@ from aibridged.sdnotify import SdNotifier
 from tests.fakes import FakeUpstream
 from tests.gateway import start_gateway
 
-MSG = {"model": "claude-demo", "max_tokens": 64, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+MSG = {
+    "model": "claude-demo",
+    "max_tokens": 64,
+    "stream": True,
+    "messages": [{"role": "user", "content": "hi"}],
+}
 
 
 async def test_health_readiness_metrics_and_admin_token_file(
@@ -35,7 +40,11 @@ async def test_health_readiness_metrics_and_admin_token_file(
         search_default_path=False,
     )
     registry = CollectorRegistry()
-    bound = await nursery.start(lambda task_status: run_daemon(config, registry=registry, handle_signals=False, task_status=task_status))
+    bound = await nursery.start(
+        lambda task_status: run_daemon(
+            config, registry=registry, handle_signals=False, task_status=task_status
+        )
+    )
     async with httpx2.AsyncClient() as http:
         assert (await http.get(bound.http[0] + "/healthz")).status_code == 200
         ready = await http.get(bound.http[0] + "/readyz")
@@ -53,7 +62,13 @@ async def test_sigterm_lets_an_inflight_stream_finish_then_stops(
     nursery: trio.Nursery, database_url: str, tmp_path: Path
 ) -> None:
     upstream = FakeUpstream(chunk_delay_s=0.1, stream_chunks=10)
-    gw = await start_gateway(nursery, database_url=database_url, state_dir=tmp_path, upstream=upstream, handle_signals=True)
+    gw = await start_gateway(
+        nursery,
+        database_url=database_url,
+        state_dir=tmp_path,
+        upstream=upstream,
+        handle_signals=True,
+    )
     # start_gateway runs the daemon in `nursery`; watch for its end through the health endpoint.
     events: list[bytes] = []
     async with httpx2.AsyncClient(timeout=10) as http:
@@ -76,7 +91,9 @@ async def test_sigterm_lets_an_inflight_stream_finish_then_stops(
             await trio.sleep(0.05)
 
 
-async def test_sd_notify_sends_ready_and_stopping(nursery: trio.Nursery, database_url: str, tmp_path: Path) -> None:
+async def test_sd_notify_sends_ready_and_stopping(
+    nursery: trio.Nursery, database_url: str, tmp_path: Path
+) -> None:
     sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_DGRAM)
     path = str(tmp_path / "notify.sock")
     await sock.bind(path)
@@ -84,14 +101,21 @@ async def test_sd_notify_sends_ready_and_stopping(nursery: trio.Nursery, databas
     config = load_config(
         path=None,
         env={},
-        flags={"database.url": database_url, "server.state_dir": str(tmp_path), "server.http_address": "127.0.0.1:0", "prometheus.enabled": "false"},
+        flags={
+            "database.url": database_url,
+            "server.state_dir": str(tmp_path),
+            "server.http_address": "127.0.0.1:0",
+            "prometheus.enabled": "false",
+        },
         search_default_path=False,
     )
     cancel = trio.CancelScope()
 
     async def daemon(task_status: trio.TaskStatus[object]) -> None:
         with cancel:
-            await run_daemon(config, notifier=notifier, handle_signals=True, task_status=task_status)
+            await run_daemon(
+                config, notifier=notifier, handle_signals=True, task_status=task_status
+            )
 
     await nursery.start(daemon)
     with trio.fail_after(5):

@@ -9,6 +9,7 @@ from typing import Any
 import httpx2
 import pytest
 import trio
+from structlog.testing import capture_logs
 
 from aibridged.intercept.sse import SSEParser
 from tests.fakes import FakeUpstream
@@ -24,7 +25,12 @@ async def gateway(nursery: trio.Nursery, database_url: str, tmp_path: Path) -> G
         nursery,
         database_url=database_url,
         state_dir=tmp_path,
-        extra_toml='[ai_gateway]\nmax_body_size = "64KiB"\nupstream_timeout = "1s"\nstream_ping_interval = "200ms"\n',
+        extra_toml=(
+            "[ai_gateway]\n"
+            'max_body_size = "64KiB"\n'
+            'upstream_timeout = "1s"\n'
+            'stream_ping_interval = "200ms"\n'
+        ),
     )
 
 
@@ -58,7 +64,9 @@ def _anthropic_error(response: httpx2.Response) -> str:
     return str(body["error"]["message"])
 
 
-async def test_missing_token_is_400_in_provider_shape(gateway: Gateway, http: httpx2.AsyncClient) -> None:
+async def test_missing_token_is_400_in_provider_shape(
+    gateway: Gateway, http: httpx2.AsyncClient
+) -> None:
     r = await http.post(_chat_url(gateway), json=CHAT)
     assert r.status_code == 400 and _openai_error(r) == "no authentication key provided"
     r = await http.post(_msg_url(gateway), json=MSG)
@@ -82,19 +90,25 @@ async def test_token_in_x_api_key_authenticates_and_never_goes_upstream(
     assert "x-api-key" not in sent
 
 
-async def test_suspended_user_is_403_within_the_cache_ttl(gateway: Gateway, http: httpx2.AsyncClient) -> None:
+async def test_suspended_user_is_403_within_the_cache_ttl(
+    gateway: Gateway, http: httpx2.AsyncClient
+) -> None:
     from aibridged.store import open_store
     from aibridged.store import users as u
 
     async with open_store(gateway.config.database.url, pool_size=1, connect_timeout_s=5) as store:
         await u.create_user(store, username="erin")
         _, token = await u.create_token(store, "erin")
-        r = await http.post(_chat_url(gateway), json=CHAT, headers={"authorization": f"Bearer {token}"})
+        r = await http.post(
+            _chat_url(gateway), json=CHAT, headers={"authorization": f"Bearer {token}"}
+        )
         assert r.status_code == 200
         await u.set_user_status(store, "erin", "suspended")
     with trio.fail_after(8):
         while True:
-            r = await http.post(_chat_url(gateway), json=CHAT, headers={"authorization": f"Bearer {token}"})
+            r = await http.post(
+                _chat_url(gateway), json=CHAT, headers={"authorization": f"Bearer {token}"}
+            )
             if r.status_code == 403:
                 break
             await trio.sleep(0.25)
@@ -125,7 +139,9 @@ async def test_disabled_provider_is_503(gateway: Gateway, http: httpx2.AsyncClie
     assert _openai_error(r) == 'provider_disabled: AI provider "switched-off" is disabled'
 
 
-async def test_oversize_body_is_413_without_reading_it_all(gateway: Gateway, http: httpx2.AsyncClient) -> None:
+async def test_oversize_body_is_413_without_reading_it_all(
+    gateway: Gateway, http: httpx2.AsyncClient
+) -> None:
     big = {"model": "x", "messages": [{"role": "user", "content": "a" * 100_000}]}
     r = await http.post(_chat_url(gateway), json=big, headers=_auth(gateway))
     assert r.status_code == 413
@@ -135,25 +151,44 @@ async def test_oversize_body_is_413_without_reading_it_all(gateway: Gateway, htt
         for _ in range(100):
             yield b"x" * 1024
 
-    r = await http.post(_msg_url(gateway), content=chunks(), headers={**_auth(gateway), "content-type": "application/json"})
+    r = await http.post(
+        _msg_url(gateway),
+        content=chunks(),
+        headers={**_auth(gateway), "content-type": "application/json"},
+    )
     assert r.status_code == 413 and "64KiB" in _anthropic_error(r)
 
 
 @pytest.mark.parametrize(
-    ("body", "fragment"), [(b"{not json", "not valid JSON"), (b"[1,2]", "JSON object"), (b"\xff\xfe{}", "UTF-8")]
+    ("body", "fragment"),
+    [(b"{not json", "not valid JSON"), (b"[1,2]", "JSON object"), (b"\xff\xfe{}", "UTF-8")],
 )
-async def test_malformed_body_is_400(gateway: Gateway, http: httpx2.AsyncClient, body: bytes, fragment: str) -> None:
-    r = await http.post(_msg_url(gateway), content=body, headers={**_auth(gateway), "content-type": "application/json"})
+async def test_malformed_body_is_400(
+    gateway: Gateway, http: httpx2.AsyncClient, body: bytes, fragment: str
+) -> None:
+    r = await http.post(
+        _msg_url(gateway),
+        content=body,
+        headers={**_auth(gateway), "content-type": "application/json"},
+    )
     assert r.status_code == 400 and fragment in _anthropic_error(r)
 
 
 async def test_wrong_content_type_is_415(gateway: Gateway, http: httpx2.AsyncClient) -> None:
-    r = await http.post(_chat_url(gateway), content=json.dumps(CHAT), headers={**_auth(gateway), "content-type": "text/plain"})
+    r = await http.post(
+        _chat_url(gateway),
+        content=json.dumps(CHAT),
+        headers={**_auth(gateway), "content-type": "text/plain"},
+    )
     assert r.status_code == 415 and "application/json" in _openai_error(r)
 
 
 async def test_background_responses_are_501(gateway: Gateway, http: httpx2.AsyncClient) -> None:
-    r = await http.post(gateway.base("openai") + "/v1/responses", json={"model": "m", "input": "x", "background": True}, headers=_auth(gateway))
+    r = await http.post(
+        gateway.base("openai") + "/v1/responses",
+        json={"model": "m", "input": "x", "background": True},
+        headers=_auth(gateway),
+    )
     assert r.status_code == 501 and "background requests" in _openai_error(r)
 
 
@@ -165,7 +200,9 @@ async def test_upstream_error_before_streaming_is_relayed_with_its_status(
     r = await http.post(_msg_url(gateway), json={**MSG, "stream": True}, headers=_auth(gateway))
     assert r.status_code == status
     assert _anthropic_error(r)
-    gateway.upstream.fail_next(status, b"<html>bad gateway</html>", (("content-type", "text/html"),))
+    gateway.upstream.fail_next(
+        status, b"<html>bad gateway</html>", (("content-type", "text/html"),)
+    )
     r = await http.post(_chat_url(gateway), json=CHAT, headers=_auth(gateway))
     assert r.status_code == status and "bad gateway" in _openai_error(r)
 
@@ -179,7 +216,9 @@ async def test_unreachable_upstream_is_502(
         sock.bind(("127.0.0.1", 0))
         dead_port = sock.getsockname()[1]
     dead = f'[[providers]]\ntype = "anthropic"\nname = "dead"\nbase_url = "http://127.0.0.1:{dead_port}"\n'
-    gw = await start_gateway(nursery, database_url=database_url, state_dir=tmp_path, extra_toml=dead)
+    gw = await start_gateway(
+        nursery, database_url=database_url, state_dir=tmp_path, extra_toml=dead
+    )
     r = await http.post(gw.base("dead") + "/v1/messages", json=MSG, headers=_auth(gw))
     assert r.status_code == 502
     assert "upstream request failed" in _anthropic_error(r)
@@ -208,15 +247,21 @@ async def _sse(response: httpx2.Response) -> list[Any]:
     return events
 
 
-async def test_upstream_reset_mid_stream_becomes_an_error_event(gateway: Gateway, http: httpx2.AsyncClient) -> None:
+async def test_upstream_reset_mid_stream_becomes_an_error_event(
+    gateway: Gateway, http: httpx2.AsyncClient
+) -> None:
     gateway.upstream.reset_mid_stream_next(after_events=3)
-    async with http.stream("POST", _msg_url(gateway), json={**MSG, "stream": True}, headers=_auth(gateway)) as r:
+    async with http.stream(
+        "POST", _msg_url(gateway), json={**MSG, "stream": True}, headers=_auth(gateway)
+    ) as r:
         assert r.status_code == 200
         events = await _sse(r)
     assert events[-1].event == "error"
     assert events[-1].json()["error"]["type"] == "api_error"
     gateway.upstream.reset_mid_stream_next(after_events=2)
-    async with http.stream("POST", _chat_url(gateway), json={**CHAT, "stream": True}, headers=_auth(gateway)) as r:
+    async with http.stream(
+        "POST", _chat_url(gateway), json={**CHAT, "stream": True}, headers=_auth(gateway)
+    ) as r:
         events = await _sse(r)
     assert "error" in events[-1].json()
 
@@ -225,30 +270,57 @@ async def test_upstream_silence_mid_stream_times_out_into_an_error_event(
     gateway: Gateway, http: httpx2.AsyncClient
 ) -> None:
     gateway.upstream.stall_next(3)  # upstream_timeout is 1 s in this gateway
-    async with http.stream("POST", _chat_url(gateway), json={**CHAT, "stream": True}, headers=_auth(gateway)) as r:
+    async with http.stream(
+        "POST", _chat_url(gateway), json={**CHAT, "stream": True}, headers=_auth(gateway)
+    ) as r:
         events = await _sse(r)
     assert "timed out" in events[-1].json()["error"]["message"]
 
 
-async def test_anthropic_streams_get_pings_during_long_silences(gateway: Gateway, http: httpx2.AsyncClient) -> None:
+async def test_anthropic_streams_get_pings_during_long_silences(
+    gateway: Gateway, http: httpx2.AsyncClient
+) -> None:
     gateway.upstream.stall_next(0.7)  # ping interval is 200 ms in this gateway
-    async with http.stream("POST", _msg_url(gateway), json={**MSG, "stream": True}, headers=_auth(gateway)) as r:
+    async with http.stream(
+        "POST", _msg_url(gateway), json={**MSG, "stream": True}, headers=_auth(gateway)
+    ) as r:
         events = await _sse(r)
     names = [e.event for e in events]
     assert names.count("ping") >= 2
     assert names[-1] == "message_stop"
 
 
-async def test_client_disconnect_cancels_the_upstream_within_100ms(gateway: Gateway, http: httpx2.AsyncClient) -> None:
+async def test_finished_stream_is_not_logged_as_a_client_disconnect(
+    gateway: Gateway, http: httpx2.AsyncClient
+) -> None:
+    with capture_logs() as logs:
+        async with http.stream(
+            "POST", _msg_url(gateway), json={**MSG, "stream": True}, headers=_auth(gateway)
+        ) as r:
+            await r.aread()
+        await trio.sleep(0.05)
+    [line] = [e for e in logs if e["event"] == "interception.finished"]
+    assert line["client_gone"] is False and line["status"] == 200 and line["events"] > 5
+
+
+async def test_client_disconnect_cancels_the_upstream_within_100ms(
+    gateway: Gateway, http: httpx2.AsyncClient
+) -> None:
     upstream: FakeUpstream = gateway.upstream
     upstream.hold_stream_open(interval_s=0.01)
-    async with http.stream("POST", _msg_url(gateway), json={**MSG, "stream": True}, headers=_auth(gateway)) as r:
-        async for _ in r.aiter_raw():
-            break
-        left_at = trio.current_time()
-    with trio.fail_after(2):
-        await upstream.disconnected.wait()
+    with capture_logs() as logs:
+        async with http.stream(
+            "POST", _msg_url(gateway), json={**MSG, "stream": True}, headers=_auth(gateway)
+        ) as r:
+            async for _ in r.aiter_raw():
+                break
+        left_at = trio.current_time()  # the response is closed: the client has gone
+        with trio.fail_after(2):
+            await upstream.disconnected.wait()
+        await trio.sleep(0.05)
     assert upstream.disconnect_times[-1] - left_at < 0.1
+    [line] = [e for e in logs if e["event"] == "interception.finished"]
+    assert line["client_gone"] is True
 
 
 async def test_byok_sends_the_users_own_key_and_can_be_disabled(
@@ -263,15 +335,31 @@ async def test_byok_sends_the_users_own_key_and_can_be_disabled(
     assert "x-coder-ai-governance-token" not in sent
 
 
-async def test_byok_disabled_is_403(nursery: trio.Nursery, database_url: str, tmp_path: Path, http: httpx2.AsyncClient) -> None:
-    gw = await start_gateway(nursery, database_url=database_url, state_dir=tmp_path, flags={"ai_gateway.allow_byok": "false"})
+async def test_byok_disabled_is_403(
+    nursery: trio.Nursery, database_url: str, tmp_path: Path, http: httpx2.AsyncClient
+) -> None:
+    gw = await start_gateway(
+        nursery,
+        database_url=database_url,
+        state_dir=tmp_path,
+        flags={"ai_gateway.allow_byok": "false"},
+    )
     r = await http.post(_chat_url(gw), json=CHAT, headers={"x-coder-ai-governance-token": gw.token})
-    assert r.status_code == 403 and _openai_error(r) == "Bring Your Own Key (BYOK) mode is not enabled."
+    assert (
+        r.status_code == 403
+        and _openai_error(r) == "Bring Your Own Key (BYOK) mode is not enabled."
+    )
 
 
-async def test_rate_limit_is_429_with_retry_after(nursery: trio.Nursery, database_url: str, tmp_path: Path, http: httpx2.AsyncClient) -> None:
-    gw = await start_gateway(nursery, database_url=database_url, state_dir=tmp_path, flags={"ai_gateway.rate_limit": "2"})
-    statuses = [(await http.post(_chat_url(gw), json=CHAT, headers=_auth(gw))).status_code for _ in range(6)]
+async def test_rate_limit_is_429_with_retry_after(
+    nursery: trio.Nursery, database_url: str, tmp_path: Path, http: httpx2.AsyncClient
+) -> None:
+    gw = await start_gateway(
+        nursery, database_url=database_url, state_dir=tmp_path, flags={"ai_gateway.rate_limit": "2"}
+    )
+    statuses = [
+        (await http.post(_chat_url(gw), json=CHAT, headers=_auth(gw))).status_code for _ in range(6)
+    ]
     assert 429 in statuses
     r = await http.post(_chat_url(gw), json=CHAT, headers=_auth(gw))
     if r.status_code == 429:
@@ -279,18 +367,33 @@ async def test_rate_limit_is_429_with_retry_after(nursery: trio.Nursery, databas
         assert "rate limited" in _openai_error(r)
 
 
-async def test_max_concurrency_is_503(nursery: trio.Nursery, database_url: str, tmp_path: Path, http: httpx2.AsyncClient) -> None:
-    gw = await start_gateway(nursery, database_url=database_url, state_dir=tmp_path, flags={"ai_gateway.max_concurrency": "1"})
+async def test_max_concurrency_is_503(
+    nursery: trio.Nursery, database_url: str, tmp_path: Path, http: httpx2.AsyncClient
+) -> None:
+    gw = await start_gateway(
+        nursery,
+        database_url=database_url,
+        state_dir=tmp_path,
+        flags={"ai_gateway.max_concurrency": "1"},
+    )
     gw.upstream.hold_stream_open(interval_s=0.05)
-    async with http.stream("POST", _msg_url(gw), json={**MSG, "stream": True}, headers=_auth(gw)) as held:
+    async with http.stream(
+        "POST", _msg_url(gw), json={**MSG, "stream": True}, headers=_auth(gw)
+    ) as held:
         assert held.status_code == 200
         r = await http.post(_msg_url(gw), json=MSG, headers=_auth(gw))
         assert r.status_code == 503 and "at capacity" in _anthropic_error(r)
 
 
-async def test_passthrough_models_injects_the_provider_key(gateway: Gateway, http: httpx2.AsyncClient) -> None:
+async def test_passthrough_models_injects_the_provider_key(
+    gateway: Gateway, http: httpx2.AsyncClient
+) -> None:
     r = await http.get(gateway.base("openai") + "/v1/models", headers=_auth(gateway))
     assert r.status_code == 200 and r.json()["object"] == "list"
     assert dict(gateway.upstream.requests[-1].headers)["authorization"] == f"Bearer {OPENAI_KEY}"
-    r = await http.post(gateway.base("anthropic") + "/v1/messages/count_tokens", json=MSG, headers={"x-api-key": gateway.token})
+    r = await http.post(
+        gateway.base("anthropic") + "/v1/messages/count_tokens",
+        json=MSG,
+        headers={"x-api-key": gateway.token},
+    )
     assert r.status_code == 200 and "input_tokens" in r.json()

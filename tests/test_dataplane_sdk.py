@@ -24,7 +24,11 @@ TOOLS_OPENAI = [
         "function": {
             "name": "read_file",
             "description": "Read a file",
-            "parameters": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]},
+            "parameters": {
+                "type": "object",
+                "properties": {"path": {"type": "string"}},
+                "required": ["path"],
+            },
         },
     }
 ]
@@ -32,7 +36,11 @@ TOOLS_ANTHROPIC = [
     {
         "name": "read_file",
         "description": "Read a file",
-        "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]},
+        "input_schema": {
+            "type": "object",
+            "properties": {"path": {"type": "string"}},
+            "required": ["path"],
+        },
     }
 ]
 
@@ -56,13 +64,28 @@ def _last_upstream_headers(gw: Gateway) -> dict[str, str]:
 
 def _strip_ids(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _strip_ids(v) for k, v in value.items() if k not in ("id", "created", "created_at", "call_id", "item_id", "sequence_number", "signature")}
+        return {
+            k: _strip_ids(v)
+            for k, v in value.items()
+            if k
+            not in (
+                "id",
+                "created",
+                "created_at",
+                "call_id",
+                "item_id",
+                "sequence_number",
+                "signature",
+            )
+        }
     if isinstance(value, list):
         return [_strip_ids(v) for v in value]
     return value
 
 
-async def test_chat_completions_blocking_and_streaming_match_the_direct_path(gateway: Gateway) -> None:
+async def test_chat_completions_blocking_and_streaming_match_the_direct_path(
+    gateway: Gateway,
+) -> None:
     direct = _openai(gateway.upstream_url + "/v1", "direct")
     via = _openai(gateway.base("openai") + "/v1", gateway.token)
     for kwargs in ({}, {"tools": TOOLS_OPENAI}):
@@ -73,7 +96,9 @@ async def test_chat_completions_blocking_and_streaming_match_the_direct_path(gat
 
     async def collect(client: openai.AsyncOpenAI) -> tuple[str, Any, int]:
         text, usage, chunks = "", None, 0
-        stream = await client.chat.completions.create(model="gpt-demo", messages=MESSAGES, stream=True)
+        stream = await client.chat.completions.create(
+            model="gpt-demo", messages=MESSAGES, stream=True
+        )
         async for chunk in stream:
             chunks += 1
             if chunk.choices and chunk.choices[0].delta.content:
@@ -83,7 +108,7 @@ async def test_chat_completions_blocking_and_streaming_match_the_direct_path(gat
         return text, usage, chunks
 
     direct_text, _, _ = await collect(direct)
-    text, usage, chunks = await collect(via)
+    text, usage, _chunks = await collect(via)
     assert text == direct_text and text
     # The gateway forces stream_options.include_usage on streaming chat (reference §1.4).
     assert usage is not None and usage["completion_tokens"] > 0
@@ -94,7 +119,11 @@ async def test_chat_completions_blocking_and_streaming_match_the_direct_path(gat
 async def test_responses_blocking_and_streaming_match_the_direct_path(gateway: Gateway) -> None:
     direct = _openai(gateway.upstream_url + "/v1", "direct")
     via = _openai(gateway.base("openai") + "/v1", gateway.token)
-    kwargs: dict[str, Any] = {"model": "gpt-demo", "input": "Explain SSE", "reasoning": {"effort": "low", "summary": "auto"}}
+    kwargs: dict[str, Any] = {
+        "model": "gpt-demo",
+        "input": "Explain SSE",
+        "reasoning": {"effort": "low", "summary": "auto"},
+    }
     a = await direct.responses.create(**kwargs)
     b = await via.responses.create(**kwargs)
     assert b.output_text == a.output_text and b.output_text
@@ -128,9 +157,11 @@ async def test_messages_with_thinking_and_tool_use_match_the_direct_path(gateway
     a = await direct.messages.create(**kwargs)
     b = await via.messages.create(**kwargs)
     assert _strip_ids(b.model_dump()) == _strip_ids(a.model_dump())
-    assert [block.type for block in b.content] == ["thinking", "text", "tool_use"] or "tool_use" in [
-        block.type for block in b.content
-    ]
+    assert [block.type for block in b.content] == [
+        "thinking",
+        "text",
+        "tool_use",
+    ] or "tool_use" in [block.type for block in b.content]
     headers = _last_upstream_headers(gateway)
     assert headers["x-api-key"] == ANTHROPIC_KEY
     assert "authorization" not in headers
@@ -151,21 +182,30 @@ async def test_messages_with_thinking_and_tool_use_match_the_direct_path(gateway
 
 async def test_request_body_goes_upstream_byte_for_byte(gateway: Gateway) -> None:
     via = _anthropic(gateway.base("anthropic"), gateway.token)
-    await via.messages.create(model="claude-demo", max_tokens=64, messages=MESSAGES, metadata={"user_id": "u"})
+    await via.messages.create(
+        model="claude-demo", max_tokens=64, messages=MESSAGES, metadata={"user_id": "u"}
+    )
     recorded = gateway.upstream.requests[-1]
     body = json.loads(recorded.body)
     assert body["metadata"] == {"user_id": "u"}
     # The gateway never re-serialises a messages body: identical bytes to what the SDK sent.
     async with trio.open_nursery():
         pass
-    raw = b'{"model":"claude-demo","max_tokens":8,  "messages":[{"role":"user","content":"hi \\u00e9"}]}'
+    raw = (
+        b'{"model":"claude-demo","max_tokens":8,  '
+        b'"messages":[{"role":"user","content":"hi \\u00e9"}]}'
+    )
     import httpx2
 
     async with httpx2.AsyncClient() as client:
         response = await client.post(
             gateway.base("anthropic") + "/v1/messages",
             content=raw,
-            headers={"x-api-key": gateway.token, "content-type": "application/json", "anthropic-version": "2023-06-01"},
+            headers={
+                "x-api-key": gateway.token,
+                "content-type": "application/json",
+                "anthropic-version": "2023-06-01",
+            },
         )
     assert response.status_code == 200
     assert gateway.upstream.requests[-1].body == raw

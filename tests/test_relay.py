@@ -1,3 +1,4 @@
+# ruff: noqa: E501
 """The relay alone: bytes out equal bytes in, and the side parser sees every event, whatever the
 upstream's chunking (each recorded stream is re-cut at every byte boundary)."""
 
@@ -54,7 +55,9 @@ def _transport(payload: bytes, cut: int, content_type: str) -> httpx2.MockTransp
     return httpx2.MockTransport(handler)
 
 
-async def _relay(payload: bytes, cut: int, fmt: WireFormat, stream: bool) -> tuple[bytes, _Collector, dict[str, Any]]:
+async def _relay(
+    payload: bytes, cut: int, fmt: WireFormat, stream: bool
+) -> tuple[bytes, _Collector, dict[str, Any]]:
     sent: list[dict[str, Any]] = []
 
     async def send(message: dict[str, Any]) -> None:
@@ -75,8 +78,12 @@ async def _relay(payload: bytes, cut: int, fmt: WireFormat, stream: bool) -> tup
     return body, observer, start
 
 
-@pytest.mark.parametrize(("payload", "fmt"), [(ANTHROPIC_STREAM, WireFormat.ANTHROPIC), (CHAT_STREAM, WireFormat.OPENAI)])
-async def test_streams_relay_byte_for_byte_at_every_chunk_size(payload: bytes, fmt: WireFormat) -> None:
+@pytest.mark.parametrize(
+    ("payload", "fmt"), [(ANTHROPIC_STREAM, WireFormat.ANTHROPIC), (CHAT_STREAM, WireFormat.OPENAI)]
+)
+async def test_streams_relay_byte_for_byte_at_every_chunk_size(
+    payload: bytes, fmt: WireFormat
+) -> None:
     expected_events = SSEParser().feed(payload)
     for cut in range(1, len(payload) + 1, 1 if len(payload) < 600 else 3):
         body, observer, start = await _relay(payload, cut, fmt, stream=True)
@@ -101,7 +108,7 @@ async def test_split_points_cover_every_byte_boundary() -> None:
         sent: list[bytes] = []
         observer = _Collector()
 
-        async def send(message: dict[str, Any]) -> None:
+        async def send(message: dict[str, Any], sent: list[bytes] = sent) -> None:
             sent.append(message.get("body", b""))
 
         async def receive() -> dict[str, Any]:
@@ -109,7 +116,9 @@ async def test_split_points_cover_every_byte_boundary() -> None:
             raise AssertionError
 
         async with httpx2.AsyncClient(transport=httpx2.MockTransport(handler)) as client:
-            exchange = Exchange(WireFormat.ANTHROPIC, "POST", "http://u/v1/messages", [], b"{}", stream=True)
+            exchange = Exchange(
+                WireFormat.ANTHROPIC, "POST", "http://u/v1/messages", [], b"{}", stream=True
+            )
             await relay_exchange(client, exchange, receive, send, observer)
         assert b"".join(sent) == ANTHROPIC_STREAM
         assert observer.events == expected

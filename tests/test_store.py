@@ -14,12 +14,17 @@ from aibridged.store.migrate import load_migrations
 
 async def _versions(store: Store) -> list[int]:
     async def fetch(conn: Any) -> list[int]:
-        return [r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY 1")]
+        return [
+            r["version"]
+            for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY 1")
+        ]
 
     return await store.run(fetch)
 
 
-async def test_migrations_apply_to_an_empty_database_then_are_a_no_op(empty_database_url: str) -> None:
+async def test_migrations_apply_to_an_empty_database_then_are_a_no_op(
+    empty_database_url: str,
+) -> None:
     every = [m.version for m in load_migrations()]
     async with open_store(empty_database_url, pool_size=2, connect_timeout_s=10) as store:
         assert await apply_migrations(store) == every

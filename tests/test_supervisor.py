@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import trio
 from prometheus_client import CollectorRegistry
@@ -9,7 +11,9 @@ from aibridged.metrics import Metrics
 from aibridged.supervisor import Backoff, run_supervised
 
 
-async def test_crashing_task_is_restarted_with_capped_exponential_backoff(autojump_clock: object) -> None:
+async def test_crashing_task_is_restarted_with_capped_exponential_backoff(
+    autojump_clock: object,
+) -> None:
     metrics = Metrics(CollectorRegistry(), process_metrics=False)
     starts: list[float] = []
 
@@ -19,7 +23,7 @@ async def test_crashing_task_is_restarted_with_capped_exponential_backoff(autoju
 
     with capture_logs() as logs, trio.move_on_after(40):
         await run_supervised("writer", crashes, metrics, backoff=Backoff(initial_s=1, max_s=8))
-    gaps = [round(b - a, 6) for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [round(b - a, 6) for a, b in itertools.pairwise(starts)]
     assert gaps[:6] == [1, 2, 4, 8, 8, 8]
     restarts = metrics.registry.get_sample_value(
         "coder_aibridged_task_restarts_total", {"task": "writer"}
@@ -40,11 +44,15 @@ async def test_backoff_resets_after_a_long_healthy_run(autojump_clock: object) -
         raise ValueError("again")
 
     with trio.move_on_after(110):
-        await run_supervised("sweeper", flaky, metrics, backoff=Backoff(initial_s=1, reset_after_s=60))
+        await run_supervised(
+            "sweeper", flaky, metrics, backoff=Backoff(initial_s=1, reset_after_s=60)
+        )
     assert [round(t, 6) for t in starts[:5]] == [0, 1, 3, 104, 106]
 
 
-async def test_cancellation_stops_the_supervisor_without_counting_a_restart(autojump_clock: object) -> None:
+async def test_cancellation_stops_the_supervisor_without_counting_a_restart(
+    autojump_clock: object,
+) -> None:
     metrics = Metrics(CollectorRegistry(), process_metrics=False)
 
     async def forever() -> None:

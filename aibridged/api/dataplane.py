@@ -88,7 +88,9 @@ class DataPlane:
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
-        rest = path[len(PREFIXES[0]) :] if path.startswith(PREFIXES[0]) else path[len(PREFIXES[1]) :]
+        rest = (
+            path[len(PREFIXES[0]) :] if path.startswith(PREFIXES[0]) else path[len(PREFIXES[1]) :]
+        )
         name, slash, sub = rest.partition("/")
         provider = self._providers.current.get(name)
         if provider is None or provider.error:
@@ -98,7 +100,9 @@ class DataPlane:
         fmt = provider.wire_format
         limit = self._settings.max_concurrency
         if limit and self._inflight >= limit:
-            await self._fail(send, fmt, 503, "AI Gateway is currently at capacity. Please try again later.")
+            await self._fail(
+                send, fmt, 503, "AI Gateway is currently at capacity. Please try again later."
+            )
             return
         self._inflight += 1
         try:
@@ -122,7 +126,9 @@ class DataPlane:
         if caller is None:
             return
         if not provider.enabled:
-            await self._fail(send, fmt, 503, f'provider_disabled: AI provider "{provider.name}" is disabled')
+            await self._fail(
+                send, fmt, 503, f'provider_disabled: AI provider "{provider.name}" is disabled'
+            )
             return
         route = classify(fmt, method, sub)
         if route is None:
@@ -132,7 +138,11 @@ class DataPlane:
         if body is None:
             return
         query = scope.get("query_string", b"")
-        url = provider.base_url + route.upstream_path + (("?" + query.decode("latin-1")) if query else "")
+        url = (
+            provider.base_url
+            + route.upstream_path
+            + (("?" + query.decode("latin-1")) if query else "")
+        )
         auth = _upstream_auth(provider, caller.byok, headers)
         stream = False
         model = ""
@@ -197,7 +207,12 @@ class DataPlane:
         )
 
     async def _authenticate(
-        self, headers: list[tuple[bytes, bytes]], send: Send, fmt: WireFormat, method: str, path: str
+        self,
+        headers: list[tuple[bytes, bytes]],
+        send: Send,
+        fmt: WireFormat,
+        method: str,
+        path: str,
     ) -> _Caller | None:
         byok_token = b""
         bearer = b""

@@ -14,7 +14,8 @@ from hypercorn.trio import serve
 
 from aibridged.errors import StartupError
 
-ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[dict[str, Any]]], Callable[[dict[str, Any]], Awaitable[None]]], Awaitable[None]]
+# Loose on purpose: Quart, prometheus_client and our handlers spell the ASGI types differently.
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +64,14 @@ async def serve_asgi(
     try:
         sockets = config.create_sockets()
     except OSError as exc:
-        reason = "address already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+        reason = (
+            "address already in use"
+            if exc.errno == errno.EADDRINUSE
+            else (exc.strerror or str(exc))
+        )
         raise StartupError(f"{what}: cannot listen on {settings.address}: {reason}") from exc
     except ValueError as exc:
         raise StartupError(f"{what}: invalid address {settings.address!r}: {exc}") from exc
     for sock in sockets.insecure_sockets + sockets.secure_sockets:
         sock.close()  # only probing: hypercorn binds again right away (SO_REUSEADDR is set)
-    await serve(app, config, shutdown_trigger=shutdown_trigger, task_status=task_status)  # type: ignore[arg-type]
+    await serve(app, config, shutdown_trigger=shutdown_trigger, task_status=task_status)

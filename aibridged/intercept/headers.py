@@ -20,7 +20,13 @@ _HOP_BY_HOP = frozenset(
 )
 _TRANSPORT = frozenset({b"host", b"accept-encoding", b"content-length"})
 _FORWARDING = frozenset(
-    {b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto", b"x-forwarded-port", b"forwarded"}
+    {
+        b"x-forwarded-for",
+        b"x-forwarded-host",
+        b"x-forwarded-proto",
+        b"x-forwarded-port",
+        b"forwarded",
+    }
 )
 _GATEWAY = frozenset(
     {
@@ -48,7 +54,7 @@ def upstream_request_headers(
 ) -> list[tuple[bytes, bytes]]:
     """Client headers minus hop-by-hop, transport, forwarding and gateway headers; client auth
     kept only in BYOK mode; then the provider's auth header and any extra headers."""
-    connection_named = set()
+    connection_named: set[bytes] = set()
     out: list[tuple[bytes, bytes]] = []
     pairs = list(client_headers)
     for name, value in pairs:

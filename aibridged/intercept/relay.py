@@ -48,6 +48,9 @@ class RelayOutcome:
     error: str = ""
     client_gone: bool = False
     first_byte_at: float | None = None
+    # Set just before the final body message: hypercorn reports `http.disconnect` from inside
+    # that last send, which is the normal end of an exchange, not the client leaving.
+    complete: bool = False
 
 
 @dataclass(slots=True)
@@ -65,9 +68,15 @@ class Exchange:
 
 
 async def send_simple(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    outcome: RelayOutcome | None = None,
 ) -> None:
     await send({"type": "http.response.start", "status": status, "headers": headers or _JSON})
+    if outcome is not None:
+        outcome.complete = True
     await send({"type": "http.response.body", "body": body})
 
 
@@ -86,12 +95,15 @@ async def relay_exchange(
     return outcome
 
 
-async def _watch_disconnect(receive: Receive, scope: trio.CancelScope, outcome: RelayOutcome) -> None:
+async def _watch_disconnect(
+    receive: Receive, scope: trio.CancelScope, outcome: RelayOutcome
+) -> None:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            outcome.client_gone = True
-            scope.cancel()
+            if not outcome.complete:
+                outcome.client_gone = True
+                scope.cancel()
             return
 
 
@@ -109,13 +121,17 @@ async def _relay(
         error = translate(exc)
         status = 504 if isinstance(exc, httpx2.TimeoutException) else 502
         outcome.status, outcome.error = status, str(error)
-        await send_simple(send, status, error_body(fmt, status, f"upstream request failed: {error}"))
+        await send_simple(
+            send, status, error_body(fmt, status, f"upstream request failed: {error}")
+        )
         return
     try:
         outcome.status = response.status_code
         if response.status_code >= 400:
             await _relay_error(response, fmt, send, outcome)
-        elif exchange.stream and response.headers.get("content-type", "").startswith("text/event-stream"):
+        elif exchange.stream and response.headers.get("content-type", "").startswith(
+            "text/event-stream"
+        ):
             await _relay_stream(response, exchange, send, observer)
         else:
             await _relay_body(response, fmt, send, observer, outcome)
@@ -139,12 +155,11 @@ async def _relay_error(
     outcome.error = outcome.error or f"upstream status {response.status_code}"
     if looks_like_provider_error(fmt, bytes(body)):
         headers = client_response_headers(response.headers.raw)
-        await send_simple(send, response.status_code, bytes(body), headers)
+        await send_simple(send, response.status_code, bytes(body), headers, outcome)
         return
     text = bytes(body[:500]).decode("utf-8", "replace").strip() or response.reason_phrase
-    await send_simple(
-        send, response.status_code, error_body(fmt, response.status_code, f"upstream error: {text}")
-    )
+    shaped = error_body(fmt, response.status_code, f"upstream error: {text}")
+    await send_simple(send, response.status_code, shaped, None, outcome)
 
 
 async def _relay_body(
@@ -174,6 +189,7 @@ async def _relay_body(
         # Headers are out: all we can do is end the body early; the client sees truncated JSON.
         outcome.error = str(translate(exc))
         log.warning("relay.upstream_failed_mid_body", error=outcome.error)
+    outcome.complete = True
     await send({"type": "http.response.body", "body": b"", "more_body": False})
     if observer is not None and collected is not None and not outcome.error:
         observer.on_body(bytes(collected))
@@ -239,6 +255,7 @@ async def _relay_stream(
             log.warning("relay.upstream_failed_mid_stream", error=outcome.error)
             await writer.write(_stream_error(exchange.wire_format, writer.parser, outcome.error))
         nursery.cancel_scope.cancel()
+    outcome.complete = True
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 

@@ -26,11 +26,11 @@ class Route:
 # Paths relative to the provider's client-facing prefix. OpenAI-format prefixes end in /v1
 # because OpenAI base URLs include it; Anthropic-format ones do not (reference §1.3).
 _OPENAI_INTERCEPTED = {"/v1/chat/completions": Api.CHAT_COMPLETIONS, "/v1/responses": Api.RESPONSES}
-_OPENAI_PASSTHROUGH_EXACT = ("/v1/conversations", "/v1/models")
-_OPENAI_PASSTHROUGH_TREES = ("/v1/conversations/", "/v1/models/", "/v1/responses/")
+_OPENAI_PASSTHROUGH_EXACT: tuple[str, ...] = ("/v1/conversations", "/v1/models")
+_OPENAI_PASSTHROUGH_TREES: tuple[str, ...] = ("/v1/conversations/", "/v1/models/", "/v1/responses/")
 _ANTHROPIC_INTERCEPTED = {"/v1/messages": Api.MESSAGES}
-_ANTHROPIC_PASSTHROUGH_EXACT = ("/v1/models", "/v1/messages/count_tokens")
-_ANTHROPIC_PASSTHROUGH_TREES = ("/v1/models/", "/api/event_logging/")
+_ANTHROPIC_PASSTHROUGH_EXACT: tuple[str, ...] = ("/v1/models", "/v1/messages/count_tokens")
+_ANTHROPIC_PASSTHROUGH_TREES: tuple[str, ...] = ("/v1/models/", "/api/event_logging/")
 
 
 def classify(fmt: WireFormat, method: str, path: str) -> Route | None:

@@ -18,7 +18,7 @@ from aibridged.errors import UpstreamConnectError, UpstreamTimeout
 @dataclass(frozen=True, slots=True)
 class UpstreamSettings:
     connect_timeout_s: float = 10.0
-    # Longest silence allowed between two bytes from the upstream (streams pause while models think).
+    # Longest silence allowed between two bytes from the upstream (models pause to think).
     read_timeout_s: float = 600.0
     max_connections: int = 1000
     max_keepalive_connections: int = 200

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,7 +55,7 @@ class ProviderSet:
     def get(self, name: str) -> Provider | None:
         return self.providers.get(name)
 
-    def __iter__(self) -> Iterable[Provider]:  # type: ignore[misc]
+    def __iter__(self) -> Iterator[Provider]:
         return iter(self.providers.values())
 
 

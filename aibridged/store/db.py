@@ -30,7 +30,7 @@ from aibridged.errors import Conflict, StoreError, StoreUnavailable
 P = ParamSpec("P")
 T = TypeVar("T")
 
-Connection = asyncpg.Connection
+Connection = Any  # asyncpg.Connection; asyncpg ships no type information
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +64,10 @@ class Store:
         """Run the asyncio-flavoured `fn(conn, *args)` with a pooled connection."""
         async with self._gate:
             try:
-                return await trio_asyncio.aio_as_trio(_with_connection, loop=self._loop)(
+                result: T = await trio_asyncio.aio_as_trio(_with_connection, loop=self._loop)(
                     self._pool, fn, *args, **kwargs
                 )
+                return result
             except asyncpg.UniqueViolationError as exc:
                 raise Conflict(exc.detail or str(exc)) from exc
             except (OSError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError) as exc:

@@ -47,10 +47,10 @@ def start_embedded_postgres(data_dir: Path) -> EmbeddedPostgres:
     # platformdirs warns when XDG_RUNTIME_DIR is unset (systemd services, CI); pgserver keeps its
     # lock file and sockets there, so give it a stable directory of its own.
     os.environ.setdefault("XDG_RUNTIME_DIR", _runtime_dir())
-    import pgserver  # imported late: it reads XDG_RUNTIME_DIR at import time
+    from pgserver import get_server  # type: ignore[attr-defined]  # late: reads XDG_RUNTIME_DIR
 
     try:
-        server = pgserver.get_server(data_dir, cleanup_mode="stop")
+        server = get_server(data_dir, cleanup_mode="stop")
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
         log_file = data_dir / "log"
         raise StoreUnavailable(

@@ -6,6 +6,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from aibridged.errors import InvalidInput, NotFound
 from aibridged.store.db import Connection, Store
@@ -58,9 +59,7 @@ class TokenGrant:
 
 
 _USER_COLUMNS = "id, username, name, email, role, status, created_at, updated_at"
-_TOKEN_COLUMNS = (
-    "t.id, t.user_id, u.username, t.name, t.created_at, t.expires_at, t.revoked_at"
-)
+_TOKEN_COLUMNS = "t.id, t.user_id, u.username, t.name, t.created_at, t.expires_at, t.revoked_at"
 
 
 def validate_username(username: str) -> str:
@@ -102,7 +101,9 @@ async def list_users(store: Store) -> list[User]:
 
 async def get_user(store: Store, ref: str) -> User:
     """A user by username or id."""
-    row = await store.run(_fetchrow, f"SELECT {_USER_COLUMNS} FROM users WHERE {_user_match(ref)}", ref)
+    row = await store.run(
+        _fetchrow, f"SELECT {_USER_COLUMNS} FROM users WHERE {_user_match(ref)}", ref
+    )
     if row is None:
         raise NotFound(f"no user {ref!r}")
     return User(**dict(row))
@@ -140,7 +141,7 @@ async def _insert_token(
     name: str,
     hashed: bytes,
     lifetime: timedelta | None,
-) -> object:
+) -> Any:
     return await conn.fetchrow(
         "INSERT INTO api_tokens (id, user_id, name, hashed_secret, expires_at)"
         " VALUES ($1, $2, $3, $4, now() + $5::interval)"
@@ -159,7 +160,9 @@ async def list_tokens(store: Store, user_ref: str | None = None) -> list[ApiToke
         rows = await store.run(_fetch, query + " ORDER BY u.username, t.created_at")
     else:
         user = await get_user(store, user_ref)
-        rows = await store.run(_fetch, query + " WHERE t.user_id = $1 ORDER BY t.created_at", user.id)
+        rows = await store.run(
+            _fetch, query + " WHERE t.user_id = $1 ORDER BY t.created_at", user.id
+        )
     return [ApiToken(**dict(r)) for r in rows]
 
 
@@ -203,11 +206,13 @@ async def _bootstrap(conn: Connection, token_id: str, hashed: bytes) -> bool:
             return False
         user_id = uuid.uuid4()
         await conn.execute(
-            "INSERT INTO users (id, username, name, role) VALUES ($1, 'admin', 'Administrator', 'owner')",
+            "INSERT INTO users (id, username, name, role)"
+            " VALUES ($1, 'admin', 'Administrator', 'owner')",
             user_id,
         )
         await conn.execute(
-            "INSERT INTO api_tokens (id, user_id, name, hashed_secret) VALUES ($1, $2, 'bootstrap', $3)",
+            "INSERT INTO api_tokens (id, user_id, name, hashed_secret)"
+            " VALUES ($1, $2, 'bootstrap', $3)",
             token_id,
             user_id,
             hashed,
@@ -223,11 +228,9 @@ def _user_match(ref: str) -> str:
     return "id = $1::text::uuid"
 
 
-async def _fetch(conn: Connection, query: str, *args: object) -> list[object]:
+async def _fetch(conn: Connection, query: str, *args: object) -> list[Any]:
     return list(await conn.fetch(query, *args))
 
 
-async def _fetchrow(conn: Connection, query: str, *args: object) -> object:
+async def _fetchrow(conn: Connection, query: str, *args: object) -> Any:
     return await conn.fetchrow(query, *args)
-
-

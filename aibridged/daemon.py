@@ -29,6 +29,7 @@ from aibridged.api.http import ListenerSettings, serve_asgi
 from aibridged.auth import TokenCache
 from aibridged.config import Config
 from aibridged.demo import DemoUpstream, serve_demo_upstream
+from aibridged.demo.banner import demo_banner
 from aibridged.errors import StartupError, StoreError
 from aibridged.intercept.upstream import UpstreamSettings, open_upstream_client
 from aibridged.metrics import Metrics
@@ -80,6 +81,7 @@ async def run_daemon(
     metrics.build_info.labels(version=__version__).set(1)
     notifier = notifier if notifier is not None else SdNotifier()
     _check_state_dir(config.server.state_dir)
+    _warn_about_settings_not_in_effect(config)
     async with trio.open_nursery() as root:
         life = _Lifecycle(root.cancel_scope)
         if handle_signals:
@@ -114,7 +116,9 @@ async def run_daemon(
                 notifier.ready()
                 log.info("daemon.ready", http=http_urls, metrics=metrics_urls, version=__version__)
                 if demo_url is not None:
-                    _print_demo_help(http_urls[0], config.server.state_dir)
+                    public = config.server.access_url or http_urls[0]
+                    token_file = config.server.state_dir / ADMIN_TOKEN_FILE
+                    print(demo_banner(public, token_file), file=sys.stderr, flush=True)
                 task_status.started(BoundAddresses(http=http_urls, metrics=metrics_urls))
         log.info("daemon.stopped")
         root.cancel_scope.cancel()  # the signal watcher and the metrics listener
@@ -205,42 +209,15 @@ def _first_provider_set(
     return built
 
 
-def _print_demo_help(http_url: str, state_dir: Path) -> None:
-    base = http_url.rstrip("/") + "/api/v2/aibridge"
-    token_file = state_dir / ADMIN_TOKEN_FILE
-    print(
-        f"""
-aibridged is serving the demo providers at {base}/demo-openai and {base}/demo-anthropic.
-The admin token was written to {token_file} on first boot.
-
-  export AIBRIDGED_TOKEN=$(cat {token_file})
-
-  # curl (OpenAI Chat Completions, streaming)
-  curl -N {base}/demo-openai/v1/chat/completions -H "Authorization: Bearer $AIBRIDGED_TOKEN" \
-       -H 'Content-Type: application/json' \
-       -d '{{"model":"demo","stream":true,"messages":[{{"role":"user","content":"hello"}}]}}'
-
-  # curl (Anthropic Messages)
-  curl {base}/demo-anthropic/v1/messages -H "X-Api-Key: $AIBRIDGED_TOKEN" \
-       -H 'anthropic-version: 2023-06-01' \
-       -H 'Content-Type: application/json' \
-       -d '{{"model":"claude-demo","max_tokens":256,
-            "messages":[{{"role":"user","content":"hello"}}]}}'
-
-  # Claude Code
-  ANTHROPIC_BASE_URL={base}/demo-anthropic ANTHROPIC_AUTH_TOKEN=$AIBRIDGED_TOKEN claude
-
-  # Codex (~/.codex/config.toml)
-  model_provider = "aibridged"
-  [model_providers.aibridged]
-  name = "aibridged demo"
-  base_url = "{base}/demo-openai/v1"
-  env_key = "AIBRIDGED_TOKEN"
-  wire_api = "responses"
-""",
-        file=sys.stderr,
-        flush=True,
-    )
+def _warn_about_settings_not_in_effect(config: Config) -> None:
+    gateway = config.ai_gateway
+    for key, is_set in (
+        ("ai_gateway.api_dump_dir", bool(gateway.api_dump_dir)),
+        ("ai_gateway.structured_logging", gateway.structured_logging),
+        ("ai_gateway.circuit_breaker.enabled", gateway.circuit_breaker.enabled),
+    ):
+        if is_set:
+            log.warning("config.not_in_effect", key=key, reason="not implemented by this build yet")
 
 
 def _build_app(config: Config, store: Store, dataplane: DataPlane, life: _Lifecycle) -> GatewayApp:
@@ -254,7 +231,7 @@ def _build_app(config: Config, store: Store, dataplane: DataPlane, life: _Lifecy
         return None
 
     control = create_control_app(readiness, max_body_bytes=config.ai_gateway.max_body_bytes)
-    return GatewayApp(control, dataplane)
+    return GatewayApp(control, dataplane if config.ai_gateway.enabled else None)
 
 
 async def _run_listener(

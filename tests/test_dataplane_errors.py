@@ -397,3 +397,15 @@ async def test_passthrough_models_injects_the_provider_key(
         headers={"x-api-key": gateway.token},
     )
     assert r.status_code == 200 and "input_tokens" in r.json()
+
+
+async def test_gateway_disabled_serves_no_provider_routes(
+    nursery: trio.Nursery, database_url: str, tmp_path: Path, http: httpx2.AsyncClient
+) -> None:
+    gw = await start_gateway(
+        nursery, database_url=database_url, state_dir=tmp_path, flags={"ai_gateway.enabled": "false"}
+    )
+    r = await http.post(_chat_url(gw), json=CHAT, headers=_auth(gw))
+    assert r.status_code == 404
+    assert len(gw.upstream.requests) == 0
+    assert (await http.get(gw.url + "/readyz")).status_code == 200

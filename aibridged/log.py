@@ -133,3 +133,6 @@ def configure_logging(targets: LogTargets) -> None:
     root.setLevel(max(level, logging.INFO))
     # hypercorn logs every request at INFO through its access logger; we log requests ourselves.
     logging.getLogger("hypercorn.access").disabled = True
+    # Libraries that narrate routine work at INFO (every pg_ctl call, every upstream request).
+    for name in ("pgserver", "httpx2", "httpcore2", "httpx", "httpcore", "asyncio", "trio_asyncio"):
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,8 @@ def _hypercorn_config(settings: ListenerSettings) -> HypercornConfig:
     config.graceful_timeout = settings.graceful_timeout_s
     config.keep_alive_timeout = settings.keep_alive_timeout_s
     config.accesslog = None
-    config.errorlog = "-"  # routed into structlog by the root logging handler
+    # A Logger (not "-") so hypercorn's messages go through the root handler into structlog.
+    config.errorlog = logging.getLogger("hypercorn.error")
     config.include_server_header = False
     if settings.tls_cert_file is not None:
         config.certfile = str(settings.tls_cert_file)

@@ -256,6 +256,7 @@ async def _run_listener(
         task_status=task_status,
     )
     # The listener has drained: the background tasks go next, then the store closes.
+    log.info("daemon.listener_stopped")
     services.cancel()
 
 

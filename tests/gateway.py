@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import trio
@@ -27,6 +26,7 @@ class Gateway:
     upstream: FakeUpstream
     upstream_url: str
     registry: CollectorRegistry
+    stopped: trio.Event
 
     @property
     def url(self) -> str:
@@ -93,13 +93,23 @@ async def start_gateway(
         search_default_path=False,
     )
     registry = CollectorRegistry()
-    bound = await nursery.start(
-        partial(
-            run_daemon, config, registry=registry, handle_signals=handle_signals, environ=_env()
-        )
-    )
+    stopped = trio.Event()
+
+    async def daemon(task_status: trio.TaskStatus[BoundAddresses]) -> None:
+        try:
+            await run_daemon(
+                config,
+                registry=registry,
+                handle_signals=handle_signals,
+                environ=_env(),
+                task_status=task_status,
+            )
+        finally:
+            stopped.set()
+
+    bound = await nursery.start(daemon)
     token = (state_dir / ADMIN_TOKEN_FILE).read_text().strip()
-    return Gateway(config, bound, token, upstream, upstream_url, registry)
+    return Gateway(config, bound, token, upstream, upstream_url, registry, stopped)
 
 
 def _env() -> dict[str, str]:

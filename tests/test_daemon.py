@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import stat
 from pathlib import Path
 
 import httpx2
+import pytest
 import trio
 from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
 
 from aibridged.config import load_config
 from aibridged.daemon import run_daemon
@@ -58,39 +62,6 @@ async def test_health_readiness_metrics_and_admin_token_file(
     assert len(token_file.read_text().strip()) == 33
 
 
-async def test_sigterm_lets_an_inflight_stream_finish_then_stops(
-    nursery: trio.Nursery, database_url: str, tmp_path: Path
-) -> None:
-    upstream = FakeUpstream(chunk_delay_s=0.1, stream_chunks=10)
-    gw = await start_gateway(
-        nursery,
-        database_url=database_url,
-        state_dir=tmp_path,
-        upstream=upstream,
-        handle_signals=True,
-    )
-    # start_gateway runs the daemon in `nursery`; watch for its end through the health endpoint.
-    events: list[bytes] = []
-    async with httpx2.AsyncClient(timeout=10) as http:
-        async with http.stream(
-            "POST", gw.base("anthropic") + "/v1/messages", json=MSG, headers={"x-api-key": gw.token}
-        ) as r:
-            async for chunk in r.aiter_raw():
-                if not events:
-                    os.kill(os.getpid(), signal.SIGTERM)
-                events.append(chunk)
-        body = b"".join(events)
-        assert b"message_stop" in body  # the stream ran to its end despite the signal
-    with trio.fail_after(5):
-        while True:
-            try:
-                async with httpx2.AsyncClient() as fresh:
-                    await fresh.get(gw.url + "/healthz")
-            except httpx2.ConnectError:
-                break  # the listener is closed
-            await trio.sleep(0.05)
-
-
 async def test_sd_notify_sends_ready_and_stopping(
     nursery: trio.Nursery, database_url: str, tmp_path: Path
 ) -> None:
@@ -123,3 +94,130 @@ async def test_sd_notify_sends_ready_and_stopping(
         os.kill(os.getpid(), signal.SIGTERM)
         assert await sock.recv(1024) == b"STOPPING=1"
     sock.close()
+
+
+async def test_shutdown_order_listener_then_services_then_store(
+    nursery: trio.Nursery, database_url: str, tmp_path: Path
+) -> None:
+    upstream = FakeUpstream(chunk_delay_s=0.05, stream_chunks=10)
+    gw = await start_gateway(
+        nursery,
+        database_url=database_url,
+        state_dir=tmp_path,
+        upstream=upstream,
+        handle_signals=True,
+    )
+    with capture_logs() as logs:
+        async with (
+            httpx2.AsyncClient(timeout=10) as http,
+            http.stream(
+                "POST",
+                gw.base("anthropic") + "/v1/messages",
+                json=MSG,
+                headers={"x-api-key": gw.token},
+            ) as r,
+        ):
+            signalled = False
+            async for _ in r.aiter_raw():  # keep reading to the end
+                if not signalled:
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    signalled = True
+        with trio.fail_after(10):
+            await gw.stopped.wait()
+    with pytest.raises(httpx2.ConnectError):  # the listener is closed
+        async with httpx2.AsyncClient() as fresh:
+            await fresh.get(gw.url + "/healthz")
+    order = [e["event"] for e in logs if e["event"] in _SHUTDOWN_EVENTS]
+    assert order == [
+        "daemon.stopping",
+        "interception.finished",  # the in-flight stream finished inside the grace period
+        "daemon.listener_stopped",
+        "daemon.stopped",  # after the store closed
+    ]
+
+
+_SHUTDOWN_EVENTS = {
+    "daemon.stopping",
+    "interception.finished",
+    "daemon.listener_stopped",
+    "daemon.stopped",
+}
+
+
+async def test_streams_still_open_after_the_grace_period_are_cut(
+    nursery: trio.Nursery, database_url: str, tmp_path: Path
+) -> None:
+    upstream = FakeUpstream()
+    upstream.hold_stream_open(interval_s=0.05)
+    gw = await start_gateway(
+        nursery,
+        database_url=database_url,
+        state_dir=tmp_path,
+        upstream=upstream,
+        handle_signals=True,
+        flags={"server.shutdown_grace": "1s"},
+    )
+
+    async def read_until_cut(task_status: trio.TaskStatus[None]) -> None:
+        async with (
+            httpx2.AsyncClient(timeout=10) as http,
+            http.stream(
+                "POST",
+                gw.base("anthropic") + "/v1/messages",
+                json=MSG,
+                headers={"x-api-key": gw.token},
+            ) as r,
+        ):
+            task_status.started()
+            with contextlib.suppress(httpx2.TransportError):  # the cut may end the body abruptly
+                async for _ in r.aiter_raw():
+                    pass
+
+    await nursery.start(read_until_cut)
+    signalled = trio.current_time()
+    os.kill(os.getpid(), signal.SIGTERM)
+    with trio.fail_after(5):
+        await gw.stopped.wait()
+    elapsed = trio.current_time() - signalled
+    assert 0.9 <= elapsed < 3.0
+    with trio.fail_after(2):
+        await upstream.disconnected.wait()  # the cut reached the upstream too
+
+
+async def test_tls_listener_serves_https(
+    nursery: trio.Nursery, database_url: str, tmp_path: Path
+) -> None:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    await trio.run_process(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_stdout=True,
+        capture_stderr=True,
+    )
+    gw = await start_gateway(
+        nursery,
+        database_url=database_url,
+        state_dir=tmp_path,
+        flags={"server.tls_cert_file": str(cert), "server.tls_key_file": str(key)},
+    )
+    assert gw.url.startswith("https://")
+    async with httpx2.AsyncClient(verify=False) as http:
+        assert (await http.get(gw.url + "/healthz")).status_code == 200

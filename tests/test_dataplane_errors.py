@@ -403,9 +403,97 @@ async def test_gateway_disabled_serves_no_provider_routes(
     nursery: trio.Nursery, database_url: str, tmp_path: Path, http: httpx2.AsyncClient
 ) -> None:
     gw = await start_gateway(
-        nursery, database_url=database_url, state_dir=tmp_path, flags={"ai_gateway.enabled": "false"}
+        nursery,
+        database_url=database_url,
+        state_dir=tmp_path,
+        flags={"ai_gateway.enabled": "false"},
     )
     r = await http.post(_chat_url(gw), json=CHAT, headers=_auth(gw))
     assert r.status_code == 404
     assert len(gw.upstream.requests) == 0
     assert (await http.get(gw.url + "/readyz")).status_code == 200
+
+
+async def test_messages_beta_query_and_beta_headers_reach_upstream(
+    gateway: Gateway, http: httpx2.AsyncClient
+) -> None:
+    r = await http.post(
+        _msg_url(gateway) + "?beta=true",
+        json=MSG,
+        headers={**_auth(gateway), "anthropic-beta": "interleaved-thinking-2025-05-14"},
+    )
+    assert r.status_code == 200
+    sent = gateway.upstream.requests[-1]
+    assert sent.path == "/v1/messages" and "beta=true" in str(sent.query)
+    assert dict(sent.headers)["anthropic-beta"] == "interleaved-thinking-2025-05-14"
+
+
+async def test_chat_n_is_forced_to_one_and_other_fields_are_kept(
+    gateway: Gateway, http: httpx2.AsyncClient
+) -> None:
+    r = await http.post(
+        _chat_url(gateway), json={**CHAT, "n": 3, "temperature": 0.2}, headers=_auth(gateway)
+    )
+    assert r.status_code == 200
+    sent = json.loads(gateway.upstream.requests[-1].body)
+    assert sent["n"] == 1 and sent["temperature"] == 0.2 and sent["messages"] == CHAT["messages"]
+
+
+async def test_hop_by_hop_forwarding_and_gateway_headers_are_stripped(
+    gateway: Gateway, http: httpx2.AsyncClient
+) -> None:
+    r = await http.post(
+        _chat_url(gateway),
+        json=CHAT,
+        headers={
+            **_auth(gateway),
+            "x-forwarded-for": "10.0.0.1",
+            "forwarded": "for=10.0.0.1",
+            "x-coder-ai-governance-request-id": "abc",
+            "x-custom": "kept",
+            "user-agent": "claude-cli/2.1.0",
+        },
+    )
+    assert r.status_code == 200
+    sent = dict(gateway.upstream.requests[-1].headers)
+    for name in ("x-forwarded-for", "forwarded", "x-coder-ai-governance-request-id"):
+        assert name not in sent
+    assert sent["x-custom"] == "kept" and sent["user-agent"] == "claude-cli/2.1.0"
+    assert "x-ai-bridge-actor-id" not in sent
+
+
+async def test_actor_headers_are_sent_when_enabled(
+    nursery: trio.Nursery, database_url: str, tmp_path: Path, http: httpx2.AsyncClient
+) -> None:
+    gw = await start_gateway(
+        nursery,
+        database_url=database_url,
+        state_dir=tmp_path,
+        flags={"ai_gateway.send_actor_headers": "true"},
+    )
+    assert (await http.post(_chat_url(gw), json=CHAT, headers=_auth(gw))).status_code == 200
+    sent = dict(gw.upstream.requests[-1].headers)
+    assert sent["x-ai-bridge-actor-metadata-username"] == "admin"
+    assert len(sent["x-ai-bridge-actor-id"]) == 36
+    # Passthrough requests never carry actor headers (reference §11.6).
+    await http.get(gw.base("openai") + "/v1/models", headers=_auth(gw))
+    assert "x-ai-bridge-actor-id" not in dict(gw.upstream.requests[-1].headers)
+
+
+async def test_claude_code_client_and_session_are_classified(
+    gateway: Gateway, http: httpx2.AsyncClient
+) -> None:
+    with capture_logs() as logs:
+        r = await http.post(
+            _msg_url(gateway),
+            json=MSG,
+            headers={
+                **_auth(gateway),
+                "user-agent": "claude-cli/2.1.90 (external, cli)",
+                "x-claude-code-session-id": "sess-123",
+            },
+        )
+        await trio.sleep(0.02)
+    assert r.status_code == 200
+    [line] = [e for e in logs if e["event"] == "interception.finished"]
+    assert (line["client"], line["client_session_id"]) == ("Claude Code", "sess-123")

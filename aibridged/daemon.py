@@ -102,9 +102,13 @@ async def run_daemon(
                 lambda token_id: lookup_grant(store, token_id),
                 ttl_s=config.ai_gateway.token_cache_ttl_s,
             )
-            providers = ProviderRegistry(_first_provider_set(config, demo_url, environ))
+            providers = ProviderRegistry(_first_provider_set(config, demo_url, environ, metrics))
             dataplane = DataPlane(
-                settings=config.ai_gateway, providers=providers, tokens=token_cache, client=client
+                settings=config.ai_gateway,
+                providers=providers,
+                tokens=token_cache,
+                client=client,
+                metrics=metrics,
             )
             app = _build_app(config, store, dataplane, life)
             async with trio.open_nursery() as services:
@@ -179,7 +183,7 @@ def _upstream_settings(config: Config) -> UpstreamSettings:
 
 
 def _first_provider_set(
-    config: Config, demo_url: str | None, environ: Mapping[str, str] | None
+    config: Config, demo_url: str | None, environ: Mapping[str, str] | None, metrics: Metrics
 ) -> ProviderSet:
     providers = [provider_from_seed(seed, environ) for seed in config.providers]
     if demo_url is not None:
@@ -198,7 +202,9 @@ def _first_provider_set(
         built = provider_set(providers)
     except ValueError as exc:
         raise StartupError(str(exc)) from exc
+    metrics.provider_info.clear()
     for provider in built.providers.values():
+        metrics.provider_info.labels(provider.name, provider.type.name, provider.status).set(1)
         log.info(
             "provider.loaded",
             provider=provider.name,

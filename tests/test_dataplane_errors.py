@@ -497,3 +497,55 @@ async def test_claude_code_client_and_session_are_classified(
     assert r.status_code == 200
     [line] = [e for e in logs if e["event"] == "interception.finished"]
     assert (line["client"], line["client_session_id"]) == ("Claude Code", "sess-123")
+
+
+async def test_metrics_count_interceptions_passthrough_and_rejections(
+    gateway: Gateway, http: httpx2.AsyncClient
+) -> None:
+    def value(name: str, **labels: str) -> float:
+        return gateway.registry.get_sample_value(f"coder_aibridged_{name}", labels) or 0.0
+
+    await http.post(
+        _chat_url(gateway), json=CHAT, headers={**_auth(gateway), "user-agent": "codex_cli_rs/0.1"}
+    )
+    gateway.upstream.fail_next(500)
+    await http.post(_chat_url(gateway), json=CHAT, headers=_auth(gateway))
+    await http.get(gateway.base("openai") + "/v1/models", headers=_auth(gateway))
+    await http.post(_chat_url(gateway), json=CHAT)
+    await http.post(_chat_url(gateway), json=CHAT, headers={"authorization": "Bearer nope"})
+    common = {
+        "provider": "openai",
+        "model": "gpt-demo",
+        "route": "chat_completions",
+        "method": "POST",
+    }
+    assert value("interceptions_total", status="completed", client="Codex", **common) == 1
+    assert value("interceptions_total", status="failed", client="Unknown", **common) == 1
+    assert (
+        value(
+            "interceptions_inflight", provider="openai", model="gpt-demo", route="chat_completions"
+        )
+        == 0
+    )
+    assert value("interceptions_duration_seconds_count", provider="openai", model="gpt-demo") == 2
+    assert value("passthrough_total", provider="openai", route="/v1/models", method="GET") == 1
+    assert value("requests_rejected_total", reason="no_token") == 1
+    assert value("requests_rejected_total", reason="unauthorized") == 1
+    assert (
+        value(
+            "provider_info", provider_name="switched-off", provider_type="openai", status="disabled"
+        )
+        == 1
+    )
+
+
+def test_model_label_is_capped_per_provider() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from aibridged.metrics import MODELS_PER_PROVIDER, Metrics
+
+    metrics = Metrics(CollectorRegistry(), process_metrics=False)
+    labels = {metrics.model_label("p", f"m{i}") for i in range(MODELS_PER_PROVIDER + 50)}
+    assert len(labels) == MODELS_PER_PROVIDER + 1 and "other" in labels
+    assert metrics.model_label("p", "m0") == "m0"
+    assert metrics.model_label("q", "") == "unknown"

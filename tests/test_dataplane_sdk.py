@@ -7,10 +7,12 @@ parses must be the same either way.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import anthropic
+import httpx2
 import openai
 import pytest
 import trio
@@ -50,12 +52,36 @@ async def gateway(nursery: trio.Nursery, database_url: str, tmp_path: Path) -> G
     return await start_gateway(nursery, database_url=database_url, state_dir=tmp_path)
 
 
-def _openai(base_url: str, key: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=base_url, api_key=key, max_retries=0)
+@pytest.fixture
+async def openai_pair(
+    gateway: Gateway,
+) -> AsyncIterator[tuple[openai.AsyncOpenAI, openai.AsyncOpenAI]]:
+    """(direct to the upstream, through the gateway). Closed explicitly: an SDK client left to the
+    garbage collector schedules its close on whatever asyncio loop runs then (trio-asyncio's)."""
+    async with (
+        openai.AsyncOpenAI(
+            base_url=gateway.upstream_url + "/v1", api_key="direct", max_retries=0
+        ) as direct,
+        openai.AsyncOpenAI(
+            base_url=gateway.base("openai") + "/v1", api_key=gateway.token, max_retries=0
+        ) as via,
+    ):
+        yield direct, via
 
 
-def _anthropic(base_url: str, key: str) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(base_url=base_url, api_key=key, max_retries=0)
+@pytest.fixture
+async def anthropic_pair(
+    gateway: Gateway,
+) -> AsyncIterator[tuple[anthropic.AsyncAnthropic, anthropic.AsyncAnthropic]]:
+    async with (
+        anthropic.AsyncAnthropic(
+            base_url=gateway.upstream_url, api_key="direct", max_retries=0
+        ) as direct,
+        anthropic.AsyncAnthropic(
+            base_url=gateway.base("anthropic"), api_key=gateway.token, max_retries=0
+        ) as via,
+    ):
+        yield direct, via
 
 
 def _last_upstream_headers(gw: Gateway) -> dict[str, str]:
@@ -84,10 +110,9 @@ def _strip_ids(value: Any) -> Any:
 
 
 async def test_chat_completions_blocking_and_streaming_match_the_direct_path(
-    gateway: Gateway,
+    gateway: Gateway, openai_pair: tuple[openai.AsyncOpenAI, openai.AsyncOpenAI]
 ) -> None:
-    direct = _openai(gateway.upstream_url + "/v1", "direct")
-    via = _openai(gateway.base("openai") + "/v1", gateway.token)
+    direct, via = openai_pair
     for kwargs in ({}, {"tools": TOOLS_OPENAI}):
         a = await direct.chat.completions.create(model="gpt-demo", messages=MESSAGES, **kwargs)
         b = await via.chat.completions.create(model="gpt-demo", messages=MESSAGES, **kwargs)
@@ -116,9 +141,10 @@ async def test_chat_completions_blocking_and_streaming_match_the_direct_path(
     assert sent["stream_options"] == {"include_usage": True}
 
 
-async def test_responses_blocking_and_streaming_match_the_direct_path(gateway: Gateway) -> None:
-    direct = _openai(gateway.upstream_url + "/v1", "direct")
-    via = _openai(gateway.base("openai") + "/v1", gateway.token)
+async def test_responses_blocking_and_streaming_match_the_direct_path(
+    openai_pair: tuple[openai.AsyncOpenAI, openai.AsyncOpenAI],
+) -> None:
+    direct, via = openai_pair
     kwargs: dict[str, Any] = {
         "model": "gpt-demo",
         "input": "Explain SSE",
@@ -144,9 +170,10 @@ async def test_responses_blocking_and_streaming_match_the_direct_path(gateway: G
     assert final.output_text == direct_final.output_text
 
 
-async def test_messages_with_thinking_and_tool_use_match_the_direct_path(gateway: Gateway) -> None:
-    direct = _anthropic(gateway.upstream_url, "direct")
-    via = _anthropic(gateway.base("anthropic"), gateway.token)
+async def test_messages_with_thinking_and_tool_use_match_the_direct_path(
+    gateway: Gateway, anthropic_pair: tuple[anthropic.AsyncAnthropic, anthropic.AsyncAnthropic]
+) -> None:
+    direct, via = anthropic_pair
     kwargs: dict[str, Any] = {
         "model": "claude-demo",
         "max_tokens": 2048,
@@ -180,23 +207,21 @@ async def test_messages_with_thinking_and_tool_use_match_the_direct_path(gateway
     assert final.usage.output_tokens > 0
 
 
-async def test_request_body_goes_upstream_byte_for_byte(gateway: Gateway) -> None:
-    via = _anthropic(gateway.base("anthropic"), gateway.token)
+async def test_request_body_goes_upstream_byte_for_byte(
+    gateway: Gateway, anthropic_pair: tuple[anthropic.AsyncAnthropic, anthropic.AsyncAnthropic]
+) -> None:
+    _, via = anthropic_pair
     await via.messages.create(
         model="claude-demo", max_tokens=64, messages=MESSAGES, metadata={"user_id": "u"}
     )
     recorded = gateway.upstream.requests[-1]
     body = json.loads(recorded.body)
     assert body["metadata"] == {"user_id": "u"}
-    # The gateway never re-serialises a messages body: identical bytes to what the SDK sent.
-    async with trio.open_nursery():
-        pass
+    # The gateway never re-serialises a messages body: odd spacing and escapes arrive as sent.
     raw = (
         b'{"model":"claude-demo","max_tokens":8,  '
         b'"messages":[{"role":"user","content":"hi \\u00e9"}]}'
     )
-    import httpx2
-
     async with httpx2.AsyncClient() as client:
         response = await client.post(
             gateway.base("anthropic") + "/v1/messages",

@@ -2,14 +2,15 @@
 
 Per request, in this order: provider lookup → concurrency limit → token extraction → BYOK guard →
 per-token rate limit → token verification (cached, no query per request) → provider status →
-route → body (size-checked while reading) → intercept or pass through.
+route → body (size-checked while reading) → intercept or pass through. Each step either passes or
+raises `Reject`, which becomes a response in the provider's error shape.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
@@ -17,13 +18,21 @@ import structlog
 import trio
 
 from aibridged.auth import Principal, TokenCache
-from aibridged.clients import classify_client, client_session_id
+from aibridged.clients import Client, classify_client, client_session_id
 from aibridged.config import AIGatewayConfig
 from aibridged.errors import AuthError, StoreError
 from aibridged.intercept.headers import upstream_request_headers
-from aibridged.intercept.relay import Exchange, Receive, Send, relay_exchange, send_simple
-from aibridged.intercept.routes import Api, BodyRejected, classify, prepare_body
+from aibridged.intercept.relay import (
+    Exchange,
+    Receive,
+    RelayOutcome,
+    Send,
+    relay_exchange,
+    send_simple,
+)
+from aibridged.intercept.routes import Api, BodyRejected, Route, classify, prepare_body
 from aibridged.intercept.shapes import error_body
+from aibridged.metrics import Metrics
 from aibridged.providers.pool import Provider, ProviderRegistry
 from aibridged.providers.types import WireFormat
 
@@ -32,13 +41,34 @@ log = structlog.get_logger("aibridged.dataplane")
 PREFIXES = ("/api/v2/aibridge/", "/api/v2/ai-gateway/")
 BYOK_HEADER = b"x-coder-ai-governance-token"
 _TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
+_JSON = [(b"content-type", b"application/json")]
 
 
-def _human_size(n: int) -> str:
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= size and n % size == 0:
-            return f"{n // size}{unit}"
-    return f"{n}B"
+class Reject(Exception):
+    """Answer the request ourselves: `status` and `message` in the provider's error shape."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        reason: str,
+        *,
+        plain_text: bool = False,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.reason = reason  # the `reason` label of coder_aibridged_requests_rejected_total
+        self.plain_text = plain_text
+        self.headers = headers or []
+
+
+def _route_not_supported(method: str, path: str) -> Reject:
+    # Plain text, as the reference's mux catch-all answers.
+    return Reject(
+        404, f"route not supported: {method} {path}", "route_not_supported", plain_text=True
+    )
 
 
 class RateLimiter:
@@ -60,9 +90,25 @@ class RateLimiter:
 
 
 @dataclass(frozen=True, slots=True)
-class _Caller:
+class Caller:
     principal: Principal
     byok: bool
+
+
+@dataclass(slots=True)
+class Interception:
+    """What is known about one proxied request; the recorder (a later layer) builds on this."""
+
+    id: uuid.UUID
+    provider: Provider
+    route: Route
+    method: str
+    caller: Caller
+    model: str = ""
+    stream: bool = False
+    client: Client | None = None
+    client_session_id: str | None = None
+    started_at: float = field(default_factory=trio.current_time)
 
 
 class DataPlane:
@@ -73,11 +119,13 @@ class DataPlane:
         providers: ProviderRegistry,
         tokens: TokenCache,
         client: httpx2.AsyncClient,
+        metrics: Metrics,
     ) -> None:
         self._settings = settings
         self._providers = providers
         self._tokens = tokens
         self._client = client
+        self._metrics = metrics
         self._rate = RateLimiter(settings.rate_limit) if settings.rate_limit > 0 else None
         self._inflight = 0
 
@@ -88,27 +136,34 @@ class DataPlane:
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
-        rest = (
-            path[len(PREFIXES[0]) :] if path.startswith(PREFIXES[0]) else path[len(PREFIXES[1]) :]
-        )
-        name, slash, sub = rest.partition("/")
+        prefix = PREFIXES[0] if path.startswith(PREFIXES[0]) else PREFIXES[1]
+        name, slash, sub = path[len(prefix) :].partition("/")
+        # The snapshot is read once: a provider swap never changes a request already admitted.
         provider = self._providers.current.get(name)
-        if provider is None or provider.error:
-            # An unknown provider, or one that cannot be built (status "error"), has no routes.
-            await send_simple(send, 404, f"route not supported: {method} {path}".encode(), _TEXT)
-            return
-        fmt = provider.wire_format
-        limit = self._settings.max_concurrency
-        if limit and self._inflight >= limit:
-            await self._fail(
-                send, fmt, 503, "AI Gateway is currently at capacity. Please try again later."
-            )
-            return
-        self._inflight += 1
+        fmt = provider.wire_format if provider is not None else WireFormat.OPENAI
         try:
-            await self._handle(scope, receive, send, provider, method, path, slash + sub)
-        finally:
-            self._inflight -= 1
+            if provider is None or provider.error:
+                # Unknown, or unusable (status "error"): such a provider has no routes at all.
+                raise _route_not_supported(method, path)
+            limit = self._settings.max_concurrency
+            if limit and self._inflight >= limit:
+                raise Reject(
+                    503,
+                    "AI Gateway is currently at capacity. Please try again later.",
+                    "at_capacity",
+                )
+            self._inflight += 1
+            try:
+                await self._handle(scope, receive, send, provider, method, path, slash + sub)
+            finally:
+                self._inflight -= 1
+        except Reject as reject:
+            self._metrics.rejected.labels(reason=reject.reason).inc()
+            if reject.plain_text:
+                await send_simple(send, reject.status, reject.message.encode(), _TEXT)
+            else:
+                body = error_body(fmt, reject.status, reject.message)
+                await send_simple(send, reject.status, body, _JSON + reject.headers)
 
     async def _handle(
         self,
@@ -120,100 +175,123 @@ class DataPlane:
         path: str,
         sub: str,
     ) -> None:
-        fmt = provider.wire_format
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        caller = await self._authenticate(headers, send, fmt, method, path)
-        if caller is None:
-            return
+        caller = await self._authenticate(headers, method, path)
         if not provider.enabled:
-            await self._fail(
-                send, fmt, 503, f'provider_disabled: AI provider "{provider.name}" is disabled'
+            raise Reject(
+                503,
+                f'provider_disabled: AI provider "{provider.name}" is disabled',
+                "provider_disabled",
             )
-            return
-        route = classify(fmt, method, sub)
+        route = classify(provider.wire_format, method, sub)
         if route is None:
-            await send_simple(send, 404, f"route not supported: {method} {path}".encode(), _TEXT)
-            return
-        body = await self._read_body(receive, send, fmt, headers)
+            raise _route_not_supported(method, path)
+        body = await self._read_body(receive, headers)
         if body is None:
-            return
-        query = scope.get("query_string", b"")
-        url = (
-            provider.base_url
-            + route.upstream_path
-            + (("?" + query.decode("latin-1")) if query else "")
-        )
-        auth = _upstream_auth(provider, caller.byok, headers)
-        stream = False
-        model = ""
-        upstream_body = body
+            return  # the client left while sending its request
+        interception = Interception(uuid.uuid4(), provider, route, method, caller)
         extra: list[tuple[bytes, bytes]] = []
-        interception_id = uuid.uuid4()
         if route.api is not Api.PASSTHROUGH:
-            if not _is_json(headers):
-                await self._fail(send, fmt, 415, "Content-Type must be application/json")
-                return
-            try:
-                prepared = prepare_body(route.api, body)
-            except BodyRejected as exc:
-                await self._fail(send, fmt, exc.status, exc.message)
-                return
-            stream, model, upstream_body = prepared.stream, prepared.model, prepared.body
+            body = self._prepare(interception, headers, body)
             if self._settings.send_actor_headers:
                 extra = [
                     (b"x-ai-bridge-actor-id", str(caller.principal.user_id).encode()),
                     (b"x-ai-bridge-actor-metadata-username", caller.principal.username.encode()),
                 ]
-            text_headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers}
-            client = classify_client(text_headers)
-            session = client_session_id(client, text_headers, prepared.parsed)
-        else:
-            client, session = None, None
+        query = scope.get("query_string", b"")
         exchange = Exchange(
-            wire_format=fmt,
+            wire_format=provider.wire_format,
             method=method,
-            url=url,
+            url=provider.base_url
+            + route.upstream_path
+            + (("?" + query.decode("latin-1")) if query else ""),
             headers=upstream_request_headers(
-                headers, keep_client_auth=caller.byok, auth=auth, extra=extra
+                headers,
+                keep_client_auth=caller.byok,
+                auth=_upstream_auth(provider, caller.byok, headers),
+                extra=extra,
             ),
-            body=upstream_body,
-            stream=stream,
+            body=body,
+            stream=interception.stream,
             ping_interval_s=(
                 self._settings.stream_ping_interval_s
-                if stream and route.api is Api.MESSAGES
+                if interception.stream and route.api is Api.MESSAGES
                 else None
             ),
         )
-        started = trio.current_time()
-        outcome = await relay_exchange(self._client, exchange, receive, send, observer=None)
+        if route.api is Api.PASSTHROUGH:
+            outcome = await relay_exchange(self._client, exchange, receive, send, observer=None)
+            self._metrics.passthrough.labels(provider.name, route.pattern, method).inc()
+            self._log_finished("passthrough.finished", interception, outcome)
+            return
+        model = self._metrics.model_label(provider.name, interception.model)
+        inflight = self._metrics.interceptions_inflight.labels(
+            provider.name, model, route.api.value
+        )
+        inflight.inc()
+        try:
+            outcome = await relay_exchange(self._client, exchange, receive, send, observer=None)
+        finally:
+            inflight.dec()
+        status = (
+            "cancelled"
+            if outcome.client_gone
+            else "failed"
+            if outcome.error or outcome.status >= 400
+            else "completed"
+        )
+        client = str(interception.client or Client.UNKNOWN)
+        self._metrics.interceptions.labels(
+            provider.name, model, status, route.api.value, method, client
+        ).inc()
+        self._metrics.interceptions_duration.labels(provider.name, model).observe(
+            trio.current_time() - interception.started_at
+        )
+        self._log_finished("interception.finished", interception, outcome)
+
+    def _prepare(
+        self, interception: Interception, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> bytes:
+        """Validate the JSON body, apply the reference's rewrites, classify the client."""
+        if not _is_json(headers):
+            raise Reject(415, "Content-Type must be application/json", "bad_request")
+        try:
+            prepared = prepare_body(interception.route.api, body)
+        except BodyRejected as exc:
+            raise Reject(exc.status, exc.message, "bad_request") from exc
+        interception.model = prepared.model
+        interception.stream = prepared.stream
+        text_headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers}
+        interception.client = classify_client(text_headers)
+        interception.client_session_id = client_session_id(
+            interception.client, text_headers, prepared.parsed
+        )
+        return prepared.body
+
+    def _log_finished(self, event: str, interception: Interception, outcome: RelayOutcome) -> None:
         log.info(
-            "interception.finished" if route.api is not Api.PASSTHROUGH else "passthrough.finished",
-            interception_id=str(interception_id),
-            provider=provider.name,
-            route=route.api.value,
-            model=model,
-            stream=stream,
-            initiator=caller.principal.username,
-            credential="byok" if caller.byok else "centralized",
-            client=str(client) if client else None,
-            client_session_id=session,
+            event,
+            interception_id=str(interception.id),
+            provider=interception.provider.name,
+            route=interception.route.api.value,
+            model=interception.model,
+            stream=interception.stream,
+            initiator=interception.caller.principal.username,
+            credential="byok" if interception.caller.byok else "centralized",
+            client=str(interception.client) if interception.client else None,
+            client_session_id=interception.client_session_id,
             status=outcome.status,
             bytes=outcome.bytes_out,
             events=outcome.events,
             pings=outcome.pings,
             client_gone=outcome.client_gone,
             error=outcome.error or None,
-            duration_s=round(trio.current_time() - started, 4),
+            duration_s=round(trio.current_time() - interception.started_at, 4),
         )
 
     async def _authenticate(
-        self,
-        headers: list[tuple[bytes, bytes]],
-        send: Send,
-        fmt: WireFormat,
-        method: str,
-        path: str,
-    ) -> _Caller | None:
+        self, headers: list[tuple[bytes, bytes]], method: str, path: str
+    ) -> Caller:
         byok_token = b""
         bearer = b""
         api_key = b""
@@ -230,45 +308,43 @@ class DataPlane:
         if not token:
             if method != "HEAD":  # Claude Code probes connectivity with credential-less HEADs
                 log.info("auth.no_token", path=path)
-            await self._fail(send, fmt, 400, "no authentication key provided")
-            return None
+            raise Reject(400, "no authentication key provided", "no_token")
         byok = bool(byok_token)
         if byok and not self._settings.allow_byok:
-            await self._fail(send, fmt, 403, "Bring Your Own Key (BYOK) mode is not enabled.")
-            return None
+            raise Reject(403, "Bring Your Own Key (BYOK) mode is not enabled.", "byok_disabled")
         text = token.decode("latin-1")
         if self._rate is not None and not self._rate.allow(text):
-            await send_simple(
-                send,
+            raise Reject(
                 429,
-                error_body(fmt, 429, "You've been rate limited. Please try again later."),
-                [(b"content-type", b"application/json"), (b"retry-after", b"1")],
+                "You've been rate limited. Please try again later.",
+                "rate_limited",
+                headers=[(b"retry-after", b"1")],
             )
-            return None
         try:
             principal = await self._tokens.verify(text)
         except AuthError as exc:
             log.info("auth.rejected", reason=exc.reason)
-            await self._fail(send, fmt, 403, "unauthorized")
-            return None
+            raise Reject(403, "unauthorized", "unauthorized") from exc
         except StoreError as exc:
             log.error("auth.store_unavailable", error=str(exc))
-            await self._fail(send, fmt, 503, "could not verify the token: database unavailable")
-            return None
-        return _Caller(principal, byok)
+            raise Reject(
+                503, "could not verify the token: database unavailable", "store_unavailable"
+            ) from exc
+        return Caller(principal, byok)
 
     async def _read_body(
-        self, receive: Receive, send: Send, fmt: WireFormat, headers: list[tuple[bytes, bytes]]
+        self, receive: Receive, headers: list[tuple[bytes, bytes]]
     ) -> bytes | None:
         limit = self._settings.max_body_bytes
-        too_large = (
+        too_large = Reject(
+            413,
             "Request body too large. The maximum allowed request body size is "
-            f"{_human_size(limit)}."
+            f"{_human_size(limit)}.",
+            "body_too_large",
         )
         for name, value in headers:
             if name == b"content-length" and value.isdigit() and int(value) > limit:
-                await self._fail(send, fmt, 413, too_large)
-                return None
+                raise too_large
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -278,14 +354,17 @@ class DataPlane:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                await self._fail(send, fmt, 413, too_large)
-                return None
+                raise too_large  # checked while reading: never buffer more than the limit
             chunks.append(chunk)
             if not message.get("more_body", False):
-                return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    async def _fail(self, send: Send, fmt: WireFormat, status: int, message: str) -> None:
-        await send_simple(send, status, error_body(fmt, status, message))
+
+def _human_size(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size and n % size == 0:
+            return f"{n // size}{unit}"
+    return f"{n}B"
 
 
 def _is_json(headers: list[tuple[bytes, bytes]]) -> bool:

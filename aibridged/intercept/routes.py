@@ -21,6 +21,7 @@ class Api(enum.StrEnum):
 class Route:
     api: Api
     upstream_path: str  # appended to the provider's base URL
+    pattern: str  # the allow-list entry that matched (a bounded metric label)
 
 
 # Paths relative to the provider's client-facing prefix. OpenAI-format prefixes end in /v1
@@ -54,9 +55,13 @@ def classify(fmt: WireFormat, method: str, path: str) -> Route | None:
         upstream = path
     api = intercepted.get(path)
     if api is not None:
-        return Route(api, upstream) if method == "POST" else None
-    if path in exact or (path.startswith(trees) and not path.endswith("/")):
-        return Route(Api.PASSTHROUGH, upstream)
+        return Route(api, upstream, path) if method == "POST" else None
+    if path in exact:
+        return Route(Api.PASSTHROUGH, upstream, path)
+    if not path.endswith("/"):
+        for tree in trees:
+            if path.startswith(tree):
+                return Route(Api.PASSTHROUGH, upstream, tree)
     return None
 
 

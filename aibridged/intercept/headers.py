@@ -74,5 +74,12 @@ def upstream_request_headers(
     return out
 
 
+def stream_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Streams must not be buffered by a proxy in front of us (nginx honours this header)."""
+    if not any(name == b"x-accel-buffering" for name, _ in headers):
+        headers.append((b"x-accel-buffering", b"no"))
+    return headers
+
+
 def client_response_headers(upstream: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     return [(n.lower(), v) for n, v in upstream if n.lower() not in _RESPONSE_DROPPED]

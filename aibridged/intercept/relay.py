@@ -17,7 +17,7 @@ import structlog
 import trio
 
 from aibridged.intercept import sse
-from aibridged.intercept.headers import client_response_headers
+from aibridged.intercept.headers import client_response_headers, stream_headers
 from aibridged.intercept.shapes import error_body, looks_like_provider_error
 from aibridged.intercept.upstream import translate
 from aibridged.providers.types import WireFormat
@@ -121,9 +121,8 @@ async def _relay(
         error = translate(exc)
         status = 504 if isinstance(exc, httpx2.TimeoutException) else 502
         outcome.status, outcome.error = status, str(error)
-        await send_simple(
-            send, status, error_body(fmt, status, f"upstream request failed: {error}")
-        )
+        body = error_body(fmt, status, f"upstream request failed: {error}")
+        await send_simple(send, status, body, None, outcome)
         return
     try:
         outcome.status = response.status_code
@@ -231,7 +230,7 @@ async def _relay_stream(
         {
             "type": "http.response.start",
             "status": response.status_code,
-            "headers": client_response_headers(response.headers.raw),
+            "headers": stream_headers(client_response_headers(response.headers.raw)),
         }
     )
     writer = _StreamWriter(send, outcome)

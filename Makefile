@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP_RUN  := $(VENV)/.stamp-run
 STAMP_TEST := $(VENV)/.stamp-test
+STAMP_BENCH := $(VENV)/.stamp-bench
 STATE  ?= $(CURDIR)/.state
 
 .PHONY: run test lint typecheck bench clean
@@ -34,7 +35,12 @@ lint: $(STAMP_TEST)
 	$(BIN)/ruff format --check aibridged tests bench
 	$(BIN)/mypy
 
-bench: $(STAMP_TEST)
+$(STAMP_BENCH): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $@ $(STAMP_TEST) $(STAMP_RUN)
+
+# Uses wrk for saturated load when installed (apt-get install wrk), else a Python load generator.
+bench: $(STAMP_BENCH)
 	$(BIN)/python -m bench.run
 
 clean:

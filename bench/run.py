@@ -1,0 +1,247 @@
+"""The hot-path benchmark, direct and through the gateway side by side in one run (``make bench``).
+
+1. added latency at concurrency 1, blocking (OpenAI chat ~40 KB, Anthropic messages ~75 KB);
+2. time to the first SSE event at concurrency 1 (Anthropic messages, stream=true);
+3. saturated closed-loop throughput, JSON (chat, blocking) and SSE (messages, streaming);
+4. gateway RSS before, during and after the load;
+5. py-spy profiles of the gateway under saturated JSON and SSE load.
+
+The gateway runs pinned to CPU 1; the fake upstream, the load generator, the measuring client and
+py-spy to CPU 0. Only 127.0.0.1 is used. Every process started here is stopped by PID, also on
+errors.
+
+    python -m bench.run            # the full run (about 4 minutes), results in bench/results/
+    python -m bench.run --quick    # a smoke run (under a minute), results in a temp directory
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench import payloads
+from bench.loadgen import wrk_path, wrk_version
+from bench.measure import (
+    check_relay,
+    measure_latency,
+    measure_throughput,
+    profile_gateway,
+    summarize_throughput,
+)
+from bench.procs import (
+    Memory,
+    calibrate,
+    pinning_available,
+    wait_until_quiet,
+)
+from bench.profile import py_spy_version
+from bench.report import (
+    evaluate_targets,
+    machine_facts,
+    observations,
+    render_markdown,
+    render_text,
+    source_state,
+    write_json,
+)
+from bench.stack import (
+    CLIENT_CPU,
+    GATEWAY_CPU,
+    REPO,
+    api_surfaces,
+    relative,
+    relative_cmd,
+    running_stack,
+)
+
+RESULTS_DIR = REPO / "bench" / "results"
+
+UPSTREAM_DESCRIPTIONS = {
+    "fast": "bench.fast_upstream: raw ASGI on hypercorn replaying responses the demo rendered once "
+    "from the bench payloads; Anthropic stream of 10 events, no pacing",
+    "demo": "aibridged.demo.DemoUpstream on hypercorn, answers built per request, no pacing",
+}
+
+
+def _speeds() -> dict[str, float]:
+    """The calibration loop's time on each CPU the bench uses (ms, lower is faster)."""
+    return {f"cpu{cpu}": calibrate(cpu) for cpu in (CLIENT_CPU, GATEWAY_CPU)}
+
+
+def _memory(mem: Memory) -> dict[str, int]:
+    return {"rss_kb": mem.rss_kb, "peak_rss_kb": mem.peak_rss_kb}
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--upstream", choices=["fast", "demo"], default="fast")
+    parser.add_argument("--generator", choices=["auto", "wrk", "python"], default="auto")
+    parser.add_argument("--latency-requests", type=int, default=2000, help="timed per path")
+    parser.add_argument("--latency-warmup", type=int, default=200, help="untimed pairs first")
+    parser.add_argument("--connections", default="32,64", help="comma-separated")
+    parser.add_argument("--duration", type=int, default=5, help="seconds per saturated run")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of load before each")
+    parser.add_argument("--rounds", type=int, default=3, help="direct/gateway pairs per setting")
+    parser.add_argument("--profile-seconds", type=int, default=8, help="per recording; 0: none")
+    parser.add_argument("--profile-rate", type=int, default=200, help="py-spy samples per second")
+    parser.add_argument("--log-level", default="warning", help="the gateway's")
+    parser.add_argument("--out", type=Path, help=f"default {relative(RESULTS_DIR)}")
+    parser.add_argument(
+        "--wait-quiet", type=float, default=30, help="wait up to this long for idle CPUs first"
+    )
+    parser.add_argument("--quick", action="store_true", help="small numbers, to check the bench")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.latency_requests, args.latency_warmup = 300, 50
+        args.duration, args.warmup, args.rounds, args.profile_seconds = 3, 1, 1, 3
+    if args.out is None:
+        quick_dir = Path(tempfile.gettempdir(), "aibridged-bench-quick")
+        args.out = quick_dir if args.quick else RESULTS_DIR
+    if args.generator == "auto":
+        args.generator = "wrk" if wrk_path() else "python"
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    connections = [int(c) for c in args.connections.split(",") if c]
+    now = dt.datetime.now().astimezone()
+    date = now.date().isoformat()
+    args.out.mkdir(parents=True, exist_ok=True)
+    apis = api_surfaces()
+    arguments = list(argv if argv is not None else sys.argv[1:])
+    command = shlex.join([os.path.relpath(sys.executable, REPO), "-m", "bench.run", *arguments])
+    pinning = (
+        f"gateway pinned to CPU {GATEWAY_CPU} (taskset -c {GATEWAY_CPU}); upstream, load "
+        f"generator, measuring client and py-spy pinned to CPU {CLIENT_CPU}"
+        if pinning_available()
+        else "unpinned (taskset or a second CPU missing)"
+    )
+    started = time.monotonic()
+    print(
+        f"aibridged hot-path bench: upstream {args.upstream}, generator {args.generator}; {pinning}"
+    )
+    background = wait_until_quiet(max_wait_s=args.wait_quiet)
+    if any(v >= 10 for v in background.values()):
+        print(f"warning: the machine is busy before the start (% per CPU: {background})")
+
+    speed = {"start": _speeds()}
+    source = source_state(REPO)  # what the gateway is about to load
+    work = Path(tempfile.mkdtemp(prefix="aibridged-bench-"))
+    memory: dict[str, dict[str, int]] = {}
+    profile: dict[str, Any] = {}
+    try:
+        with running_stack(work, upstream_kind=args.upstream, log_level=args.log_level) as stack:
+            print(
+                f"gateway ready in {stack.startup_s:.1f} s (pid {stack.gateway.pid}), "
+                f"upstream pid {stack.upstream.pid}",
+                flush=True,
+            )
+            relay = check_relay(stack, apis)
+            memory["after_start"] = _memory(stack.gateway.memory())
+            print("latency at concurrency 1, interleaved:", flush=True)
+            latency = measure_latency(
+                stack, apis, requests=args.latency_requests, warmup=args.latency_warmup
+            )
+            memory["after_latency"] = _memory(stack.gateway.memory())
+            speed["after_latency"] = _speeds()
+            print("saturated throughput:", flush=True)
+            runs = measure_throughput(
+                stack,
+                apis,
+                generator=args.generator,
+                connections=connections,
+                duration_s=args.duration,
+                warmup_s=args.warmup,
+                rounds=args.rounds,
+            )
+            memory["after_load"] = _memory(stack.gateway.memory())
+            speed["after_load"] = _speeds()
+            for kind, api in (("json", apis["chat"]), ("sse", apis["messages_stream"])):
+                if args.profile_seconds <= 0:
+                    break
+                print(f"profiling the gateway with py-spy under saturated {kind} load ...")
+                profile[kind] = profile_gateway(
+                    stack,
+                    kind,
+                    api,
+                    args.out,
+                    date,
+                    generator=args.generator,
+                    connections=max(connections),
+                    seconds=args.profile_seconds,
+                    rate_hz=args.profile_rate,
+                )
+        gateway_exit = stack.gateway.popen.returncode
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    json_path = args.out / f"{date}-hotpath.json"
+    md_path = args.out / f"{date}-hotpath.md"
+    results: dict[str, Any] = {
+        "date": date,
+        "started_at": now.isoformat(timespec="seconds"),
+        "elapsed_s": round(time.monotonic() - started, 1),
+        "command": command,
+        "background_cpu_busy_pct_at_start": background,
+        "make_target": None if arguments else "make bench",
+        "calibration_ms": {**speed, "end": _speeds()},
+        "source": source,
+        "source_at_end": source_state(REPO),
+        "machine": machine_facts(
+            {"wrk": wrk_version(), "py-spy": py_spy_version(), "taskset": shutil.which("taskset")}
+        ),
+        "config": {
+            "upstream": args.upstream,
+            "upstream_description": UPSTREAM_DESCRIPTIONS[args.upstream],
+            "generator": args.generator,
+            "pinned": pinning_available(),
+            "pinning": pinning,
+            "gateway_cpu": GATEWAY_CPU if pinning_available() else None,
+            "latency_requests_per_path": args.latency_requests,
+            "latency_warmup_pairs": args.latency_warmup,
+            "connections": connections,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "rounds": args.rounds,
+            "gateway_log_level": args.log_level,
+            "gateway_command": shlex.join(relative_cmd(stack.gateway.cmd)),
+            "gateway_config": stack.config_text,
+            "gateway_startup_s": round(stack.startup_s, 2),
+            "gateway_exit_code": gateway_exit,
+            "upstream_command": shlex.join(relative_cmd(stack.upstream.cmd)),
+            "payloads": payloads.describe(),
+        },
+        "relay_check": relay,
+        "latency": latency,
+        "throughput_summary": summarize_throughput(runs),
+        "throughput_runs": runs,
+        "memory": memory,
+        "profile": profile,
+        "targets": evaluate_targets(latency),
+        "files": {"json": relative(json_path), "md": relative(md_path)},
+    }
+    results["observations"] = observations(results)
+    write_json(results, json_path)
+    md_path.write_text(render_markdown(results))
+    print()
+    print(render_text(results))
+    print(f"\nwrote {relative(json_path)} and {relative(md_path)} in {results['elapsed_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Run a fake upstream in its own process, so the gateway's process is measured alone.
+
+    python -m bench.upstream --kind fast --port 0     # bench.fast_upstream (default)
+    python -m bench.upstream --kind demo --port 0     # aibridged.demo.DemoUpstream
+
+Prints ``listening http://127.0.0.1:<port>`` on stdout once accepting; runs until SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from functools import partial
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+
+from aibridged.demo import DemoUpstream, serve_demo_upstream
+from bench.fast_upstream import FastUpstream
+
+READY_PREFIX = "listening "
+
+
+async def serve_fast_upstream(
+    app: FastUpstream,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """hypercorn tuned like the demo's listener: long keep-alive, no request cap, big backlog."""
+    config = Config()
+    config.bind = [f"{host}:{port}"]
+    config.keep_alive_timeout = 75.0
+    config.keep_alive_max_requests = 1_000_000_000
+    config.backlog = 4096
+    config.accesslog = None
+    config.errorlog = logging.getLogger("bench.upstream.hypercorn")
+    config.include_server_header = False
+    async with trio.open_nursery() as nursery:
+        binds: list[str] = await nursery.start(
+            partial(serve, app, config, shutdown_trigger=trio.sleep_forever)  # type: ignore[arg-type]
+        )
+        task_status.started(binds[0])
+
+
+async def _main(
+    kind: str, host: str, port: int, chunk_delay_s: float, first_byte_delay_s: float
+) -> None:
+    async with trio.open_nursery() as nursery:
+        if kind == "demo":
+            demo = DemoUpstream(
+                stream_chunks=4, chunk_delay_s=chunk_delay_s, first_byte_delay_s=first_byte_delay_s
+            )
+            url = await nursery.start(partial(serve_demo_upstream, demo, host=host, port=port))
+        else:
+            url = await nursery.start(
+                partial(serve_fast_upstream, FastUpstream(), host=host, port=port)
+            )
+        print(READY_PREFIX + url, flush=True)
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for _ in signals:
+                nursery.cancel_scope.cancel()
+                return
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.upstream", description=__doc__)
+    parser.add_argument("--kind", choices=["fast", "demo"], default="fast")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--chunk-delay", type=float, default=0.0, help="demo only: seconds between events"
+    )
+    parser.add_argument("--first-byte-delay", type=float, default=0.0, help="demo only")
+    args = parser.parse_args(argv)
+    trio.run(_main, args.kind, args.host, args.port, args.chunk_delay, args.first_byte_delay)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -31,7 +31,7 @@ from aibridged.config import Config
 from aibridged.demo import DemoUpstream, serve_demo_upstream
 from aibridged.demo.banner import demo_banner
 from aibridged.errors import StartupError, StoreError
-from aibridged.intercept.upstream import UpstreamSettings, open_upstream_client
+from aibridged.intercept.upstream import UpstreamSettings, open_upstream_clients
 from aibridged.metrics import Metrics
 from aibridged.providers.pool import (
     ProviderRegistry,
@@ -95,7 +95,7 @@ async def run_daemon(
         demo_url = await root.start(serve_demo_upstream, DemoUpstream()) if demo else None
         async with (
             open_database(config) as store,
-            open_upstream_client(_upstream_settings(config)) as client,
+            open_upstream_clients(_upstream_settings(config)) as upstream,
         ):
             await _prepare_database(store, config.server.state_dir)
             token_cache = TokenCache(
@@ -107,7 +107,7 @@ async def run_daemon(
                 settings=config.ai_gateway,
                 providers=providers,
                 tokens=token_cache,
-                client=client,
+                upstream=upstream,
                 metrics=metrics,
             )
             app = _build_app(config, store, dataplane, life)

@@ -13,7 +13,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx2
 import structlog
 import trio
 
@@ -32,6 +31,7 @@ from aibridged.intercept.relay import (
 )
 from aibridged.intercept.routes import Api, BodyRejected, Route, classify, prepare_body
 from aibridged.intercept.shapes import error_body
+from aibridged.intercept.upstream import UpstreamClients
 from aibridged.metrics import Metrics
 from aibridged.providers.pool import Provider, ProviderRegistry
 from aibridged.providers.types import WireFormat
@@ -118,13 +118,13 @@ class DataPlane:
         settings: AIGatewayConfig,
         providers: ProviderRegistry,
         tokens: TokenCache,
-        client: httpx2.AsyncClient,
+        upstream: UpstreamClients,
         metrics: Metrics,
     ) -> None:
         self._settings = settings
         self._providers = providers
         self._tokens = tokens
-        self._client = client
+        self._upstream = upstream
         self._metrics = metrics
         self._rate = RateLimiter(settings.rate_limit) if settings.rate_limit > 0 else None
         self._inflight = 0
@@ -220,7 +220,9 @@ class DataPlane:
             ),
         )
         if route.api is Api.PASSTHROUGH:
-            outcome = await relay_exchange(self._client, exchange, receive, send, observer=None)
+            outcome = await relay_exchange(
+                self._upstream.pick(), exchange, receive, send, observer=None
+            )
             self._metrics.passthrough.labels(provider.name, route.pattern, method).inc()
             self._log_finished("passthrough.finished", interception, outcome)
             return
@@ -230,7 +232,9 @@ class DataPlane:
         )
         inflight.inc()
         try:
-            outcome = await relay_exchange(self._client, exchange, receive, send, observer=None)
+            outcome = await relay_exchange(
+                self._upstream.pick(), exchange, receive, send, observer=None
+            )
         finally:
             inflight.dec()
         status = (

@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from aibridged.providers.types import WireFormat
 
 
@@ -84,13 +86,9 @@ def prepare_body(api: Api, raw: bytes) -> PreparedBody:
     """Parse the client's JSON and apply only the reference's rewrites; the raw bytes go upstream
     unchanged unless a rewrite was actually needed."""
     try:
-        text = raw.decode("utf-8")  # JSON on the wire is UTF-8 (RFC 8259 §8.1): no sniffing
-    except UnicodeDecodeError as exc:
-        raise BodyRejected(400, "request body is not valid UTF-8") from exc
-    try:
-        parsed = json.loads(text)
-    except ValueError as exc:
-        raise BodyRejected(400, f"request body is not valid JSON: {exc}") from exc
+        parsed = orjson.loads(raw)  # ~4x faster than json on the 40-75 KB bodies agents send
+    except orjson.JSONDecodeError:
+        parsed = _parse_slowly(raw)
     if not isinstance(parsed, dict):
         raise BodyRejected(400, "request body must be a JSON object")
     stream = parsed.get("stream") is True
@@ -100,22 +98,43 @@ def prepare_body(api: Api, raw: bytes) -> PreparedBody:
     body = raw
     if api is Api.RESPONSES and parsed.get("background") is True:
         raise BodyRejected(501, "background requests are currently not supported by AI Bridge")
-    if api is Api.CHAT_COMPLETIONS and _rewrite_chat(parsed, stream):
-        body = json.dumps(parsed, ensure_ascii=False, separators=(",", ":")).encode()
+    if api is Api.CHAT_COMPLETIONS and _needs_rewrite(parsed, stream):
+        # Re-read with the standard library, which keeps every number exactly as sent (orjson
+        # turns integers past 64 bits into floats), and write it back with only our two changes.
+        exact = json.loads(raw)
+        _rewrite_chat(exact, stream)
+        body = json.dumps(exact, ensure_ascii=False, separators=(",", ":")).encode()
     return PreparedBody(body=body, parsed=parsed, stream=stream, model=model)
 
 
-def _rewrite_chat(parsed: dict[str, Any], stream: bool) -> bool:
-    """`n` forced to 1; streaming requests always ask for usage. True when something changed."""
-    changed = False
+def _parse_slowly(raw: bytes) -> Any:
+    """The standard library's verdict on what orjson refused (NaN, say), with clearer errors."""
+    try:
+        text = raw.decode("utf-8")  # JSON on the wire is UTF-8 (RFC 8259 §8.1): no sniffing
+    except UnicodeDecodeError as exc:
+        raise BodyRejected(400, "request body is not valid UTF-8") from exc
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise BodyRejected(400, f"request body is not valid JSON: {exc}") from exc
+
+
+def _needs_rewrite(parsed: dict[str, Any], stream: bool) -> bool:
+    if parsed.get("n", 1) != 1:
+        return True
+    if not stream:
+        return False
+    options = parsed.get("stream_options")
+    return not isinstance(options, dict) or options.get("include_usage") is not True
+
+
+def _rewrite_chat(parsed: dict[str, Any], stream: bool) -> None:
+    """`n` forced to 1; streaming requests always ask for usage (reference §1.4)."""
     if parsed.get("n", 1) != 1:
         parsed["n"] = 1
-        changed = True
     if stream:
         options = parsed.get("stream_options")
-        if not isinstance(options, dict):
-            options = {}
-        if options.get("include_usage") is not True:
-            parsed["stream_options"] = {**options, "include_usage": True}
-            changed = True
-    return changed
+        parsed["stream_options"] = {
+            **(options if isinstance(options, dict) else {}),
+            "include_usage": True,
+        }

@@ -549,3 +549,36 @@ def test_model_label_is_capped_per_provider() -> None:
     assert len(labels) == MODELS_PER_PROVIDER + 1 and "other" in labels
     assert metrics.model_label("p", "m0") == "m0"
     assert metrics.model_label("q", "") == "unknown"
+
+
+async def test_blocking_response_keeps_its_length_and_a_cut_body_is_not_passed_off_as_whole(
+    gateway: Gateway, http: httpx2.AsyncClient
+) -> None:
+    r = await http.post(_msg_url(gateway), json=MSG, headers=_auth(gateway))
+    assert r.status_code == 200
+    assert r.headers["content-length"] == str(len(r.content))
+    assert "transfer-encoding" not in r.headers
+    gateway.upstream.reset_mid_stream_next(after_events=1)
+    with pytest.raises(httpx2.RemoteProtocolError):
+        await http.post(_msg_url(gateway), json=MSG, headers=_auth(gateway))
+    # The gateway is fine afterwards.
+    assert (await http.post(_msg_url(gateway), json=MSG, headers=_auth(gateway))).status_code == 200
+
+
+async def test_streams_are_marked_unbuffered(gateway: Gateway, http: httpx2.AsyncClient) -> None:
+    async with http.stream(
+        "POST", _msg_url(gateway), json={**MSG, "stream": True}, headers=_auth(gateway)
+    ) as r:
+        await r.aread()
+    assert r.headers["x-accel-buffering"] == "no"
+    assert r.headers["content-type"].startswith("text/event-stream")
+
+
+async def test_head_passthrough_keeps_the_connection_usable(
+    gateway: Gateway, http: httpx2.AsyncClient
+) -> None:
+    r = await http.head(gateway.base("openai") + "/v1/models", headers=_auth(gateway))
+    assert r.status_code in (200, 405) and r.content == b""
+    assert (
+        await http.get(gateway.base("openai") + "/v1/models", headers=_auth(gateway))
+    ).status_code == 200

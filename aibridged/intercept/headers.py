@@ -42,7 +42,7 @@ CLIENT_AUTH = frozenset({b"authorization", b"x-api-key"})
 ALWAYS_DROPPED = _HOP_BY_HOP | _TRANSPORT | _FORWARDING | _GATEWAY
 
 # Response headers we must not copy: the ASGI server frames the body itself.
-_RESPONSE_DROPPED = _HOP_BY_HOP | frozenset({b"content-length", b"server", b"date"})
+_RESPONSE_DROPPED = _HOP_BY_HOP | frozenset({b"server", b"date"})
 
 
 def upstream_request_headers(
@@ -81,5 +81,13 @@ def stream_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, byte
     return headers
 
 
-def client_response_headers(upstream: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    return [(n.lower(), v) for n, v in upstream if n.lower() not in _RESPONSE_DROPPED]
+def client_response_headers(
+    upstream: Iterable[tuple[bytes, bytes]], *, keep_length: bool = False
+) -> list[tuple[bytes, bytes]]:
+    """Upstream response headers for the client. `keep_length`: the body is relayed exactly as
+    received, so the upstream's Content-Length stays true (and the response needs no chunking)."""
+    return [
+        (n.lower(), v)
+        for n, v in upstream
+        if n.lower() not in _RESPONSE_DROPPED and (keep_length or n.lower() != b"content-length")
+    ]

@@ -168,11 +168,17 @@ async def _relay_body(
     observer: Observer | None,
     outcome: RelayOutcome,
 ) -> None:
+    declared = _declared_length(response)
+    # HEAD answers and 204/304 declare a length but carry no body.
+    bodyless = response.request.method == "HEAD" or response.status_code in (204, 304)
+    length = None if bodyless else declared
     await send(
         {
             "type": "http.response.start",
             "status": response.status_code,
-            "headers": client_response_headers(response.headers.raw),
+            "headers": client_response_headers(
+                response.headers.raw, keep_length=declared is not None
+            ),
         }
     )
     collected = bytearray() if observer is not None else None
@@ -183,15 +189,31 @@ async def _relay_body(
             outcome.bytes_out += len(chunk)
             if collected is not None:
                 collected += chunk
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            last = outcome.bytes_out == length
+            if last:  # the whole declared body: end the response with this very message
+                outcome.complete = True
+            await send({"type": "http.response.body", "body": chunk, "more_body": not last})
     except httpx2.HTTPError as exc:
-        # Headers are out: all we can do is end the body early; the client sees truncated JSON.
+        # Headers are out: all we can do is end the body early; the client sees it truncated.
         outcome.error = str(translate(exc))
         log.warning("relay.upstream_failed_mid_body", error=outcome.error)
-    outcome.complete = True
-    await send({"type": "http.response.body", "body": b"", "more_body": False})
+    if length is not None and outcome.bytes_out != length:
+        # Fewer bytes than declared: leaving the response unfinished makes the server drop the
+        # connection, which is how the client learns the body is incomplete.
+        outcome.error = outcome.error or "upstream body shorter than its Content-Length"
+        return
+    if not outcome.complete:
+        outcome.complete = True
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
     if observer is not None and collected is not None and not outcome.error:
         observer.on_body(bytes(collected))
+
+
+def _declared_length(response: httpx2.Response) -> int | None:
+    value = response.headers.get("content-length")
+    if value is None or not value.isdigit() or "transfer-encoding" in response.headers:
+        return None
+    return int(value)
 
 
 class _StreamWriter:

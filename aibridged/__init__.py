@@ -1,15 +1,16 @@
 """aibridged: a self-hosted AI Gateway on trio.
 
-Layers, highest first; a module imports only from layers below it:
+Layers, highest first; a module imports only from its own layer or the ones below it
+(tests/test_layers.py enforces this):
 
-    cli
-    daemon / reload
-    api / proxy
-    providers / mcp
-    intercept
-    recorder / dump
-    store
-    records / config / errors / log
+    cli, admin_cli                       command line; trio.run happens only here
+    daemon, reload                       composition root, supervisor of the root nursery
+    api, proxy                           HTTP listeners: data plane (raw ASGI), control plane (Quart)
+    providers, mcp, demo                 vendor facts, provider snapshots; the built-in upstream
+    intercept, clients                   relaying and parsing the wire formats; client detection
+    recorder, dump, auth                 consumers of the store
+    store                                PostgreSQL (the only asyncio code)
+    records, config, config_parse, errors, log, metrics, tokens, sdnotify, supervisor
 """
 
 __version__ = "0.1.0"

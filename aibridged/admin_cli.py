@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from datetime import timedelta
 from typing import Any
 
-from aibridged.cli import parse_lifetime, print_rows
-from aibridged.config import Config
+from aibridged.config import Config, parse_duration
 from aibridged.daemon import open_database
+from aibridged.errors import InvalidInput
 from aibridged.store import Store, apply_migrations
 from aibridged.store import users as u
 
@@ -79,3 +81,31 @@ async def _tokens(store: Store, args: argparse.Namespace) -> int:
         token = await u.revoke_token(store, args.token_id)
         print(f"token {token.id} revoked")
     return 0
+
+
+def parse_lifetime(text: str | None) -> timedelta | None:
+    if text is None:
+        return None
+    seconds = parse_duration(text)
+    if seconds <= 0:
+        raise InvalidInput("--lifetime must be positive")
+    return timedelta(seconds=seconds)
+
+
+def print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
+    if fmt == "json":
+        print(json.dumps(rows, indent=2, default=str))
+        return
+    if not rows:
+        return
+    columns = list(rows[0])
+    widths = {
+        c: max(len(c), *(len(str(r[c] if r[c] is not None else "")) for r in rows)) for c in columns
+    }
+    print("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
+    for row in rows:
+        print(
+            "  ".join(
+                str(row[c] if row[c] is not None else "").ljust(widths[c]) for c in columns
+            ).rstrip()
+        )

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import trio
 
 from aibridged import __version__
-from aibridged.config import Config, add_config_flags, flags_from_args, load_config, parse_duration
-from aibridged.errors import AibridgedError, ConfigError
+from aibridged.config import add_config_flags, flags_from_args, load_config
+from aibridged.errors import AibridgedError
 from aibridged.log import LogTargets, configure_logging
 
 T = TypeVar("T")
@@ -122,34 +120,3 @@ def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
     for exc in group.exceptions:
         found.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
     return found
-
-
-def parse_lifetime(text: str | None) -> timedelta | None:
-    if text is None:
-        return None
-    seconds = parse_duration(text)
-    if seconds <= 0:
-        raise ConfigError("--lifetime must be positive")
-    return timedelta(seconds=seconds)
-
-
-def print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
-    if fmt == "json":
-        print(json.dumps(rows, indent=2, default=str))
-        return
-    if not rows:
-        return
-    columns = list(rows[0])
-    widths = {
-        c: max(len(c), *(len(str(r[c] if r[c] is not None else "")) for r in rows)) for c in columns
-    }
-    print("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
-    for row in rows:
-        print(
-            "  ".join(
-                str(row[c] if row[c] is not None else "").ljust(widths[c]) for c in columns
-            ).rstrip()
-        )
-
-
-__all__ = ["Config", "main"]

@@ -13,7 +13,7 @@ import trio
 
 from aibridged.intercept.relay import Exchange, relay_exchange
 from aibridged.intercept.sse import SSEEvent, SSEParser
-from aibridged.providers.types import WireFormat
+from aibridged.intercept.wire import WireFormat
 
 ANTHROPIC_STREAM = (
     b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","content":[],"model":"claude","usage":{"input_tokens":12,"output_tokens":1,"cache_read_input_tokens":5}}}\n\n'

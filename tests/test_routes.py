@@ -7,7 +7,7 @@ import json
 import pytest
 
 from aibridged.intercept.routes import Api, BodyRejected, classify, prepare_body
-from aibridged.providers.types import WireFormat
+from aibridged.intercept.wire import WireFormat
 
 OPENAI, ANTHROPIC = WireFormat.OPENAI, WireFormat.ANTHROPIC
 

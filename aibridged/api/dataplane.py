@@ -32,9 +32,9 @@ from aibridged.intercept.relay import (
 from aibridged.intercept.routes import Api, BodyRejected, Route, classify, prepare_body
 from aibridged.intercept.shapes import error_body
 from aibridged.intercept.upstream import UpstreamClients
+from aibridged.intercept.wire import WireFormat
 from aibridged.metrics import Metrics
 from aibridged.providers.pool import Provider, ProviderRegistry
-from aibridged.providers.types import WireFormat
 
 log = structlog.get_logger("aibridged.dataplane")
 

@@ -20,7 +20,7 @@ from aibridged.intercept import sse
 from aibridged.intercept.headers import client_response_headers, stream_headers
 from aibridged.intercept.shapes import error_body, looks_like_provider_error
 from aibridged.intercept.upstream import translate
-from aibridged.providers.types import WireFormat
+from aibridged.intercept.wire import WireFormat
 
 log = structlog.get_logger("aibridged.relay")
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from aibridged.providers.types import WireFormat
+from aibridged.intercept.wire import WireFormat
 
 
 class Api(enum.StrEnum):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from aibridged.providers.types import WireFormat
+from aibridged.intercept.wire import WireFormat
 
 _ANTHROPIC_TYPES = {
     400: "invalid_request_error",

@@ -15,7 +15,8 @@ from pathlib import Path
 import structlog
 
 from aibridged.config import ProviderSeed
-from aibridged.providers.types import TYPES, ProviderType, WireFormat
+from aibridged.intercept.wire import WireFormat
+from aibridged.providers.types import TYPES, ProviderType
 
 log = structlog.get_logger("aibridged.providers")
 

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
-
-class WireFormat(enum.StrEnum):
-    OPENAI = "openai"
-    ANTHROPIC = "anthropic"
+from aibridged.intercept.wire import WireFormat
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,10 @@
+"""The two upstream wire formats. Every provider type speaks one of them (SPEC §5.1)."""
+
+from __future__ import annotations
+
+import enum
+
+
+class WireFormat(enum.StrEnum):
+    OPENAI = "openai"  # Chat Completions + Responses
+    ANTHROPIC = "anthropic"  # Messages

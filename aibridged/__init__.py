@@ -5,7 +5,7 @@ Layers, highest first; a module imports only from its own layer or the ones belo
 
     cli, admin_cli                       command line; trio.run happens only here
     daemon, reload                       composition root, supervisor of the root nursery
-    api, proxy                           HTTP listeners: data plane (raw ASGI), control plane (Quart)
+    api, proxy                           listeners: data plane (raw ASGI), control plane (Quart)
     providers, mcp, demo                 vendor facts, provider snapshots; the built-in upstream
     intercept, clients                   relaying and parsing the wire formats; client detection
     recorder, dump, auth                 consumers of the store

@@ -92,3 +92,11 @@ def empty_database_url(postgres_server: EmbeddedPostgres) -> str:
 async def store(database_url: str) -> AsyncIterator[Store]:
     async with open_store(database_url, pool_size=5, connect_timeout_s=10) as s:
         yield s
+
+
+def process_alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie waiting to be reaped counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False

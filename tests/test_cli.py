@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from tests.conftest import process_alive
+
 AIBRIDGED = [sys.executable, "-m", "aibridged"]
 
 
@@ -199,15 +201,6 @@ def test_serve_with_embedded_postgres_is_ready_and_sigterm_exits_0_leaving_no_po
     assert token not in stderr  # the token is in the file, never in the logs
     assert "ANTHROPIC_BASE_URL=" in stderr and 'wire_api = "responses"' in stderr
     deadline = time.monotonic() + 10
-    while _alive(pg_pid) and time.monotonic() < deadline:
+    while process_alive(pg_pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _alive(pg_pid), "embedded postgres still running after exit"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split()[2] != "Z"
+    assert not process_alive(pg_pid), "embedded postgres still running after exit"

@@ -21,6 +21,9 @@ from aibridged.providers.types import TYPES, ProviderType
 log = structlog.get_logger("aibridged.providers")
 
 NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+# Management endpoints share the /api/v2/aibridge/ prefix with provider routes (SPEC §8, §11):
+# a provider by one of these names could never be reached.
+RESERVED_NAMES = frozenset({"sessions", "interceptions", "models", "clients", "proxy"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +88,9 @@ def build_provider(
         raise ValueError(f"invalid provider name {name!r}")
     url = (base_url or ptype.default_base_url).rstrip("/")
     error = ""
-    if not ptype.supported:
+    if name in RESERVED_NAMES:
+        error = f"provider name {name!r} is reserved for the management API"
+    elif not ptype.supported:
         error = ptype.why_unsupported
     elif not url:
         error = f"provider type {type_name} needs a base_url"

@@ -141,12 +141,12 @@ def observations(results: dict[str, Any]) -> list[str]:
         )
     speeds = results["calibration_ms"]
     for core in sorted({core for when in speeds.values() for core in when}):
-        values = [when[core] for when in speeds.values() if core in when]
-        if max(values) > 1.15 * min(values):
+        points = {moment: cores[core] for moment, cores in speeds.items() if core in cores}
+        if max(points.values()) > 1.15 * min(points.values()):
             notes.append(
                 f"{core} changed speed during the run: the calibration loop took "
-                + ", ".join(f"{v} ms" for v in values)
-                + " (start, after latency, after load, end; lower is faster)."
+                + ", ".join(f"{v} ms {moment.replace('_', ' ')}" for moment, v in points.items())
+                + " (lower is faster)."
             )
     busy = {k: v for k, v in results["background_cpu_busy_pct_at_start"].items() if v >= 10}
     if busy:

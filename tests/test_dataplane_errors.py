@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,24 @@ CHAT = {"model": "gpt-demo", "messages": [{"role": "user", "content": "hello"}]}
 MSG = {"model": "claude-demo", "max_tokens": 64, "messages": [{"role": "user", "content": "hello"}]}
 
 
+StartGateway = Callable[..., Awaitable[Gateway]]
+
+
 @pytest.fixture
-async def gateway(nursery: trio.Nursery, database_url: str, tmp_path: Path) -> Gateway:
-    return await start_gateway(
-        nursery,
-        database_url=database_url,
-        state_dir=tmp_path,
+def gateway_with(nursery: trio.Nursery, database_url: str, tmp_path: Path) -> StartGateway:
+    """Start a gateway with extra settings: `await gateway_with(flags={...})`."""
+
+    async def start(**settings: Any) -> Gateway:
+        return await start_gateway(
+            nursery, database_url=database_url, state_dir=tmp_path, **settings
+        )
+
+    return start
+
+
+@pytest.fixture
+async def gateway(gateway_with: StartGateway) -> Gateway:
+    return await gateway_with(
         extra_toml=(
             "[ai_gateway]\n"
             'max_body_size = "64KiB"\n'
@@ -208,7 +221,7 @@ async def test_upstream_error_before_streaming_is_relayed_with_its_status(
 
 
 async def test_unreachable_upstream_is_502(
-    nursery: trio.Nursery, database_url: str, tmp_path: Path, http: httpx2.AsyncClient
+    gateway_with: StartGateway, http: httpx2.AsyncClient
 ) -> None:
     import socket
 
@@ -216,21 +229,16 @@ async def test_unreachable_upstream_is_502(
         sock.bind(("127.0.0.1", 0))
         dead_port = sock.getsockname()[1]
     dead = f'[[providers]]\ntype = "anthropic"\nname = "dead"\nbase_url = "http://127.0.0.1:{dead_port}"\n'
-    gw = await start_gateway(
-        nursery, database_url=database_url, state_dir=tmp_path, extra_toml=dead
-    )
+    gw = await gateway_with(extra_toml=dead)
     r = await http.post(gw.base("dead") + "/v1/messages", json=MSG, headers=_auth(gw))
     assert r.status_code == 502
     assert "upstream request failed" in _anthropic_error(r)
 
 
 async def test_upstream_that_never_answers_is_504(
-    nursery: trio.Nursery, database_url: str, tmp_path: Path, http: httpx2.AsyncClient
+    gateway_with: StartGateway, http: httpx2.AsyncClient
 ) -> None:
-    gw = await start_gateway(
-        nursery,
-        database_url=database_url,
-        state_dir=tmp_path,
+    gw = await gateway_with(
         extra_toml='[ai_gateway]\nupstream_timeout = "300ms"\n',
         upstream=FakeUpstream(first_byte_delay_s=5),
     )
@@ -324,9 +332,9 @@ async def test_client_disconnect_cancels_the_upstream_within_100ms(
 
 
 async def test_byok_sends_the_users_own_key_and_can_be_disabled(
-    nursery: trio.Nursery, database_url: str, tmp_path: Path, http: httpx2.AsyncClient
+    gateway_with: StartGateway, http: httpx2.AsyncClient
 ) -> None:
-    gw = await start_gateway(nursery, database_url=database_url, state_dir=tmp_path)
+    gw = await gateway_with()
     headers = {"x-coder-ai-governance-token": gw.token, "authorization": "Bearer sk-users-own-key"}
     r = await http.post(_chat_url(gw), json=CHAT, headers=headers)
     assert r.status_code == 200
@@ -335,13 +343,8 @@ async def test_byok_sends_the_users_own_key_and_can_be_disabled(
     assert "x-coder-ai-governance-token" not in sent
 
 
-async def test_byok_disabled_is_403(
-    nursery: trio.Nursery, database_url: str, tmp_path: Path, http: httpx2.AsyncClient
-) -> None:
-    gw = await start_gateway(
-        nursery,
-        database_url=database_url,
-        state_dir=tmp_path,
+async def test_byok_disabled_is_403(gateway_with: StartGateway, http: httpx2.AsyncClient) -> None:
+    gw = await gateway_with(
         flags={"ai_gateway.allow_byok": "false"},
     )
     r = await http.post(_chat_url(gw), json=CHAT, headers={"x-coder-ai-governance-token": gw.token})
@@ -352,11 +355,9 @@ async def test_byok_disabled_is_403(
 
 
 async def test_rate_limit_is_429_with_retry_after(
-    nursery: trio.Nursery, database_url: str, tmp_path: Path, http: httpx2.AsyncClient
+    gateway_with: StartGateway, http: httpx2.AsyncClient
 ) -> None:
-    gw = await start_gateway(
-        nursery, database_url=database_url, state_dir=tmp_path, flags={"ai_gateway.rate_limit": "2"}
-    )
+    gw = await gateway_with(flags={"ai_gateway.rate_limit": "2"})
     statuses = [
         (await http.post(_chat_url(gw), json=CHAT, headers=_auth(gw))).status_code for _ in range(6)
     ]
@@ -367,13 +368,8 @@ async def test_rate_limit_is_429_with_retry_after(
         assert "rate limited" in _openai_error(r)
 
 
-async def test_max_concurrency_is_503(
-    nursery: trio.Nursery, database_url: str, tmp_path: Path, http: httpx2.AsyncClient
-) -> None:
-    gw = await start_gateway(
-        nursery,
-        database_url=database_url,
-        state_dir=tmp_path,
+async def test_max_concurrency_is_503(gateway_with: StartGateway, http: httpx2.AsyncClient) -> None:
+    gw = await gateway_with(
         flags={"ai_gateway.max_concurrency": "1"},
     )
     gw.upstream.hold_stream_open(interval_s=0.05)
@@ -400,12 +396,9 @@ async def test_passthrough_models_injects_the_provider_key(
 
 
 async def test_gateway_disabled_serves_no_provider_routes(
-    nursery: trio.Nursery, database_url: str, tmp_path: Path, http: httpx2.AsyncClient
+    gateway_with: StartGateway, http: httpx2.AsyncClient
 ) -> None:
-    gw = await start_gateway(
-        nursery,
-        database_url=database_url,
-        state_dir=tmp_path,
+    gw = await gateway_with(
         flags={"ai_gateway.enabled": "false"},
     )
     r = await http.post(_chat_url(gw), json=CHAT, headers=_auth(gw))
@@ -463,12 +456,9 @@ async def test_hop_by_hop_forwarding_and_gateway_headers_are_stripped(
 
 
 async def test_actor_headers_are_sent_when_enabled(
-    nursery: trio.Nursery, database_url: str, tmp_path: Path, http: httpx2.AsyncClient
+    gateway_with: StartGateway, http: httpx2.AsyncClient
 ) -> None:
-    gw = await start_gateway(
-        nursery,
-        database_url=database_url,
-        state_dir=tmp_path,
+    gw = await gateway_with(
         flags={"ai_gateway.send_actor_headers": "true"},
     )
     assert (await http.post(_chat_url(gw), json=CHAT, headers=_auth(gw))).status_code == 200

@@ -103,6 +103,7 @@ class AIGatewayConfig:
     upstream_connect_timeout_s: float
     upstream_timeout_s: float  # time without a byte from upstream before giving up
     token_cache_ttl_s: float
+    request_body_timeout_s: float  # a client must send its whole request body within this
     circuit_breaker: CircuitBreakerConfig
 
 
@@ -253,6 +254,10 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("ai_gateway.upstream_timeout", _POSITIVE_DURATION, 600.0, attr="upstream_timeout_s"),
     Key("ai_gateway.token_cache_ttl", _POSITIVE_DURATION, 5.0, attr="token_cache_ttl_s"),
+    Key(
+        "ai_gateway.request_body_timeout", _POSITIVE_DURATION, 60.0,
+        attr="request_body_timeout_s",
+    ),
     # [ai_gateway.circuit_breaker]
     Key(
         "ai_gateway.circuit_breaker.enabled", BOOL, False,

@@ -165,14 +165,32 @@ async def _prepare_database(store: Store, state_dir: Path) -> None:
     applied = await apply_migrations(store)
     if applied:
         log.info("store.migrated", versions=applied)
-    token = await bootstrap_admin(store)
-    if token is not None:
-        path = state_dir / ADMIN_TOKEN_FILE
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as file:
-            file.write(token + "\n")
-        os.chmod(path, 0o600)
+    path = state_dir / ADMIN_TOKEN_FILE
+
+    def deliver(token: str) -> None:
+        try:
+            _write_private_file(path, token + "\n")
+        except OSError as exc:
+            raise StartupError(f"cannot write the admin token to {path}: {exc.strerror}") from exc
+
+    if await bootstrap_admin(store, deliver):
         log.info("users.admin_created", username="admin", token_file=str(path))
+
+
+def _write_private_file(path: Path, text: str) -> None:
+    """Write `text` to `path` (mode 0600) atomically: a crash leaves the old file or the new."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o600)
+        os.replace(temporary, path)
+    except OSError:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def _upstream_settings(config: Config) -> UpstreamSettings:

@@ -36,7 +36,8 @@ _SECRET_PATTERNS = [
     re.compile(r"\b[A-Za-z0-9]{10}-[A-Za-z0-9]{22}\b"),  # our API tokens
     re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"),  # OpenAI / Anthropic style keys
     re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=\-]{8,}"),
-    re.compile(r"(?<=://)([^:/@\s]+):([^@\s]+)(?=@)"),  # passwords in URLs
+    re.compile(r"(?<=://)([^:/@\s]+):(\S+)(?=@)"),  # passwords in URLs (may hold '@')
+    re.compile(r"(?i)(?<=[?&])(password|passfile|sslpassword|sslkey)=[^&\s'\"]*"),
 ]
 
 
@@ -44,6 +45,8 @@ def redact_text(text: str) -> str:
     for pattern in _SECRET_PATTERNS:
         if pattern.groups == 2:
             text = pattern.sub(lambda m: f"{m[1]}:{REDACTED}", text)
+        elif pattern.groups == 1:
+            text = pattern.sub(lambda m: f"{m[1]}={REDACTED}", text)
         else:
             text = pattern.sub(REDACTED, text)
     return text
@@ -98,7 +101,13 @@ class _ToStructlog(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         log = structlog.get_logger(record.name)
-        log.log(record.levelno, "library.log", message=record.getMessage(), logger=record.name)
+        log.log(
+            record.levelno,
+            "library.log",
+            message=record.getMessage(),
+            logger=record.name,
+            exc_info=record.exc_info or False,
+        )
 
 
 def _open(path: str) -> TextIO:

@@ -503,6 +503,7 @@ async def test_metrics_count_interceptions_passthrough_and_rejections(
     await http.get(gateway.base("openai") + "/v1/models", headers=_auth(gateway))
     await http.post(_chat_url(gateway), json=CHAT)
     await http.post(_chat_url(gateway), json=CHAT, headers={"authorization": "Bearer nope"})
+    await trio.sleep(0.05)  # handlers count after their response went out
     common = {
         "provider": "openai",
         "model": "gpt-demo",
@@ -572,3 +573,87 @@ async def test_head_passthrough_keeps_the_connection_usable(
     assert (
         await http.get(gateway.base("openai") + "/v1/models", headers=_auth(gateway))
     ).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/models/%252e%252e/files",  # would be decoded twice upstream
+        "/v1/models/gpt-4%3Fx%3D1",  # would turn into a query upstream
+        "/v1/models/a%00b",
+        "/v1/models/%ff",
+        "/v1/models/..%2Ffiles",
+    ],
+)
+async def test_encoded_path_tricks_are_refused(
+    gateway: Gateway, http: httpx2.AsyncClient, path: str
+) -> None:
+    r = await http.get(gateway.base("openai") + path, headers=_auth(gateway))
+    assert r.status_code == 404 and r.text.startswith("route not supported")
+    assert len(gateway.upstream.requests) == 0
+
+
+async def test_passthrough_path_is_re_encoded_for_the_upstream(
+    gateway: Gateway, http: httpx2.AsyncClient
+) -> None:
+    await http.get(
+        gateway.base("openai") + "/v1/models/ft:gpt-4o:org:x%20y", headers=_auth(gateway)
+    )
+    assert gateway.upstream.requests[-1].path in (
+        "/v1/models/ft:gpt-4o:org:x y",
+        "/v1/models/ft:gpt-4o:org:x%20y",
+    )
+
+
+async def test_lone_surrogate_in_a_rewritten_body_is_kept_escaped(
+    gateway: Gateway, http: httpx2.AsyncClient
+) -> None:
+    raw = b'{"model":"m","stream":true,"messages":[{"role":"user","content":"x\\ud800y"}]}'
+    r = await http.post(
+        _chat_url(gateway),
+        content=raw,
+        headers={**_auth(gateway), "content-type": "application/json"},
+    )
+    assert r.status_code == 200
+    sent = gateway.upstream.requests[-1].body
+    assert b"\\ud800" in sent and b'"include_usage":true' in sent
+
+
+async def test_a_stalled_request_body_gets_408_and_frees_its_slot(
+    gateway_with: StartGateway, http: httpx2.AsyncClient
+) -> None:
+    gw = await gateway_with(
+        flags={"ai_gateway.max_concurrency": "1"},
+        extra_toml='[ai_gateway]\nrequest_body_timeout = "300ms"\n',
+    )
+    host, port = gw.url.removeprefix("http://").rsplit(":", 1)
+    stream = await trio.open_tcp_stream(host, int(port))
+    async with stream:
+        await stream.send_all(
+            b"POST /api/v2/aibridge/anthropic/v1/messages HTTP/1.1\r\nhost: x\r\n"
+            b"content-type: application/json\r\ncontent-length: 100\r\n"
+            + f"x-api-key: {gw.token}\r\n\r\n".encode()
+            + b'{"model":'
+        )
+        with trio.fail_after(3):
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                answer += await stream.receive_some()
+    assert answer.startswith(b"HTTP/1.1 408")
+    assert (await http.post(_msg_url(gw), json=MSG, headers=_auth(gw))).status_code == 200
+
+
+async def test_unknown_http_methods_share_one_metric_label(
+    gateway: Gateway, http: httpx2.AsyncClient
+) -> None:
+    for method in ("BREW", "WHEN"):
+        r = await http.request(
+            method, gateway.base("openai") + "/v1/models", headers=_auth(gateway)
+        )
+        assert r.status_code < 500, (method, r.status_code, r.text)
+    await trio.sleep(0.05)  # the handler counts after the response went out
+    value = gateway.registry.get_sample_value(
+        "coder_aibridged_passthrough_total",
+        {"provider": "openai", "route": "/v1/models", "method": "other"},
+    )
+    assert value == 2

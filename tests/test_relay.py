@@ -130,3 +130,32 @@ async def test_blocking_body_is_relayed_and_observed_whole() -> None:
     assert body == payload
     assert observer.bodies == [payload]
     assert (b"content-type", b"application/json") in start["headers"]
+
+
+async def test_a_blocking_body_cut_upstream_is_not_ended_cleanly() -> None:
+    """Without Content-Length the only way to tell the client is to leave the response
+    unfinished (the server then drops the connection), not to end it with what arrived."""
+
+    async def pieces() -> AsyncIterator[bytes]:
+        yield b'{"id":"x","choi'
+        raise httpx2.ReadError("connection reset")
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers={"content-type": "application/json"}, content=pieces())
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        await trio.sleep_forever()
+        raise AssertionError
+
+    async with httpx2.AsyncClient(transport=httpx2.MockTransport(handler)) as client:
+        exchange = Exchange(
+            WireFormat.OPENAI, "POST", "http://u/v1/chat/completions", [], b"{}", stream=False
+        )
+        outcome = await relay_exchange(client, exchange, receive, send, _Collector())
+    assert outcome.error
+    assert all(m.get("more_body", True) for m in sent[1:])

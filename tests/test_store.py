@@ -91,10 +91,16 @@ def _live_timers(loop: Any) -> int:
     return len(loop._timers)
 
 
+async def _select_1(conn: Any) -> None:
+    await conn.fetchval("SELECT 1")
+
+
 async def _hammer(store: Store, calls: int) -> None:
+    """`calls` pooled queries from 20 tasks at once: each one acquires and releases."""
+
     async def one() -> None:
         for _ in range(calls // 20):
-            await store.ping()
+            await store.run(_select_1)
 
     async with trio.open_nursery() as nursery:
         for _ in range(20):
@@ -148,3 +154,37 @@ async def test_fair_gate_bounds_concurrent_pool_use(store: Store) -> None:
         nursery.cancel_scope.cancel()
     assert peak == store.statistics().pool_size == 5
     assert store.statistics().waiting == 0
+
+
+async def test_ping_does_not_queue_behind_a_busy_pool(store: Store) -> None:
+    """Health checks use their own connection: a saturated pool must not look like a dead DB."""
+
+    async def hold(conn: Any) -> None:
+        await conn.execute("SELECT pg_sleep(1)")
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(store.statistics().pool_size + 3):
+            nursery.start_soon(store.run, hold)
+        await trio.sleep(0.1)
+        assert store.statistics().waiting == 3
+        with trio.fail_after(0.5):
+            await store.ping()
+
+
+def test_a_foreign_runtime_dir_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from aibridged.errors import StartupError
+    from aibridged.store import embedded
+
+    fake_uid = 54321  # a user that does not own the directory below
+    monkeypatch.setattr(os, "geteuid", lambda: fake_uid)
+    squatted = Path(tempfile.gettempdir()) / f"aibridged-runtime-{fake_uid}"
+    squatted.mkdir(mode=0o777, exist_ok=True)
+    try:
+        with pytest.raises(StartupError, match="not a private directory"):
+            embedded._runtime_dir()
+    finally:
+        squatted.rmdir()

@@ -46,9 +46,10 @@ async def test_unknown_user_and_token_are_not_found(store: Store) -> None:
 
 
 async def test_bootstrap_creates_one_owner_only_once(store: Store) -> None:
-    first = await u.bootstrap_admin(store)
-    second = await u.bootstrap_admin(store)
-    assert first is not None and second is None
+    delivered: list[str] = []
+    assert await u.bootstrap_admin(store, delivered.append) is True
+    assert await u.bootstrap_admin(store, delivered.append) is False
+    [first] = delivered
     [admin] = await u.list_users(store)
     assert (admin.username, admin.role) == ("admin", "owner")
     cache = TokenCache(lambda tid: u.lookup_grant(store, tid))
@@ -60,7 +61,7 @@ async def test_concurrent_bootstraps_create_a_single_admin(store: Store) -> None
     results: list[str | None] = []
 
     async def boot() -> None:
-        results.append(await u.bootstrap_admin(store))
+        results.append("token" if await u.bootstrap_admin(store, lambda t: None) else None)
 
     async with trio.open_nursery() as nursery:
         for _ in range(4):
@@ -92,3 +93,25 @@ async def test_verify_revoke_suspend_and_expiry(store: Store) -> None:
         await cache.verify(token)
     [listed] = [t for t in await u.list_tokens(store, "carol") if t.id == rec.id]
     assert listed.revoked_at is not None
+
+
+async def test_bootstrap_creates_nothing_when_the_token_cannot_be_delivered(store: Store) -> None:
+    def fail(token: str) -> None:
+        raise InvalidInput("disk full")
+
+    with pytest.raises(InvalidInput):
+        await u.bootstrap_admin(store, fail)
+    assert await u.list_users(store) == []  # the next start tries again
+    delivered: list[str] = []
+    assert await u.bootstrap_admin(store, delivered.append)
+    assert len(delivered) == 1
+
+
+async def test_a_username_shaped_like_a_uuid_is_found_by_name(store: Store) -> None:
+    odd = "0b2b7a3e-6a39-4a43-8d8a-2f2d3c5e9b10"
+    created = await u.create_user(store, username=odd)
+    assert (await u.get_user(store, odd)).id == created.id
+    other = await u.create_user(store, username="grace")
+    assert (await u.get_user(store, str(other.id))).username == "grace"
+    with pytest.raises(NotFound):
+        await u.get_user(store, "urn:uuid:" + str(other.id))

@@ -29,7 +29,14 @@ from aibridged.intercept.relay import (
     relay_exchange,
     send_simple,
 )
-from aibridged.intercept.routes import Api, BodyRejected, Route, classify, prepare_body
+from aibridged.intercept.routes import (
+    Api,
+    BodyRejected,
+    Route,
+    classify,
+    encode_path,
+    prepare_body,
+)
 from aibridged.intercept.shapes import error_body
 from aibridged.intercept.upstream import UpstreamClients
 from aibridged.intercept.wire import WireFormat
@@ -42,6 +49,10 @@ PREFIXES = ("/api/v2/aibridge/", "/api/v2/ai-gateway/")
 BYOK_HEADER = b"x-coder-ai-governance-token"
 _TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
 _JSON = [(b"content-type", b"application/json")]
+# Any token is a valid HTTP method; metric labels take these and "other".
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# A token lookup that misses the cache waits at most this long for the database.
+TOKEN_LOOKUP_TIMEOUT_S = 5.0
 
 
 class Reject(Exception):
@@ -186,7 +197,15 @@ class DataPlane:
         route = classify(provider.wire_format, method, sub)
         if route is None:
             raise _route_not_supported(method, path)
-        body = await self._read_body(receive, headers)
+        body: bytes | None = None
+        with trio.move_on_after(self._settings.request_body_timeout_s) as reading:
+            body = await self._read_body(receive, headers)
+        if reading.cancelled_caught:
+            raise Reject(
+                408,
+                f"request body not received within {self._settings.request_body_timeout_s:g}s",
+                "body_timeout",
+            )
         if body is None:
             return  # the client left while sending its request
         interception = Interception(uuid.uuid4(), provider, route, method, caller)
@@ -203,7 +222,7 @@ class DataPlane:
             wire_format=provider.wire_format,
             method=method,
             url=provider.base_url
-            + route.upstream_path
+            + encode_path(route.upstream_path)
             + (("?" + query.decode("latin-1")) if query else ""),
             headers=upstream_request_headers(
                 headers,
@@ -223,7 +242,8 @@ class DataPlane:
             outcome = await relay_exchange(
                 self._upstream.pick(), exchange, receive, send, observer=None
             )
-            self._metrics.passthrough.labels(provider.name, route.pattern, method).inc()
+            method_label = method if method in _KNOWN_METHODS else "other"
+            self._metrics.passthrough.labels(provider.name, route.pattern, method_label).inc()
             self._log_finished("passthrough.finished", interception, outcome)
             return
         model = self._metrics.model_label(provider.name, interception.model)
@@ -325,12 +345,13 @@ class DataPlane:
                 headers=[(b"retry-after", b"1")],
             )
         try:
-            principal = await self._tokens.verify(text)
+            with trio.fail_after(TOKEN_LOOKUP_TIMEOUT_S):
+                principal = await self._tokens.verify(text)
         except AuthError as exc:
             log.info("auth.rejected", reason=exc.reason)
             raise Reject(403, "unauthorized", "unauthorized") from exc
-        except StoreError as exc:
-            log.error("auth.store_unavailable", error=str(exc))
+        except (StoreError, trio.TooSlowError) as exc:
+            log.error("auth.store_unavailable", error=str(exc) or "token lookup timed out")
             raise Reject(
                 503, "could not verify the token: database unavailable", "store_unavailable"
             ) from exc

@@ -197,9 +197,10 @@ async def _relay_body(
         # Headers are out: all we can do is end the body early; the client sees it truncated.
         outcome.error = str(translate(exc))
         log.warning("relay.upstream_failed_mid_body", error=outcome.error)
-    if length is not None and outcome.bytes_out != length:
-        # Fewer bytes than declared: leaving the response unfinished makes the server drop the
-        # connection, which is how the client learns the body is incomplete.
+    if outcome.error or (length is not None and outcome.bytes_out != length):
+        # A cut body: leaving the response unfinished makes the server drop the connection,
+        # which is how the client learns the body is incomplete (a proper end would pass off the
+        # truncated JSON as whole).
         outcome.error = outcome.error or "upstream body shorter than its Content-Length"
         return
     if not outcome.complete:
@@ -226,10 +227,14 @@ class _StreamWriter:
         self.parser = sse.SSEParser()
         self.last_write = trio.current_time()
 
-    async def write(self, chunk: bytes) -> None:
+    async def write(self, chunk: bytes) -> list[sse.SSEEvent]:
+        """Send `chunk`; returns the events it completes. The parser is fed under the lock, so
+        the pinger never sees an event boundary the client has not received yet."""
         async with self._lock:
+            events = self.parser.feed(chunk)
             await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
             self.last_write = trio.current_time()
+            return events
 
     async def ping_if_idle(self, interval_s: float) -> bool:
         async with self._lock:
@@ -264,8 +269,7 @@ async def _relay_stream(
                 if outcome.first_byte_at is None:
                     outcome.first_byte_at = trio.current_time()
                 outcome.bytes_out += len(chunk)
-                events = writer.parser.feed(chunk)
-                await writer.write(chunk)
+                events = await writer.write(chunk)
                 if events:
                     outcome.events += len(events)
                     if observer is not None:

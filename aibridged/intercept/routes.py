@@ -6,6 +6,7 @@ import enum
 import json
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
@@ -38,8 +39,8 @@ _ANTHROPIC_PASSTHROUGH_TREES: tuple[str, ...] = ("/v1/models/", "/api/event_logg
 
 def classify(fmt: WireFormat, method: str, path: str) -> Route | None:
     """The route for `path` (relative to /<provider>), or None: not supported."""
-    if ".." in path.split("/") or "//" in path:
-        return None  # no traversal games with the upstream URL
+    if not _plain_path(path):
+        return None  # no traversal or smuggling games with the upstream URL
     if fmt is WireFormat.OPENAI:
         intercepted, exact, trees = (
             _OPENAI_INTERCEPTED,
@@ -65,6 +66,23 @@ def classify(fmt: WireFormat, method: str, path: str) -> Route | None:
             if path.startswith(tree):
                 return Route(Api.PASSTHROUGH, upstream, tree)
     return None
+
+
+# What a decoded path may not contain: each would change meaning when the path is encoded again
+# for the upstream request ("%2e%2e" would be decoded twice, "?" would start a query), or is not
+# a path at all (control characters, U+FFFD from bytes that were not UTF-8).
+_FORBIDDEN = frozenset("%?#\\\ufffd") | frozenset(map(chr, [*range(0x20), 0x7F]))
+
+
+def _plain_path(path: str) -> bool:
+    if "//" in path or not _FORBIDDEN.isdisjoint(path):
+        return False
+    return not any(segment in (".", "..") for segment in path.split("/"))
+
+
+def encode_path(path: str) -> str:
+    """A plain decoded path (see `classify`) encoded for the upstream URL."""
+    return quote(path, safe="/:@!$&'()*+,;=-._~")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +121,10 @@ def prepare_body(api: Api, raw: bytes) -> PreparedBody:
         # turns integers past 64 bits into floats), and write it back with only our two changes.
         exact = json.loads(raw)
         _rewrite_chat(exact, stream)
-        body = json.dumps(exact, ensure_ascii=False, separators=(",", ":")).encode()
+        try:
+            body = json.dumps(exact, ensure_ascii=False, separators=(",", ":")).encode()
+        except UnicodeEncodeError:  # a lone surrogate escape ("\ud800"): keep it escaped
+            body = json.dumps(exact, separators=(",", ":")).encode()
     return PreparedBody(body=body, parsed=parsed, stream=stream, model=model)
 
 

@@ -15,11 +15,11 @@ Measured pitfalls (ARCHITECTURE.md):
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import asyncpg
 import trio
@@ -43,17 +43,34 @@ class StoreStatistics:
 class Store:
     """A pool of connections usable from trio tasks."""
 
-    def __init__(self, loop: Any, pool: Any, pool_size: int, dsn_for_humans: str) -> None:
+    def __init__(self, loop: Any, pool: Any, pool_size: int, dsn: str, dsn_for_humans: str) -> None:
         self._loop = loop
         self._pool = pool
         self._gate = trio.Semaphore(pool_size)
         self._pool_size = pool_size
+        self._dsn = dsn
         self.dsn_for_humans = dsn_for_humans
+        # Health checks use a connection of their own, outside the gate: a long queue of
+        # requests must not look like a dead database (and make the daemon exit).
+        self._probe: Any = None
+        self._probe_lock = trio.Lock()
 
     @property
     def loop(self) -> Any:
         """The trio-asyncio loop (tests count its pending timers)."""
         return self._loop
+
+    async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """Run an asyncio-flavoured coroutine function, translating asyncpg's errors once."""
+        try:
+            result: T = await trio_asyncio.aio_as_trio(fn, loop=self._loop)(*args, **kwargs)
+            return result
+        except asyncpg.UniqueViolationError as exc:
+            raise Conflict(exc.detail or str(exc)) from exc
+        except (OSError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError) as exc:
+            raise StoreUnavailable(f"database unavailable: {exc}") from exc
+        except asyncpg.PostgresError as exc:
+            raise StoreError(f"database error: {exc}") from exc
 
     async def run(
         self,
@@ -63,20 +80,24 @@ class Store:
     ) -> T:
         """Run the asyncio-flavoured `fn(conn, *args)` with a pooled connection."""
         async with self._gate:
-            try:
-                result: T = await trio_asyncio.aio_as_trio(_with_connection, loop=self._loop)(
-                    self._pool, fn, *args, **kwargs
-                )
-                return result
-            except asyncpg.UniqueViolationError as exc:
-                raise Conflict(exc.detail or str(exc)) from exc
-            except (OSError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError) as exc:
-                raise StoreUnavailable(f"database unavailable: {exc}") from exc
-            except asyncpg.PostgresError as exc:
-                raise StoreError(f"database error: {exc}") from exc
+            return await self._call(_with_connection, self._pool, fn, *args, **kwargs)
 
     async def ping(self) -> None:
-        await self.run(_ping)
+        """Ask the database for an answer over the dedicated probe connection."""
+        async with self._probe_lock:
+            if self._probe is None or self._probe.is_closed():
+                self._probe = await self._call(asyncpg.connect, self._dsn)
+            try:
+                await self._call(_ping, self._probe)
+            except StoreError:
+                await self._close_probe()
+                raise
+
+    async def _close_probe(self) -> None:
+        probe, self._probe = self._probe, None
+        if probe is not None and not probe.is_closed():
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await self._call(probe.close)
 
     def statistics(self) -> StoreStatistics:
         waiting = self._gate.statistics().tasks_waiting
@@ -96,9 +117,25 @@ async def _ping(conn: Connection) -> None:
     await conn.fetchval("SELECT 1")
 
 
+_SECRET_QUERY_KEYS = frozenset({"password", "passfile", "sslpassword", "sslkey"})
+
+
 def redact_dsn(dsn: str) -> str:
-    """The DSN without its password, for messages."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", dsn)
+    """The DSN without any password (userinfo or query parameter), for messages and logs."""
+    try:
+        parts = urlsplit(dsn)
+    except ValueError:
+        return "<unparsable database url>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")  # a password may itself contain '@'
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:***@{hostport}" if ":" in userinfo else f"{user}@{hostport}"
+    query = "&".join(
+        f"{key}=***" if key.lower() in _SECRET_QUERY_KEYS else f"{key}={value}" if value else key
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 @asynccontextmanager
@@ -120,9 +157,11 @@ async def open_store(dsn: str, *, pool_size: int, connect_timeout_s: float) -> A
                 ) from exc
             except ValueError as exc:  # asyncpg's DSN parser
                 raise StoreUnavailable(f"invalid database url {shown}: {exc}") from exc
+            store = Store(loop, pool, pool_size, dsn, shown)
             try:
-                yield Store(loop, pool, pool_size, shown)
+                yield store
             finally:
+                await store._close_probe()
                 with trio.CancelScope(shield=True), trio.move_on_after(10):
                     await trio_asyncio.aio_as_trio(pool.close, loop=loop)()
     except BaseExceptionGroup as group:

@@ -8,6 +8,7 @@ user and opens read/execute on the data dir's parents, so keep the data dir out 
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,20 @@ def start_embedded_postgres(data_dir: Path) -> EmbeddedPostgres:
 
 
 def _runtime_dir() -> str:
+    """A private directory for pgserver's lock file. Its name is predictable, so one that
+    already exists is used only if it is ours: a real directory, owned by us, closed to others."""
     path = Path("/tmp") / f"aibridged-runtime-{os.geteuid()}"
-    path.mkdir(mode=0o700, exist_ok=True)
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        info = path.lstat()
+        if (
+            not stat.S_ISDIR(info.st_mode)
+            or info.st_uid != os.geteuid()
+            or stat.S_IMODE(info.st_mode) & 0o077
+        ):
+            raise StartupError(
+                f"{path} exists but is not a private directory of this user; remove it, or set "
+                "XDG_RUNTIME_DIR to a directory only this user can write"
+            ) from None
     return str(path)

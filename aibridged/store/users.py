@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -191,14 +192,20 @@ async def lookup_grant(store: Store, token_id: str) -> TokenGrant | None:
     return None if row is None else TokenGrant(**dict(row))
 
 
-async def bootstrap_admin(store: Store) -> str | None:
-    """On a database with no users, create the `admin` owner; returns its token plaintext."""
+async def bootstrap_admin(store: Store, deliver: Callable[[str], None]) -> bool:
+    """On a database with no users, create the `admin` owner and hand its token to `deliver`
+    (which writes it somewhere safe). `deliver` runs before the commit: if it fails, nothing
+    is created and the next start tries again. True when the admin was created now."""
     token_id, secret = generate_token()
-    created = await store.run(_bootstrap, token_id, hash_secret(secret))
-    return format_token(token_id, secret) if created else None
+    created: bool = await store.run(
+        _bootstrap, token_id, hash_secret(secret), lambda: deliver(format_token(token_id, secret))
+    )
+    return created
 
 
-async def _bootstrap(conn: Connection, token_id: str, hashed: bytes) -> bool:
+async def _bootstrap(
+    conn: Connection, token_id: str, hashed: bytes, deliver: Callable[[], None]
+) -> bool:
     async with conn.transaction():
         # Replicas starting together must not both create an admin.
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _BOOTSTRAP_LOCK_KEY)
@@ -217,15 +224,23 @@ async def _bootstrap(conn: Connection, token_id: str, hashed: bytes) -> bool:
             user_id,
             hashed,
         )
+        deliver()  # a failure here rolls the transaction back
         return True
 
 
 def _user_match(ref: str) -> str:
+    """SQL matching `ref` ($1) as a username, or as an id when it is a canonical UUID (a
+    username may look like one; the username wins)."""
     try:
-        uuid.UUID(ref)
+        canonical = str(uuid.UUID(ref)) == ref.lower()
     except ValueError:
+        canonical = False
+    if not canonical:
         return "username = $1"
-    return "id = $1::text::uuid"
+    return (
+        "(username = $1 OR (id = $1::uuid"
+        " AND NOT EXISTS (SELECT 1 FROM users WHERE username = $1)))"
+    )
 
 
 async def _fetch(conn: Connection, query: str, *args: object) -> list[Any]:

@@ -15,7 +15,7 @@ import trio
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
-from aibridged.config import load_config
+from aibridged.config import Config, load_config
 from aibridged.daemon import run_daemon
 from aibridged.sdnotify import SdNotifier
 from tests.fakes import FakeUpstream
@@ -29,20 +29,25 @@ MSG = {
 }
 
 
-async def test_health_readiness_metrics_and_admin_token_file(
-    nursery: trio.Nursery, database_url: str, tmp_path: Path
-) -> None:
-    config = load_config(
+def _config(database_url: str, state_dir: Path, flags: dict[str, str]) -> Config:
+    """Defaults, on a test database, listening on a free port."""
+    return load_config(
         path=None,
         env={},
         flags={
             "database.url": database_url,
-            "server.state_dir": str(tmp_path),
+            "server.state_dir": str(state_dir),
             "server.http_address": "127.0.0.1:0",
-            "prometheus.address": "127.0.0.1:0",
+            **flags,
         },
         search_default_path=False,
     )
+
+
+async def test_health_readiness_metrics_and_admin_token_file(
+    nursery: trio.Nursery, database_url: str, tmp_path: Path
+) -> None:
+    config = _config(database_url, tmp_path, {"prometheus.address": "127.0.0.1:0"})
     registry = CollectorRegistry()
     bound = await nursery.start(
         lambda task_status: run_daemon(
@@ -69,17 +74,7 @@ async def test_sd_notify_sends_ready_and_stopping(
     path = str(tmp_path / "notify.sock")
     await sock.bind(path)
     notifier = SdNotifier({"NOTIFY_SOCKET": path})
-    config = load_config(
-        path=None,
-        env={},
-        flags={
-            "database.url": database_url,
-            "server.state_dir": str(tmp_path),
-            "server.http_address": "127.0.0.1:0",
-            "prometheus.enabled": "false",
-        },
-        search_default_path=False,
-    )
+    config = _config(database_url, tmp_path, {"prometheus.enabled": "false"})
     cancel = trio.CancelScope()
 
     async def daemon(task_status: trio.TaskStatus[object]) -> None:

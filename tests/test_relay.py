@@ -44,6 +44,24 @@ class _Collector:
         self.bodies.append(body)
 
 
+class _Client:
+    """The ASGI side of one exchange: records what is sent; never disconnects."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+
+    async def receive(self) -> dict[str, Any]:
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(m.get("body", b"") for m in self.sent[1:])
+
+
 def _transport(payload: bytes, cut: int, content_type: str) -> httpx2.MockTransport:
     async def pieces() -> AsyncIterator[bytes]:
         for i in range(0, len(payload), cut):
@@ -58,24 +76,14 @@ def _transport(payload: bytes, cut: int, content_type: str) -> httpx2.MockTransp
 async def _relay(
     payload: bytes, cut: int, fmt: WireFormat, stream: bool
 ) -> tuple[bytes, _Collector, dict[str, Any]]:
-    sent: list[dict[str, Any]] = []
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    async def receive() -> dict[str, Any]:
-        await trio.sleep_forever()
-        raise AssertionError
-
+    asgi = _Client()
     observer = _Collector()
     content_type = "text/event-stream" if stream else "application/json"
     async with httpx2.AsyncClient(transport=_transport(payload, cut, content_type)) as client:
         exchange = Exchange(fmt, "POST", "http://upstream/v1/x", [], b"{}", stream=stream)
-        await relay_exchange(client, exchange, receive, send, observer)
-    start = sent[0]
-    body = b"".join(m.get("body", b"") for m in sent[1:])
-    assert sent[-1]["more_body"] is False
-    return body, observer, start
+        await relay_exchange(client, exchange, asgi.receive, asgi.send, observer)
+    assert asgi.sent[-1]["more_body"] is False
+    return asgi.body, observer, asgi.sent[0]
 
 
 @pytest.mark.parametrize(
@@ -105,22 +113,15 @@ async def test_split_points_cover_every_byte_boundary() -> None:
         def handler(request: httpx2.Request, p: Any = pieces) -> httpx2.Response:
             return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=p())
 
-        sent: list[bytes] = []
+        asgi = _Client()
         observer = _Collector()
-
-        async def send(message: dict[str, Any], sent: list[bytes] = sent) -> None:
-            sent.append(message.get("body", b""))
-
-        async def receive() -> dict[str, Any]:
-            await trio.sleep_forever()
-            raise AssertionError
 
         async with httpx2.AsyncClient(transport=httpx2.MockTransport(handler)) as client:
             exchange = Exchange(
                 WireFormat.ANTHROPIC, "POST", "http://u/v1/messages", [], b"{}", stream=True
             )
-            await relay_exchange(client, exchange, receive, send, observer)
-        assert b"".join(sent) == ANTHROPIC_STREAM
+            await relay_exchange(client, exchange, asgi.receive, asgi.send, observer)
+        assert asgi.body == ANTHROPIC_STREAM
         assert observer.events == expected
 
 
@@ -143,19 +144,11 @@ async def test_a_blocking_body_cut_upstream_is_not_ended_cleanly() -> None:
     def handler(request: httpx2.Request) -> httpx2.Response:
         return httpx2.Response(200, headers={"content-type": "application/json"}, content=pieces())
 
-    sent: list[dict[str, Any]] = []
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    async def receive() -> dict[str, Any]:
-        await trio.sleep_forever()
-        raise AssertionError
-
+    asgi = _Client()
     async with httpx2.AsyncClient(transport=httpx2.MockTransport(handler)) as client:
         exchange = Exchange(
             WireFormat.OPENAI, "POST", "http://u/v1/chat/completions", [], b"{}", stream=False
         )
-        outcome = await relay_exchange(client, exchange, receive, send, _Collector())
+        outcome = await relay_exchange(client, exchange, asgi.receive, asgi.send, _Collector())
     assert outcome.error
-    assert all(m.get("more_body", True) for m in sent[1:])
+    assert all(m.get("more_body", True) for m in asgi.sent[1:])

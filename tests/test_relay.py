@@ -152,3 +152,14 @@ async def test_a_blocking_body_cut_upstream_is_not_ended_cleanly() -> None:
         outcome = await relay_exchange(client, exchange, asgi.receive, asgi.send, _Collector())
     assert outcome.error
     assert all(m.get("more_body", True) for m in asgi.sent[1:])
+
+
+async def test_an_unusable_upstream_url_is_a_400_not_a_crash() -> None:
+    asgi = _Client()
+    async with httpx2.AsyncClient(transport=_transport(b"", 1, "application/json")) as client:
+        exchange = Exchange(
+            WireFormat.ANTHROPIC, "POST", "http://u/v1/\x00", [], b"{}", stream=False
+        )
+        outcome = await relay_exchange(client, exchange, asgi.receive, asgi.send, _Collector())
+    assert outcome.status == 400 and asgi.sent[0]["status"] == 400
+    assert b"invalid upstream URL" in asgi.body

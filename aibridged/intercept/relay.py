@@ -112,9 +112,14 @@ async def _relay(
 ) -> None:
     outcome = exchange.outcome
     fmt = exchange.wire_format
-    request = client.build_request(
-        exchange.method, exchange.url, headers=exchange.headers, content=exchange.body
-    )
+    try:
+        request = client.build_request(
+            exchange.method, exchange.url, headers=exchange.headers, content=exchange.body
+        )
+    except httpx2.InvalidURL as exc:  # the route checks should make this unreachable
+        outcome.status, outcome.error = 400, f"invalid upstream URL: {exc}"
+        await send_simple(send, 400, error_body(fmt, 400, outcome.error), None, outcome)
+        return
     try:
         response = await client.send(request, stream=True)
     except httpx2.HTTPError as exc:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aibridged.demo import DemoUpstream, RecordedRequest
+from aibridged.demo.asgi import answer_lifespan
 from bench import payloads
 
 Scope = Mapping[str, Any]
@@ -122,7 +123,7 @@ class FastUpstream:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
-            await _lifespan(receive, send)
+            await answer_lifespan(receive, send)
             return
         if kind != "http":
             return
@@ -150,13 +151,3 @@ class FastUpstream:
         for event in canned.events:
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return

@@ -144,7 +144,8 @@ class Delivery:
         await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-async def _lifespan(receive: Receive, send: Send) -> None:
+async def answer_lifespan(receive: Receive, send: Send) -> None:
+    """Acknowledge the ASGI lifespan protocol (nothing to start or stop)."""
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
@@ -186,7 +187,7 @@ class DemoUpstream:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await answer_lifespan(receive, send)
             return
         if scope["type"] != "http":
             return

@@ -10,7 +10,7 @@ Layers, highest first; a module imports only from its own layer or the ones belo
     intercept, clients                   relaying and parsing the wire formats; client detection
     recorder, dump, auth                 consumers of the store
     store                                PostgreSQL (the only asyncio code)
-    records, config, config_parse, errors, log, metrics, tokens, sdnotify, supervisor
+    records, config, errors, log, metrics, safe, tokens, sdnotify, supervisor
 """
 
 __version__ = "0.1.0"

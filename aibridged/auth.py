@@ -1,9 +1,17 @@
 """Authenticating callers by API token without a database query per request.
 
-`TokenCache.verify` keeps what it learnt about a token id for `ttl_s` (5 s by default), positive or
-negative, so a revoked token or a suspended user stops working within that time on every replica,
-and a busy token costs one query per replica per TTL. Concurrent misses for the same id share one
-query. The secret is checked against the cached hash on every call.
+`TokenCache.verify` keeps what it learnt about a token id for `ttl_s` (5 s by default), so a revoked
+token or a suspended user stops working within that time on every replica. The secret is checked
+against the cached hash on every call. Built to keep working for real users while someone floods
+the gateway with made-up tokens:
+
+- Known tokens are served from memory. Past half their TTL an entry is refreshed in the
+  background while it keeps being served (stale-while-revalidate); it is never served past its
+  TTL, which is what bounds revocation.
+- Lookups of ids never seen before go through a small gate of their own (`miss_concurrency`), so
+  a flood of them queues there and not in front of known tokens' refreshes.
+- Negative answers live in a separate, smaller LRU: they can never push a real user out.
+- Concurrent lookups of one id share a single query.
 """
 
 from __future__ import annotations
@@ -14,11 +22,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import structlog
 import trio
 
-from aibridged.errors import AuthError
+from aibridged.errors import AuthError, StoreError
 from aibridged.store.users import TokenGrant
 from aibridged.tokens import parse_token, secret_matches
+
+log = structlog.get_logger("aibridged.auth")
 
 GrantLoader = Callable[[str], Awaitable[TokenGrant | None]]
 
@@ -36,27 +47,56 @@ class Principal:
 @dataclass(frozen=True, slots=True)
 class TokenCacheStatistics:
     entries: int
+    negative_entries: int
     hits: int
     misses: int
+    refreshes: int
+    misses_waiting: int
 
 
 @dataclass(slots=True)
 class _Entry:
     grant: TokenGrant | None
-    loaded_at: float
+    loaded_at: float  # when the query that produced it started
 
 
 class TokenCache:
     def __init__(
-        self, load: GrantLoader, *, ttl_s: float = 5.0, max_entries: int = 100_000
+        self,
+        load: GrantLoader,
+        *,
+        ttl_s: float = 5.0,
+        max_entries: int = 100_000,
+        max_negative_entries: int = 10_000,
+        miss_concurrency: int = 4,
+        refresh_concurrency: int = 4,
     ) -> None:
         self._load = load
         self._ttl_s = ttl_s
+        self._refresh_after_s = ttl_s / 2
         self._max_entries = max_entries
-        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._max_negative = max_negative_entries
+        self._positive: OrderedDict[str, _Entry] = OrderedDict()
+        self._negative: OrderedDict[str, _Entry] = OrderedDict()
         self._loading: dict[str, trio.Event] = {}
+        self._miss_gate = trio.Semaphore(miss_concurrency)
+        self._known_gate = trio.Semaphore(refresh_concurrency)
+        self._nursery: trio.Nursery | None = None
         self._hits = 0
         self._misses = 0
+        self._refreshes = 0
+
+    async def run_refresher(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Own the background refreshes; without it, entries are reloaded on the request path."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            try:
+                await trio.sleep_forever()
+            finally:
+                self._nursery = None
 
     async def verify(self, presented: str) -> Principal:
         """The principal behind `presented`, or AuthError (reason for logs only)."""
@@ -68,44 +108,122 @@ class TokenCache:
             raise AuthError("unknown token id")
         if not secret_matches(parsed.secret, grant.hashed_secret):
             raise AuthError("wrong token secret")
-        if grant.revoked:
-            raise AuthError("token revoked")
-        if grant.expires_at is not None and grant.expires_at <= datetime.now(UTC):
-            raise AuthError("token expired")
-        if grant.user_status != "active":
-            raise AuthError(f"user {grant.user_status}")
-        return Principal(grant.user_id, grant.username, grant.role, grant.token_id)
+        return _principal(grant)
+
+    def is_known(self, presented: str) -> bool:
+        """True when `presented` is a valid token answered from memory right now (no query)."""
+        parsed = parse_token(presented)
+        if parsed is None:
+            return False
+        entry = self._positive.get(parsed.id)
+        if entry is None or trio.current_time() - entry.loaded_at >= self._ttl_s:
+            return False
+        grant = entry.grant
+        return grant is not None and secret_matches(parsed.secret, grant.hashed_secret)
 
     async def _grant(self, token_id: str) -> TokenGrant | None:
         while True:
-            entry = self._entries.get(token_id)
             now = trio.current_time()
+            entry = self._positive.get(token_id)
+            known = entry is not None
             if entry is not None and now - entry.loaded_at < self._ttl_s:
                 self._hits += 1
+                if now - entry.loaded_at >= self._refresh_after_s:
+                    self._refresh_soon(token_id)
                 return entry.grant
+            negative = self._negative.get(token_id)
+            if negative is not None and now - negative.loaded_at < self._ttl_s:
+                self._hits += 1
+                return negative.grant  # None, or a revoked / expired / suspended grant
             pending = self._loading.get(token_id)
             if pending is None:
                 break
             await pending.wait()  # someone else is loading it; use their answer
         self._misses += 1
+        return await self._load_now(token_id, self._known_gate if known else self._miss_gate)
+
+    async def _load_now(self, token_id: str, gate: trio.Semaphore) -> TokenGrant | None:
         done = self._loading[token_id] = trio.Event()
         try:
-            grant = await self._load(token_id)
-            self._entries[token_id] = _Entry(grant, trio.current_time())
-            self._entries.move_to_end(token_id)
-            while len(self._entries) > self._max_entries:
-                self._entries.popitem(last=False)
+            async with gate:
+                started = trio.current_time()
+                grant = await self._load(token_id)
+            self._remember(token_id, grant, started)
             return grant
         finally:
             del self._loading[token_id]
             done.set()
 
+    def _refresh_soon(self, token_id: str) -> None:
+        if self._nursery is None or token_id in self._loading:
+            return
+        self._refreshes += 1
+        self._nursery.start_soon(self._refresh, token_id)
+
+    async def _refresh(self, token_id: str) -> None:
+        done = self._loading[token_id] = trio.Event()
+        try:
+            with trio.move_on_after(self._ttl_s):
+                async with self._known_gate:
+                    started = trio.current_time()
+                    grant = await self._load(token_id)
+                self._remember(token_id, grant, started)
+        except StoreError as exc:
+            # The entry keeps being served until its TTL; then the request path tries again.
+            log.warning("auth.refresh_failed", error=str(exc))
+        finally:
+            del self._loading[token_id]
+            done.set()
+
+    def _remember(self, token_id: str, grant: TokenGrant | None, loaded_at: float) -> None:
+        entry = _Entry(grant, loaded_at)
+        if grant is not None and _usable(grant):
+            self._negative.pop(token_id, None)
+            _put(self._positive, token_id, entry, self._max_entries)
+        else:
+            self._positive.pop(token_id, None)
+            _put(self._negative, token_id, entry, self._max_negative)
+
     def invalidate(self, token_id: str | None = None) -> None:
         """Forget one token (or all): used after a local revoke so it applies at once here."""
         if token_id is None:
-            self._entries.clear()
+            self._positive.clear()
+            self._negative.clear()
         else:
-            self._entries.pop(token_id, None)
+            self._positive.pop(token_id, None)
+            self._negative.pop(token_id, None)
 
     def statistics(self) -> TokenCacheStatistics:
-        return TokenCacheStatistics(len(self._entries), self._hits, self._misses)
+        return TokenCacheStatistics(
+            entries=len(self._positive),
+            negative_entries=len(self._negative),
+            hits=self._hits,
+            misses=self._misses,
+            refreshes=self._refreshes,
+            misses_waiting=self._miss_gate.statistics().tasks_waiting,
+        )
+
+
+def _put(entries: OrderedDict[str, _Entry], key: str, entry: _Entry, limit: int) -> None:
+    entries[key] = entry
+    entries.move_to_end(key)
+    while len(entries) > limit:
+        entries.popitem(last=False)
+
+
+def _usable(grant: TokenGrant) -> bool:
+    return (
+        not grant.revoked
+        and grant.user_status == "active"
+        and (grant.expires_at is None or grant.expires_at > datetime.now(UTC))
+    )
+
+
+def _principal(grant: TokenGrant) -> Principal:
+    if grant.revoked:
+        raise AuthError("token revoked")
+    if grant.expires_at is not None and grant.expires_at <= datetime.now(UTC):
+        raise AuthError("token expired")
+    if grant.user_status != "active":
+        raise AuthError(f"user {grant.user_status}")
+    return Principal(grant.user_id, grant.username, grant.role, grant.token_id)

@@ -1,19 +1,23 @@
 """The composition root and supervisor of `aibridged serve`.
 
-Startup: metrics listener → store (fail fast) → migrations, first-boot admin → background tasks →
-HTTP listener → READY=1. Shutdown (first SIGTERM/SIGINT): STOPPING=1 → the listener stops accepting
-and in-flight requests get `server.shutdown_grace` → background tasks are cancelled → store closes →
-embedded PostgreSQL stops. A second signal cancels everything at once.
+Startup: metrics listener → store (fail fast) → migrations, first-boot admin → writers (consumers
+before producers) → background tasks → HTTP listener → READY=1. Shutdown (first SIGTERM/SIGINT, or
+a database that stopped answering): STOPPING=1 → the listener stops accepting and in-flight
+requests get `server.shutdown_grace` → background tasks are cancelled → the writers' inputs close
+and they drain → store closes → embedded PostgreSQL stops. A second signal cancels everything at
+once. A shutdown asked for by a failure still drains, then exits non-zero.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import sys
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import structlog
@@ -31,7 +35,8 @@ from aibridged.config import Config
 from aibridged.demo import DemoUpstream, serve_demo_upstream
 from aibridged.demo.banner import demo_banner
 from aibridged.errors import StartupError, StoreError
-from aibridged.intercept.upstream import UpstreamSettings, open_upstream_clients
+from aibridged.intercept.upstream import UpstreamSettings, open_upstream_client
+from aibridged.log import flush_logs, run_log_flusher
 from aibridged.metrics import Metrics
 from aibridged.providers.pool import (
     ProviderRegistry,
@@ -44,12 +49,15 @@ from aibridged.sdnotify import SdNotifier
 from aibridged.store import Store, apply_migrations, open_store
 from aibridged.store.embedded import start_embedded_postgres
 from aibridged.store.users import bootstrap_admin, lookup_grant
+from aibridged.supervisor import open_writers
 
 log = structlog.get_logger("aibridged.daemon")
 
 ADMIN_TOKEN_FILE = "admin.token"
 STORE_CHECK_INTERVAL_S = 5.0
 STORE_CHECK_FAILURES = 3  # consecutive failed pings before the store counts as crashed
+# Connections of the pool token lookups may use: a flood of unknown tokens cannot take the rest.
+AUTH_CONNECTIONS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,10 +68,17 @@ class BoundAddresses:
 
 @dataclass(slots=True)
 class _Lifecycle:
-    """What the signal watcher and the listener share."""
+    """What the signal watcher, the store watch and the listener share."""
 
     root: trio.CancelScope
     shutdown: trio.Event = field(default_factory=trio.Event)
+    failure: BaseException | None = None  # why the daemon stops, when it is not a signal
+
+    def stop(self, failure: BaseException | None = None) -> None:
+        """Ask for the graceful shutdown (listener drains, writers flush, store closes)."""
+        if failure is not None and self.failure is None:
+            self.failure = failure
+        self.shutdown.set()
 
 
 async def run_daemon(
@@ -82,8 +97,10 @@ async def run_daemon(
     notifier = notifier if notifier is not None else SdNotifier()
     _check_state_dir(config.server.state_dir)
     _warn_about_settings_not_in_effect(config)
+    _raise_open_file_limit()
     async with trio.open_nursery() as root:
         life = _Lifecycle(root.cancel_scope)
+        root.start_soon(run_log_flusher)
         if handle_signals:
             await root.start(_watch_signals, life, notifier)
         await root.start(notifier.run_watchdog)
@@ -95,37 +112,58 @@ async def run_daemon(
         demo_url = await root.start(serve_demo_upstream, DemoUpstream()) if demo else None
         async with (
             open_database(config) as store,
-            open_upstream_clients(_upstream_settings(config)) as upstream,
+            open_upstream_client(_upstream_settings(config)) as upstream,
         ):
             await _prepare_database(store, config.server.state_dir)
-            token_cache = TokenCache(
-                lambda token_id: lookup_grant(store, token_id),
-                ttl_s=config.ai_gateway.token_cache_ttl_s,
-            )
-            providers = ProviderRegistry(_first_provider_set(config, demo_url, environ, metrics))
-            dataplane = DataPlane(
-                settings=config.ai_gateway,
-                providers=providers,
-                tokens=token_cache,
-                upstream=upstream,
-                metrics=metrics,
-            )
-            app = _build_app(config, store, dataplane, life)
-            async with trio.open_nursery() as services:
-                services.start_soon(_watch_store, store)
-                http_urls = await services.start(
-                    _run_listener, app, config, life, services.cancel_scope
+            # Writers (the recorder, the dump writer) start here: they outlive the listener and
+            # drain before the store closes.
+            async with open_writers(metrics):
+                token_cache = TokenCache(
+                    partial(lookup_grant, store.budget("auth", AUTH_CONNECTIONS)),
+                    ttl_s=config.ai_gateway.token_cache_ttl_s,
                 )
-                metrics.ready.set(1)
-                notifier.ready()
-                log.info("daemon.ready", http=http_urls, metrics=metrics_urls, version=__version__)
-                if demo_url is not None:
-                    public = config.server.access_url or http_urls[0]
-                    token_file = config.server.state_dir / ADMIN_TOKEN_FILE
-                    print(demo_banner(public, token_file), file=sys.stderr, flush=True)
-                task_status.started(BoundAddresses(http=http_urls, metrics=metrics_urls))
+                providers = ProviderRegistry(
+                    _first_provider_set(config, demo_url, environ, metrics)
+                )
+                dataplane = DataPlane(
+                    settings=config.ai_gateway,
+                    providers=providers,
+                    tokens=token_cache,
+                    upstream=upstream,
+                    metrics=metrics,
+                )
+                app = _build_app(config, store, dataplane, life)
+                async with trio.open_nursery() as services:
+                    await services.start(token_cache.run_refresher)
+                    services.start_soon(_watch_store, store, life)
+                    http_urls = await services.start(
+                        _run_listener, app, config, life, services.cancel_scope
+                    )
+                    metrics.ready.set(1)
+                    notifier.ready()
+                    log.info(
+                        "daemon.ready", http=http_urls, metrics=metrics_urls, version=__version__
+                    )
+                    if demo_url is not None:
+                        public = config.server.access_url or http_urls[0]
+                        token_file = config.server.state_dir / ADMIN_TOKEN_FILE
+                        flush_logs()
+                        print(demo_banner(public, token_file), file=sys.stderr, flush=True)
+                    task_status.started(BoundAddresses(http=http_urls, metrics=metrics_urls))
         log.info("daemon.stopped")
-        root.cancel_scope.cancel()  # the signal watcher and the metrics listener
+        root.cancel_scope.cancel()  # the signal watcher, the metrics listener, the log flusher
+    if life.failure is not None:
+        raise life.failure
+
+
+def _raise_open_file_limit() -> None:
+    """Every stream holds two sockets: lift the soft limit on open files to the hard one."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (OSError, ValueError) as exc:
+        log.warning("daemon.file_limit_unchanged", error=str(exc))
 
 
 def _check_state_dir(state_dir: Path) -> None:
@@ -294,8 +332,9 @@ async def _serve_metrics(
     await serve_asgi(app, settings, what="metrics listener", task_status=task_status)
 
 
-async def _watch_store(store: Store) -> None:
-    """A store that stops answering is fatal: exiting lets systemd restart us cleanly."""
+async def _watch_store(store: Store, life: _Lifecycle) -> None:
+    """A store that stops answering ends the daemon, gracefully: in-flight streams keep their
+    grace, then the exit is non-zero so systemd restarts the unit."""
     failures = 0
     next_run = trio.current_time()
     while True:
@@ -307,9 +346,11 @@ async def _watch_store(store: Store) -> None:
             failures = 0
         except (StoreError, trio.TooSlowError) as exc:
             failures += 1
-            log.warning("store.ping_failed", failures=failures, error=str(exc))
+            log.warning("store.ping_failed", failures=failures, error=str(exc) or "timed out")
             if failures >= STORE_CHECK_FAILURES:
-                raise StoreError(f"database stopped answering: {exc}") from exc
+                log.error("daemon.stopping", reason="the database stopped answering")
+                life.stop(StoreError(f"database stopped answering: {exc or 'timed out'}"))
+                return
 
 
 async def _watch_signals(
@@ -330,7 +371,7 @@ async def _watch_signals(
             elif not life.shutdown.is_set():
                 log.info("daemon.stopping", signal=signal.Signals(signum).name)
                 notifier.stopping()
-                life.shutdown.set()
+                life.stop()
             else:
                 log.warning("daemon.stopping_now", signal=signal.Signals(signum).name)
                 life.root.cancel()

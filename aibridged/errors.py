@@ -10,10 +10,13 @@
     ├── InvalidInput              a value given by a user (CLI, API) is not acceptable
     ├── NotFound                  a named object (user, token, provider) does not exist
     ├── Conflict                  a unique name is already taken
+    ├── Rejected                  a request the gateway answers itself (status, message, reason)
+    │   └── BodyRejected          the request body is not acceptable (400, 415, 501)
     └── UpstreamError             talking to an LLM provider failed
-        ├── UpstreamTimeout
-        ├── UpstreamConnectError
-        └── UpstreamStatusError   carries the provider-shaped body to relay
+        ├── UpstreamTimeout       no answer in time (the client gets 504)
+        ├── UpstreamConnectError  cannot connect, or the connection broke (502)
+        ├── UpstreamProtocolError an answer the gateway cannot relay faithfully (502)
+        └── UpstreamStatusError   an error status; carries the provider-shaped body to relay
 
 Library exceptions (asyncpg, httpx2, trio streams, OSError) are translated once, where they enter
 our code, with ``raise X from exc``.
@@ -66,23 +69,73 @@ class Conflict(AibridgedError):
     """A unique name is already taken."""
 
 
+class Rejected(AibridgedError):
+    """Answer the request ourselves: `status` and `message`, in the provider's error shape.
+
+    `reason` is the `reason` label of `coder_aibridged_requests_rejected_total` (a fixed set);
+    `plain_text` answers with text instead (the reference's "route not supported" catch-all).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        reason: str,
+        *,
+        plain_text: bool = False,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.reason = reason
+        self.plain_text = plain_text
+        self.headers = headers or []
+
+
+class BodyRejected(Rejected):
+    """The request body is not acceptable: not JSON, not an object, an unsupported option."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(status, message, "bad_request")
+
+
 class UpstreamError(AibridgedError):
     """Talking to an upstream provider failed."""
+
+    status = 502  # what the client gets when nothing better is known
 
 
 class UpstreamTimeout(UpstreamError):
     """The upstream did not answer in time."""
+
+    status = 504
 
 
 class UpstreamConnectError(UpstreamError):
     """The upstream could not be reached or reset the connection."""
 
 
-class UpstreamStatusError(UpstreamError):
-    """The upstream answered with an error status; ``body`` is relayed as-is."""
+class UpstreamProtocolError(UpstreamError):
+    """The upstream answered something the relay cannot pass on faithfully (say, a content type
+    it does not understand on an intercepted route)."""
 
-    def __init__(self, status: int, body: bytes, content_type: str) -> None:
-        super().__init__(f"upstream answered {status}")
+
+class UpstreamStatusError(UpstreamError):
+    """The upstream answered with an error status before any byte reached the client.
+
+    `body` is in the provider's error shape (the upstream's own when it already was, else
+    wrapped); `headers` are the upstream response headers to relay with it.
+    """
+
+    def __init__(
+        self, status: int, body: bytes, headers: list[tuple[bytes, bytes]], reason: str = ""
+    ) -> None:
+        super().__init__(reason or f"upstream answered {status}")
         self.status = status
         self.body = body
-        self.content_type = content_type
+        self.headers = headers
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first upstream header `name` (lower-case), e.g. b"retry-after" for failover."""
+        return next((value for key, value in self.headers if key == name), None)

@@ -1,20 +1,33 @@
 """Logging: structlog to a human console stream and/or a JSON-lines file.
 
-`RedactSecrets` is the last processor before rendering: a line of defence, not the plan — code must
-not log secrets in the first place.
+Per line: contextvars (a request binds `interception_id`, `provider`, `initiator`), level,
+timestamp, traceback text, `RedactSecrets`, then one render per output. `RedactSecrets` is the last
+processor before rendering: a line of defence, not the plan — code must not log secrets.
+
+Cost matters: the data plane logs a line per request. JSON is rendered with orjson, the human
+format by a small renderer of our own, and lines are not flushed one by one: the sinks flush when a
+warning or error is written, when the last flush is older than `FLUSH_INTERVAL_S`, and from
+`run_log_flusher` (the daemon runs it) so a quiet process still writes its last lines out promptly.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import io
+import json
 import logging
 import re
 import sys
-from collections.abc import MutableMapping
+import time
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any
 
+import orjson
 import structlog
+import trio
 
 from aibridged.errors import ConfigError
 
@@ -26,45 +39,73 @@ _LEVELS = {
     "error": logging.ERROR,
 }
 REDACTED = "[REDACTED]"
+FLUSH_INTERVAL_S = 0.2
+_URGENT = frozenset({"warning", "error", "critical", "exception"})
 
 # Field names whose values are secrets whatever they look like.
 _SECRET_KEYS = re.compile(
     r"(^|_)(token|secret|password|passwd|api_key|apikey|authorization|cookie|key)$", re.IGNORECASE
 )
-# Secret-looking substrings inside any string value.
-_SECRET_PATTERNS = [
-    re.compile(r"\b[A-Za-z0-9]{10}-[A-Za-z0-9]{22}\b"),  # our API tokens
-    re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"),  # OpenAI / Anthropic style keys
-    re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=\-]{8,}"),
-    re.compile(r"(?<=://)([^:/@\s]+):(\S+)(?=@)"),  # passwords in URLs (may hold '@')
-    re.compile(r"(?i)(?<=[?&])(password|passfile|sslpassword|sslkey)=[^&\s'\"]*"),
-]
+# Secret-looking substrings inside any string value, as one alternation: one pass per string.
+_SECRET_TEXT = re.compile(
+    r"(?P<token>\b[A-Za-z0-9]{10}-[A-Za-z0-9]{22}\b)"  # our API tokens
+    r"|(?P<key>\bsk-[A-Za-z0-9_\-]{8,})"  # OpenAI / Anthropic style keys
+    r"|(?P<bearer>(?i:\bbearer\s+)[A-Za-z0-9._~+/=\-]{8,})"
+    r"|(?<=://)(?P<user>[^:/@\s]+):(?P<password>\S+)(?=@)"  # passwords in URLs (may hold '@')
+    r"|(?<=[?&])(?P<param>(?i:password|passfile|sslpassword|sslkey))=[^&\s'\"]*"
+)
+_MAX_DEPTH = 8  # nested values deeper than this are not walked (and not logged)
+
+
+def _mask(match: re.Match[str]) -> str:
+    if match["user"] is not None:
+        return f"{match['user']}:{REDACTED}"
+    if match["param"] is not None:
+        return f"{match['param']}={REDACTED}"
+    return REDACTED
 
 
 def redact_text(text: str) -> str:
-    for pattern in _SECRET_PATTERNS:
-        if pattern.groups == 2:
-            text = pattern.sub(lambda m: f"{m[1]}:{REDACTED}", text)
-        elif pattern.groups == 1:
-            text = pattern.sub(lambda m: f"{m[1]}={REDACTED}", text)
-        else:
-            text = pattern.sub(REDACTED, text)
-    return text
+    return _SECRET_TEXT.sub(_mask, text)
+
+
+def _redact(value: Any, depth: int = 0) -> Any:
+    """`value` with secret-looking text masked, nested dicts, lists and tuples included."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, (bool, int, float)) or value is None:
+        return value
+    if depth >= _MAX_DEPTH:
+        return "[too deep]"
+    if isinstance(value, dict):
+        return {
+            key: REDACTED if _is_secret_field(key, item) else _redact(item, depth + 1)
+            for key, item in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [_redact(item, depth + 1) for item in value]
+    if isinstance(value, BaseException):
+        return redact_text(repr(value))
+    return value
+
+
+def _is_secret_field(key: object, value: object) -> bool:
+    return (
+        isinstance(key, str) and bool(_SECRET_KEYS.search(key)) and value not in (None, "", False)
+    )
 
 
 class RedactSecrets:
-    """structlog processor: masks secret-named fields and secret-looking substrings."""
+    """structlog processor: masks secret-named fields and secret-looking text, at any depth."""
 
     def __call__(
         self, logger: object, method_name: str, event_dict: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
         for key, value in event_dict.items():
-            if _SECRET_KEYS.search(key) and value not in (None, "", False):
+            if _is_secret_field(key, value):
                 event_dict[key] = REDACTED
-            elif isinstance(value, str):
-                event_dict[key] = redact_text(value)
-            elif isinstance(value, BaseException):
-                event_dict[key] = redact_text(repr(value))
+            elif not isinstance(value, (bool, int, float)) and value is not None:
+                event_dict[key] = _redact(value)
         return event_dict
 
 
@@ -75,25 +116,114 @@ class LogTargets:
     level: str = "info"
 
 
-class _Sinks:
-    """Renders each event once per configured output."""
+def render_json(event_dict: MutableMapping[str, Any]) -> bytes:
+    """One JSON line. Client-chosen text may hold lone surrogates, which orjson refuses: such a
+    line is rendered by the standard library with every non-ASCII character escaped."""
+    try:
+        return orjson.dumps(event_dict, default=str, option=orjson.OPT_APPEND_NEWLINE)
+    except TypeError:
+        return (json.dumps(event_dict, default=str) + "\n").encode("ascii")
 
-    def __init__(self, human: TextIO | None, json_out: TextIO | None) -> None:
+
+_FIRST_FIELDS = ("timestamp", "level", "event")
+
+
+def render_human(event_dict: MutableMapping[str, Any]) -> str:
+    """`<timestamp> <level> <event> key=value ...`; a traceback goes on the following lines."""
+    fields = dict(event_dict)
+    head = " ".join(
+        [
+            str(fields.pop("timestamp", "")),
+            f"[{fields.pop('level', '')}]".ljust(9),
+            str(fields.pop("event", "")).ljust(28),
+        ]
+    )
+    trace = fields.pop("exception", None)
+    parts = [head]
+    parts += [f"{key}={_human_value(value)}" for key, value in fields.items() if value is not None]
+    line = " ".join(parts)
+    return f"{line}\n{trace}" if trace else line
+
+
+def _human_value(value: Any) -> str:
+    if isinstance(value, str):
+        return value if value and not any(c in value for c in ' ="\n') else json.dumps(value)
+    return str(value)
+
+
+class _Sink:
+    """One output stream, written in blocks and flushed by time or urgency, never per line."""
+
+    def __init__(self, out: IO[bytes], *, human: bool) -> None:
+        self._out = out  # a buffered binary stream: writes collect, flush() pushes them out
         self._human = human
-        self._json = json_out
-        self._console = structlog.dev.ConsoleRenderer(colors=bool(human and human.isatty()))
-        self._json_renderer = structlog.processors.JSONRenderer()
+        self._last_flush = time.monotonic()
+        self._dirty = False
+
+    def write(self, event_dict: MutableMapping[str, Any], urgent: bool) -> None:
+        if self._human:
+            # A lone surrogate from a client must not break the log file.
+            data = (render_human(event_dict) + "\n").encode("utf-8", "backslashreplace")
+        else:
+            data = render_json(event_dict)
+        self._out.write(data)
+        self._dirty = True
+        now = time.monotonic()
+        if urgent or now - self._last_flush >= FLUSH_INTERVAL_S:
+            self.flush(now)
+
+    def flush(self, now: float | None = None) -> None:
+        if self._dirty:
+            self._dirty = False
+            # A closed or full output must not make logging crash its caller.
+            with contextlib.suppress(OSError, ValueError):
+                self._out.flush()
+        self._last_flush = time.monotonic() if now is None else now
+
+
+class _Sinks:
+    """The last processor: renders each event once per configured output."""
+
+    def __init__(self, sinks: Iterable[_Sink]) -> None:
+        self.sinks = list(sinks)
 
     def __call__(
         self, logger: object, method_name: str, event_dict: MutableMapping[str, Any]
     ) -> str:
-        if self._json is not None:
-            self._json.write(str(self._json_renderer(logger, method_name, dict(event_dict))) + "\n")
-            self._json.flush()
-        if self._human is not None:
-            self._human.write(str(self._console(logger, method_name, event_dict)) + "\n")
-            self._human.flush()
+        urgent = method_name in _URGENT
+        for sink in self.sinks:
+            sink.write(event_dict, urgent)
         raise structlog.DropEvent
+
+    def flush(self) -> None:
+        for sink in self.sinks:
+            sink.flush()
+
+
+_active = _Sinks([])
+
+
+def flush_logs() -> None:
+    """Write out whatever the log sinks hold (the daemon calls this on its way out too)."""
+    _active.flush()
+
+
+atexit.register(flush_logs)
+
+
+async def run_log_flusher(
+    *,
+    interval_s: float = FLUSH_INTERVAL_S,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Flush the log sinks every `interval_s`, so the last lines of a quiet moment are not held."""
+    task_status.started()
+    try:
+        while True:
+            await trio.sleep(interval_s)
+            flush_logs()
+    finally:
+        flush_logs()
 
 
 class _ToStructlog(logging.Handler):
@@ -110,21 +240,34 @@ class _ToStructlog(logging.Handler):
         )
 
 
-def _open(path: str) -> TextIO:
+def _open(path: str) -> IO[bytes]:
     try:
         file = Path(path)
         file.parent.mkdir(parents=True, exist_ok=True)
-        return open(file, "a", encoding="utf-8", buffering=1)
+        return open(file, "ab", buffering=1 << 16)  # lives as long as the process
     except OSError as exc:
         raise ConfigError(f"cannot open log file {path}: {exc.strerror}") from exc
 
 
+def _stderr_bytes() -> IO[bytes]:
+    sys.stderr.flush()  # what was written as text so far comes first
+    buffer: IO[bytes] | None = getattr(sys.stderr, "buffer", None)
+    return buffer if buffer is not None else io.BytesIO()
+
+
 def configure_logging(targets: LogTargets) -> None:
+    global _active
     level = _LEVELS.get(targets.level.lower())
     if level is None:
         raise ConfigError(f"invalid log level {targets.level!r}")
-    human = sys.stderr if targets.human in ("", "-") else _open(targets.human)
-    json_out = _open(targets.json) if targets.json else None
+    sinks = []
+    if targets.human != "off":
+        out = _stderr_bytes() if targets.human in ("", "-") else _open(targets.human)
+        sinks.append(_Sink(out, human=True))
+    if targets.json:
+        sinks.append(_Sink(_open(targets.json), human=False))
+    _active.flush()
+    _active = _Sinks(sinks)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -132,7 +275,7 @@ def configure_logging(targets: LogTargets) -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             RedactSecrets(),
-            _Sinks(human, json_out),
+            _active,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         cache_logger_on_first_use=True,

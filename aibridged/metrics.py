@@ -11,8 +11,12 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from aibridged.safe import bounded_text
+
 PREFIX = "coder_aibridged_"
 MODELS_PER_PROVIDER = 100
+MODEL_LABEL_CHARS = 128
+OTHER_MODEL = "other"
 
 
 class Metrics:
@@ -40,7 +44,7 @@ class Metrics:
             PREFIX + "ready", "1 once the daemon serves requests.", registry=registry
         )
 
-        # provider: configured names; model: capped by model_label; status: completed, failed,
+        # provider: configured names; model: capped by admit_model; status: completed, failed,
         # cancelled; route: 3 APIs; method: POST; client: 14 known values.
         self.interceptions = Counter(
             PREFIX + "interceptions",
@@ -82,16 +86,35 @@ class Metrics:
             ["provider_name", "provider_type", "status"],
             registry=registry,
         )
+        # One series per SSE stream parsing gave up on (bounded by provider names).
+        self.stream_parse_abandoned = Counter(
+            PREFIX + "stream_parse_abandoned",
+            "Streams whose events grew past ai_gateway.max_event_size: relayed as bytes, unparsed.",
+            ["provider"],
+            registry=registry,
+        )
         self._models: dict[str, set[str]] = {}
 
     def model_label(self, provider: str, model: str) -> str:
-        """`model` as a label value; past MODELS_PER_PROVIDER distinct names, "other"."""
+        """The label for `model` before its outcome is known: itself once admitted, else "other"."""
         if not model:
             return "unknown"
+        label = bounded_text(model, MODEL_LABEL_CHARS)
+        return label if label in self._models.get(provider, ()) else OTHER_MODEL
+
+    def admit_model(self, provider: str, model: str) -> str:
+        """The label for `model` after a 2xx answer, admitting it while the provider has room.
+
+        Only models the upstream accepted take one of a provider's MODELS_PER_PROVIDER label
+        values, so a client sending junk model names cannot use them up.
+        """
+        if not model:
+            return "unknown"
+        label = bounded_text(model, MODEL_LABEL_CHARS)
         seen = self._models.setdefault(provider, set())
-        if model in seen:
-            return model
+        if label in seen:
+            return label
         if len(seen) >= MODELS_PER_PROVIDER:
-            return "other"
-        seen.add(model)
-        return model
+            return OTHER_MODEL
+        seen.add(label)
+        return label

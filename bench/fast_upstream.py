@@ -76,7 +76,9 @@ def _render(
     path: str, body: bytes, headers: list[tuple[str, str]]
 ) -> tuple[bytes, tuple[bytes, ...]]:
     demo = DemoUpstream(stream_chunks=STREAM_CHUNKS)
-    request = RecordedRequest(method="POST", path=path, query="", headers=headers, body=body)
+    request = RecordedRequest(
+        method="POST", path=path, raw_path=path, query="", headers=headers, body=body
+    )
     planned = demo.respond(request)
     if planned.status != 200:
         raise RuntimeError(f"the demo refused the bench payload for {path}: {planned.body!r}")

@@ -7,6 +7,7 @@ first out; each scripted behaviour applies to exactly one request:
     url = await nursery.start(serve_demo_upstream, fake)
     fake.fail_next(429, headers=[("retry-after", "1")])   # provider-shaped body unless given
     fake.reset_mid_stream_next(after_events=3)            # 3 body chunks, then the connection drops
+    fake.reset_mid_stream_next(1, fragment_bytes=200)     # exactly 200 bytes, then it drops
     fake.stall_next(5.0)                                  # headers, 5 s of silence, then the answer
     fake.hold_stream_open(interval_s=0.01)                # events forever, until the client leaves
     fake.fragment_next(7)                                 # the body re-cut into 7-byte chunks
@@ -100,12 +101,16 @@ class FakeUpstream(DemoUpstream):
         for _ in range(times):
             self._plans.append(_Plan(fail=(status, body, encoded)))
 
-    def reset_mid_stream_next(self, after_events: int) -> None:
+    def reset_mid_stream_next(
+        self, after_events: int, *, fragment_bytes: int | None = None
+    ) -> None:
         """Send ``after_events`` body chunks (SSE events), then drop the connection.
 
-        A blocking answer is cut after half of its body.
+        With ``fragment_bytes`` the body is first re-cut into chunks of that size, so
+        ``after_events=1, fragment_bytes=n`` sends exactly the first n bytes. A blocking answer is
+        cut after half of its body.
         """
-        self._plans.append(_Plan(abort_after=after_events))
+        self._plans.append(_Plan(abort_after=after_events, fragment_bytes=fragment_bytes))
 
     def stall_next(self, seconds: float) -> None:
         """Send the headers, stay silent ``seconds``, then send the normal answer."""

@@ -147,7 +147,7 @@ def test_default_path_is_read_only_when_searching(
     toml_file: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     file = toml_file('[log]\nlevel = "error"\n')
-    monkeypatch.setattr("aibridged.config.DEFAULT_CONFIG_PATH", file)
+    monkeypatch.setattr("aibridged.config.load.DEFAULT_CONFIG_PATH", file)
     assert load_config(env={}).log.level == "error"
     assert load_config(env={}, search_default_path=False).log.level == "info"
 
@@ -155,7 +155,7 @@ def test_default_path_is_read_only_when_searching(
 def test_missing_default_path_means_defaults(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("aibridged.config.DEFAULT_CONFIG_PATH", tmp_path / "absent.toml")
+    monkeypatch.setattr("aibridged.config.load.DEFAULT_CONFIG_PATH", tmp_path / "absent.toml")
     assert load_config(env={}).source == ""
 
 
@@ -693,6 +693,7 @@ EXPECTED_FLAGS = {
     "--tls-key-file", "--database-url", "--ai-gateway-enabled", "--ai-gateway-dump-dir",
     "--ai-gateway-retention", "--ai-gateway-structured-logging", "--ai-gateway-allow-byok",
     "--ai-gateway-max-body-size", "--ai-gateway-max-concurrency", "--ai-gateway-rate-limit",
+    "--ai-gateway-auth-failure-limit",
     "--ai-gateway-send-actor-headers", "--prometheus-enabled", "--prometheus-address",
     "--log-human", "--log-json", "--log-level",
 }  # fmt: skip

@@ -20,6 +20,8 @@ import trio
 from tests.gateway import ANTHROPIC_KEY, OPENAI_KEY, Gateway, start_gateway
 
 MESSAGES = [{"role": "user", "content": "Write a haiku about gateways"}]
+# The demo calls a tool only when asked to (and only a read-only one).
+TOOL_MESSAGES = [{"role": "user", "content": "Read the config file #demo-tool"}]
 TOOLS_OPENAI = [
     {
         "type": "function",
@@ -113,10 +115,12 @@ async def test_chat_completions_blocking_and_streaming_match_the_direct_path(
     gateway: Gateway, openai_pair: tuple[openai.AsyncOpenAI, openai.AsyncOpenAI]
 ) -> None:
     direct, via = openai_pair
-    for kwargs in ({}, {"tools": TOOLS_OPENAI}):
-        a = await direct.chat.completions.create(model="gpt-demo", messages=MESSAGES, **kwargs)
-        b = await via.chat.completions.create(model="gpt-demo", messages=MESSAGES, **kwargs)
+    for messages, kwargs in ((MESSAGES, {}), (TOOL_MESSAGES, {"tools": TOOLS_OPENAI})):
+        a = await direct.chat.completions.create(model="gpt-demo", messages=messages, **kwargs)
+        b = await via.chat.completions.create(model="gpt-demo", messages=messages, **kwargs)
         assert _strip_ids(b.model_dump()) == _strip_ids(a.model_dump())
+        calls = b.choices[0].message.tool_calls
+        assert [c.function.name for c in calls or []] == (["read_file"] if kwargs else [])
         assert _last_upstream_headers(gateway)["authorization"] == f"Bearer {OPENAI_KEY}"
 
     async def collect(client: openai.AsyncOpenAI) -> tuple[str, Any, int]:
@@ -177,18 +181,14 @@ async def test_messages_with_thinking_and_tool_use_match_the_direct_path(
     kwargs: dict[str, Any] = {
         "model": "claude-demo",
         "max_tokens": 2048,
-        "messages": MESSAGES,
+        "messages": TOOL_MESSAGES,
         "tools": TOOLS_ANTHROPIC,
         "thinking": {"type": "enabled", "budget_tokens": 1024},
     }
     a = await direct.messages.create(**kwargs)
     b = await via.messages.create(**kwargs)
     assert _strip_ids(b.model_dump()) == _strip_ids(a.model_dump())
-    assert [block.type for block in b.content] == [
-        "thinking",
-        "text",
-        "tool_use",
-    ] or "tool_use" in [block.type for block in b.content]
+    assert [block.type for block in b.content] == ["thinking", "text", "tool_use"]
     headers = _last_upstream_headers(gateway)
     assert headers["x-api-key"] == ANTHROPIC_KEY
     assert "authorization" not in headers
@@ -202,8 +202,7 @@ async def test_messages_with_thinking_and_tool_use_match_the_direct_path(
     direct_final = await collect(direct)
     final = await collect(via)
     assert _strip_ids(final.model_dump()) == _strip_ids(direct_final.model_dump())
-    kinds = [block.type for block in final.content]
-    assert "thinking" in kinds and "tool_use" in kinds
+    assert [block.type for block in final.content] == ["thinking", "text", "tool_use"]
     assert final.usage.output_tokens > 0
 
 
@@ -237,3 +236,52 @@ async def test_request_body_goes_upstream_byte_for_byte(
     upstream_headers = dict(gateway.upstream.requests[-1].headers)
     assert upstream_headers["anthropic-version"] == "2023-06-01"
     assert gateway.token not in json.dumps(gateway.upstream.requests[-1].headers)
+
+
+async def _first_event_end(gateway: Gateway, path: str, body: dict[str, Any]) -> int:
+    """Where the upstream's first SSE event ends (the demo is deterministic)."""
+    async with httpx2.AsyncClient() as client:
+        r = await client.post(gateway.upstream_url + path, json=body)
+    return r.content.index(b"\n\n") + 2
+
+
+async def test_a_stream_reset_mid_event_is_an_api_error_in_the_openai_sdk(
+    gateway: Gateway, openai_pair: tuple[openai.AsyncOpenAI, openai.AsyncOpenAI]
+) -> None:
+    """Cut 10 bytes into the second event: the SDK must raise its own APIError, not choke on
+    half a JSON document (it did: JSONDecodeError)."""
+    _, via = openai_pair
+    body = {
+        "model": "gpt-demo",
+        "messages": MESSAGES,
+        "stream": True,
+        "stream_options": {"include_usage": True},  # as the gateway sends it
+    }
+    cut = await _first_event_end(gateway, "/v1/chat/completions", body) + 10
+    gateway.upstream.reset_mid_stream_next(1, fragment_bytes=cut)
+    stream = await via.chat.completions.create(model="gpt-demo", messages=MESSAGES, stream=True)
+    chunks = []
+    with pytest.raises(openai.APIError) as info:
+        async for chunk in stream:
+            chunks.append(chunk)
+    assert len(chunks) == 1  # the whole first event, nothing of the second
+    assert not isinstance(info.value, openai.APIConnectionError)
+    assert "upstream stream failed" in str(info.value)
+
+
+async def test_a_stream_reset_mid_event_is_an_api_error_in_the_anthropic_sdk(
+    gateway: Gateway, anthropic_pair: tuple[anthropic.AsyncAnthropic, anthropic.AsyncAnthropic]
+) -> None:
+    _, via = anthropic_pair
+    body = {"model": "claude-demo", "max_tokens": 64, "messages": MESSAGES, "stream": True}
+    cut = await _first_event_end(gateway, "/v1/messages", body) + 10
+    gateway.upstream.reset_mid_stream_next(1, fragment_bytes=cut)
+    events = []
+    with pytest.raises(anthropic.APIStatusError) as info:
+        async with via.messages.stream(
+            model="claude-demo", max_tokens=64, messages=MESSAGES
+        ) as stream:
+            async for event in stream:
+                events.append(event.type)
+    assert events == ["message_start"]
+    assert "upstream stream failed" in str(info.value)

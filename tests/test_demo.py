@@ -20,6 +20,7 @@ from anthropic.types import TextBlock, ThinkingBlock, ToolUseBlock
 from openai.types.responses import ResponseFunctionToolCall
 
 from aibridged.demo import DemoUpstream, RecordedRequest, count_tokens, serve_demo_upstream
+from aibridged.demo.reply import TOOL_TRIGGER, may_call
 from tests.fakes import FakeUpstream
 
 WEATHER_TOOL_PARAMETERS = {
@@ -45,7 +46,8 @@ RESPONSES_TOOLS: Any = [
     }
 ]
 ANTHROPIC_TOOLS: Any = [{"name": "get_weather", "input_schema": WEATHER_TOOL_PARAMETERS}]
-QUESTION = "What is the weather in Paris tomorrow, and should I bring an umbrella to the museum?"
+# Asks for a tool with the demo's trigger word (the demo calls tools only when asked).
+QUESTION = "What is the weather in Paris tomorrow? #demo-tool Should I bring an umbrella then?"
 REPLY = "demo reply to: " + QUESTION[:60]
 THINKING = "demo thinking about: " + QUESTION[:40]
 
@@ -734,3 +736,72 @@ async def test_fragmented_stream_still_parses(
         message = await stream.get_final_message()
     assert [block.type for block in message.content] == ["text", "tool_use"]
     assert served.app.chunks_sent > 100
+
+
+PLAIN = "write a haiku about gateways"
+CLAUDE_CODE_TOOLS: Any = [
+    {"name": name, "input_schema": {"type": "object", "properties": {}, "required": []}}
+    for name in ("Task", "Bash", "Write", "Edit", "NotebookEdit", "TodoWrite", "Read", "Glob")
+]
+
+
+async def test_a_plain_prompt_gets_a_plain_answer_even_when_tools_are_offered(
+    claude: anthropic.AsyncAnthropic, oai: openai.AsyncOpenAI
+) -> None:
+    message = await claude.messages.create(
+        model="m",
+        max_tokens=64,
+        messages=[{"role": "user", "content": PLAIN}],
+        tools=CLAUDE_CODE_TOOLS,
+    )
+    assert [b.type for b in message.content] == ["text"] and message.stop_reason == "end_turn"
+    completion = await oai.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": PLAIN}], tools=CHAT_TOOLS
+    )
+    assert completion.choices[0].message.tool_calls is None
+
+
+async def test_asked_for_a_tool_the_demo_calls_only_one_that_reads(
+    claude: anthropic.AsyncAnthropic,
+) -> None:
+    message = await claude.messages.create(
+        model="m",
+        max_tokens=64,
+        messages=[{"role": "user", "content": f"look around {TOOL_TRIGGER}"}],
+        tools=CLAUDE_CODE_TOOLS,
+    )
+    assert [(b.type, getattr(b, "name", None)) for b in message.content] == [
+        ("text", None),
+        ("tool_use", "Read"),
+    ]
+    writers_only = [t for t in CLAUDE_CODE_TOOLS if t["name"] in ("Bash", "Write", "Edit")]
+    message = await claude.messages.create(
+        model="m",
+        max_tokens=64,
+        messages=[{"role": "user", "content": f"do it {TOOL_TRIGGER}"}],
+        tools=writers_only,
+    )
+    assert [b.type for b in message.content] == ["text"]
+
+
+@pytest.mark.parametrize(
+    ("name", "allowed"),
+    [
+        ("Read", True),
+        ("Glob", True),
+        ("Grep", True),
+        ("get_weather", True),
+        ("list_files", True),
+        ("Bash", False),
+        ("Write", False),
+        ("MultiEdit", False),
+        ("run_command", False),
+        ("delete_file", False),
+        ("apply_patch", False),
+        ("shell", False),
+        ("read_and_write_file", False),
+        ("frobnicate", False),
+    ],
+)
+def test_only_tools_that_read_are_callable_by_the_demo(name: str, allowed: bool) -> None:
+    assert may_call(name) is allowed

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from aibridged.config import ProviderSeed
 from aibridged.providers.pool import (
@@ -52,7 +53,7 @@ def test_defaults_and_disabled_status() -> None:
     assert (off.status, off.base_url) == ("disabled", "https://api.openai.com/v1")
 
 
-def test_snapshots_swap_whole_and_reject_duplicates() -> None:
+def test_snapshots_swap_whole() -> None:
     one = build_provider(name="a", type_name="openai", base_url="", keys=())
     registry = ProviderRegistry(provider_set([one]))
     held = registry.current
@@ -60,5 +61,40 @@ def test_snapshots_swap_whole_and_reject_duplicates() -> None:
         provider_set([build_provider(name="b", type_name="openai", base_url="", keys=())], 2)
     )
     assert held.get("a") is one and registry.current.get("a") is None
-    with pytest.raises(ValueError, match="duplicate"):
-        provider_set([one, one])
+
+
+def test_a_duplicate_name_puts_the_second_in_error_instead_of_failing_the_build() -> None:
+    first = build_provider(name="a", type_name="openai", base_url="", keys=("k1",))
+    second = build_provider(name="a", type_name="anthropic", base_url="", keys=("k2",))
+    built = provider_set([first, second])
+    assert built.get("a") is first
+    assert [p.status for p in built] == ["enabled", "error"]
+    assert "duplicate" in list(built)[1].error
+
+
+def test_ids_are_stable_and_revisions_follow_the_configuration() -> None:
+    a1 = build_provider(name="a", type_name="openai", base_url="", keys=("k1",))
+    a2 = build_provider(name="a", type_name="openai", base_url="", keys=("k1",))
+    rotated = build_provider(name="a", type_name="openai", base_url="", keys=("k2",))
+    assert a1.id == a2.id == rotated.id
+    assert a1.revision == a2.revision != rotated.revision
+    assert "k1" not in a1.revision
+
+
+def test_a_provider_error_is_logged_once_per_change() -> None:
+    bad = build_provider(name="x", type_name="openai-compat", base_url="", keys=())
+    fixed_url = build_provider(name="x", type_name="openai-compat", base_url="ftp://h", keys=())
+    with capture_logs() as logs:
+        registry = ProviderRegistry(provider_set([bad]))
+        registry.swap(provider_set([bad], 2))  # the same provider, the same error: quiet
+        registry.swap(provider_set([fixed_url], 3))  # changed, still broken: logged again
+        registry.swap(provider_set([fixed_url], 4))
+    reasons = [e["reason"] for e in logs if e["event"] == "provider.error"]
+    assert len(reasons) == 2
+    assert "needs a base_url" in reasons[0] and "http(s)" in reasons[1]
+
+
+def test_a_base_url_the_upstream_client_cannot_use_is_an_error_status() -> None:
+    for url in ("http://", "http://user:pw@host/v1", "http://h/v1?x=1", "http://h:99999"):
+        provider = build_provider(name="x", type_name="openai-compat", base_url=url, keys=())
+        assert provider.status == "error", url

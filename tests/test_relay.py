@@ -1,38 +1,85 @@
 # ruff: noqa: E501
-"""The relay alone: bytes out equal bytes in, and the side parser sees every event, whatever the
-upstream's chunking (each recorded stream is re-cut at every byte boundary)."""
+"""The relay alone: bytes out equal bytes in (whole events only), the side parser sees every event
+the fixture holds, whatever the upstream's chunking; broken, oversized and foreign streams."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-import httpx2
+import httpcore2
 import pytest
 import trio
 
-from aibridged.intercept.relay import Exchange, relay_exchange
-from aibridged.intercept.sse import SSEEvent, SSEParser
+from aibridged.errors import UpstreamProtocolError
+from aibridged.intercept.client import RelayOutcome
+from aibridged.intercept.relay import RelayPlan, relay_response
+from aibridged.intercept.sse import SSEEvent
+from aibridged.intercept.upstream import UpstreamResponse
 from aibridged.intercept.wire import WireFormat
 
-ANTHROPIC_STREAM = (
-    b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","content":[],"model":"claude","usage":{"input_tokens":12,"output_tokens":1,"cache_read_input_tokens":5}}}\n\n'
-    b'event: content_block_start\ndata: {"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}}\n\n'
-    b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"Let me think \xe2\x80\x94 \xf0\x9f\xa4\x94"}}\n\n'
-    b'event: ping\ndata: {"type": "ping"}\n\n'
-    b'event: content_block_delta\ndata: {"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\\"path\\": \\"a.py\\"}"}}\n\n'
-    b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":42}}\n\n'
-    b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
-)
-CHAT_STREAM = (
-    b'data: {"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","content":"Hel"}}]}\r\n\r\n'
-    b'data: {"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"lo \xe6\x97\xa5\xe6\x9c\xac"}}]}\r\n\r\n'
-    b'data: {"id":"c1","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}}\r\n\r\n'
-    b"data: [DONE]\r\n\r\n"
-)
+# Each fixture is its list of events; the wire bytes are built from that list, and the expected
+# events are the list itself, never what the parser under test makes of the bytes.
+ANTHROPIC_EVENTS = [
+    (
+        "message_start",
+        '{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","content":[],"model":"claude","usage":{"input_tokens":12,"output_tokens":1,"cache_read_input_tokens":5}}}',
+    ),
+    (
+        "content_block_start",
+        '{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}}',
+    ),
+    (
+        "content_block_delta",
+        '{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"Let me think — 🤔"}}',
+    ),
+    ("ping", '{"type": "ping"}'),
+    (
+        "content_block_delta",
+        '{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\\"path\\": \\"a.py\\"}"}}',
+    ),
+    (
+        "message_delta",
+        '{"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":42}}',
+    ),
+    ("message_stop", '{"type":"message_stop"}'),
+]
+CHAT_EVENTS = [
+    (
+        None,
+        '{"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","content":"Hel"}}]}',
+    ),
+    (
+        None,
+        '{"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"lo 日本"}}]}',
+    ),
+    (
+        None,
+        '{"id":"c1","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}}',
+    ),
+    (None, "[DONE]"),
+]
 
 
-class _Collector:
+def wire(events: Iterable[tuple[str | None, str]], newline: str = "\n") -> bytes:
+    out = ""
+    for name, data in events:
+        if name is not None:
+            out += f"event: {name}{newline}"
+        out += f"data: {data}{newline}{newline}"
+    return out.encode()
+
+
+def expected(events: Iterable[tuple[str | None, str]]) -> list[SSEEvent]:
+    return [SSEEvent(name, data) for name, data in events]
+
+
+ANTHROPIC_STREAM = wire(ANTHROPIC_EVENTS)
+CHAT_STREAM = wire(CHAT_EVENTS, "\r\n")
+
+
+class Collector:
     def __init__(self) -> None:
         self.events: list[SSEEvent] = []
         self.bodies: list[bytes] = []
@@ -44,8 +91,8 @@ class _Collector:
         self.bodies.append(body)
 
 
-class _Client:
-    """The ASGI side of one exchange: records what is sent; never disconnects."""
+class Client:
+    """The ASGI side: records what is sent."""
 
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
@@ -53,113 +100,232 @@ class _Client:
     async def send(self, message: dict[str, Any]) -> None:
         self.sent.append(message)
 
-    async def receive(self) -> dict[str, Any]:
-        await trio.sleep_forever()
-        raise AssertionError("unreachable")
-
     @property
     def body(self) -> bytes:
         return b"".join(m.get("body", b"") for m in self.sent[1:])
 
-
-def _transport(payload: bytes, cut: int, content_type: str) -> httpx2.MockTransport:
-    async def pieces() -> AsyncIterator[bytes]:
-        for i in range(0, len(payload), cut):
-            yield payload[i : i + cut]
-
-    def handler(request: httpx2.Request) -> httpx2.Response:
-        return httpx2.Response(200, headers={"content-type": content_type}, content=pieces())
-
-    return httpx2.MockTransport(handler)
+    @property
+    def ended(self) -> bool:
+        return self.sent[-1].get("more_body") is False
 
 
-async def _relay(
-    payload: bytes, cut: int, fmt: WireFormat, stream: bool
-) -> tuple[bytes, _Collector, dict[str, Any]]:
-    asgi = _Client()
-    observer = _Collector()
-    content_type = "text/event-stream" if stream else "application/json"
-    async with httpx2.AsyncClient(transport=_transport(payload, cut, content_type)) as client:
-        exchange = Exchange(fmt, "POST", "http://upstream/v1/x", [], b"{}", stream=stream)
-        await relay_exchange(client, exchange, asgi.receive, asgi.send, observer)
-    assert asgi.sent[-1]["more_body"] is False
-    return asgi.body, observer, asgi.sent[0]
+def upstream(
+    pieces: Iterable[bytes],
+    content_type: str = "text/event-stream",
+    *,
+    fail_with: Exception | None = None,
+    extra_headers: Iterable[tuple[bytes, bytes]] = (),
+) -> UpstreamResponse:
+    async def body() -> AsyncIterator[bytes]:
+        for piece in pieces:
+            yield piece
+        if fail_with is not None:
+            raise fail_with
+
+    headers = [(b"content-type", content_type.encode()), *extra_headers]
+    return UpstreamResponse(httpcore2.Response(200, headers=headers, content=body()))
+
+
+async def relay(
+    response: UpstreamResponse,
+    fmt: WireFormat = WireFormat.ANTHROPIC,
+    **plan: Any,
+) -> tuple[Client, Collector, RelayOutcome]:
+    client, observer, outcome = Client(), Collector(), RelayOutcome()
+    finished: list[int] = []
+
+    def before_end() -> None:
+        finished.append(len(client.sent))
+
+    settings = {"intercepted": True, **plan}
+    await relay_response(
+        response,
+        RelayPlan(fmt, **settings),
+        client.send,
+        outcome,
+        observer=observer,
+        before_end=before_end,
+    )
+    if outcome.complete:
+        assert finished == [len(client.sent) - 1], "before_end runs once, just before the end"
+    return client, observer, outcome
+
+
+def cut(payload: bytes, size: int) -> list[bytes]:
+    return [payload[i : i + size] for i in range(0, len(payload), size)]
 
 
 @pytest.mark.parametrize(
-    ("payload", "fmt"), [(ANTHROPIC_STREAM, WireFormat.ANTHROPIC), (CHAT_STREAM, WireFormat.OPENAI)]
+    ("payload", "events", "fmt"),
+    [
+        (ANTHROPIC_STREAM, ANTHROPIC_EVENTS, WireFormat.ANTHROPIC),
+        (CHAT_STREAM, CHAT_EVENTS, WireFormat.OPENAI),
+    ],
 )
 async def test_streams_relay_byte_for_byte_at_every_chunk_size(
-    payload: bytes, fmt: WireFormat
+    payload: bytes, events: list[tuple[str | None, str]], fmt: WireFormat
 ) -> None:
-    expected_events = SSEParser().feed(payload)
-    for cut in range(1, len(payload) + 1, 1 if len(payload) < 600 else 3):
-        body, observer, start = await _relay(payload, cut, fmt, stream=True)
-        assert body == payload, cut
-        assert observer.events == expected_events, cut
-        assert start["status"] == 200
+    for size in range(1, len(payload) + 1, 1 if len(payload) < 600 else 3):
+        client, observer, outcome = await relay(upstream(cut(payload, size)), fmt)
+        assert client.body == payload, size
+        assert observer.events == expected(events), size
+        assert client.sent[0]["status"] == 200 and client.ended
+        assert outcome.events == len(events) and not outcome.error
 
 
 async def test_split_points_cover_every_byte_boundary() -> None:
     """Two-piece splits at every offset: the upstream's first chunk ends at byte i."""
-    expected = SSEParser().feed(ANTHROPIC_STREAM)
     for i in range(1, len(ANTHROPIC_STREAM)):
-        payload_pieces = [ANTHROPIC_STREAM[:i], ANTHROPIC_STREAM[i:]]
-
-        async def pieces(p: list[bytes] = payload_pieces) -> AsyncIterator[bytes]:
-            for piece in p:
-                yield piece
-
-        def handler(request: httpx2.Request, p: Any = pieces) -> httpx2.Response:
-            return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=p())
-
-        asgi = _Client()
-        observer = _Collector()
-
-        async with httpx2.AsyncClient(transport=httpx2.MockTransport(handler)) as client:
-            exchange = Exchange(
-                WireFormat.ANTHROPIC, "POST", "http://u/v1/messages", [], b"{}", stream=True
-            )
-            await relay_exchange(client, exchange, asgi.receive, asgi.send, observer)
-        assert asgi.body == ANTHROPIC_STREAM
-        assert observer.events == expected
+        pieces = [ANTHROPIC_STREAM[:i], ANTHROPIC_STREAM[i:]]
+        client, observer, _ = await relay(upstream(pieces))
+        assert client.body == ANTHROPIC_STREAM, i
+        assert observer.events == expected(ANTHROPIC_EVENTS), i
 
 
-async def test_blocking_body_is_relayed_and_observed_whole() -> None:
+async def test_only_whole_events_reach_the_client_at_every_cut() -> None:
+    """Whatever the chunking, each body message the client gets ends at an event boundary."""
+    for size in (1, 2, 5, 17, 64):
+        client, _, _ = await relay(upstream(cut(ANTHROPIC_STREAM, size)))
+        for message in client.sent[1:]:
+            assert message["body"] == b"" or message["body"].endswith(b"\n\n"), size
+
+
+@pytest.mark.parametrize("fmt", [WireFormat.ANTHROPIC, WireFormat.OPENAI])
+async def test_a_stream_broken_mid_event_ends_with_an_error_event_not_half_an_event(
+    fmt: WireFormat,
+) -> None:
+    payload = ANTHROPIC_STREAM if fmt is WireFormat.ANTHROPIC else CHAT_STREAM
+    whole = (
+        wire(ANTHROPIC_EVENTS[:3]) if fmt is WireFormat.ANTHROPIC else wire(CHAT_EVENTS[:2], "\r\n")
+    )
+    broken_at = len(whole) + 25  # inside the next event
+    client, _observer, outcome = await relay(
+        upstream(cut(payload[:broken_at], 40), fail_with=httpcore2.ReadError("connection reset")),
+        fmt,
+    )
+    assert client.body.startswith(whole)
+    error_event = client.body[len(whole) :]
+    parsed = [line for line in error_event.split(b"\n") if line.startswith(b"data: ")]
+    [data] = parsed
+    payload_json = json.loads(data[6:])
+    assert "upstream stream failed" in json.dumps(payload_json)
+    if fmt is WireFormat.ANTHROPIC:
+        assert error_event.startswith(b"event: error\n")
+        assert payload_json["error"]["type"] == "api_error"
+    else:
+        assert set(payload_json) == {"error"}
+    assert client.ended and "connection failed" in outcome.error
+
+
+async def test_a_blocking_body_is_relayed_and_observed_whole() -> None:
     payload = b'{"id":"msg_1","type":"message","content":[{"type":"text","text":"hi"}],"usage":{"input_tokens":3,"output_tokens":1}}'
-    body, observer, start = await _relay(payload, 7, WireFormat.ANTHROPIC, stream=False)
-    assert body == payload
+    length = [(b"content-length", str(len(payload)).encode())]
+    client, observer, outcome = await relay(
+        upstream(cut(payload, 7), "application/json", extra_headers=length)
+    )
+    assert client.body == payload and client.ended
     assert observer.bodies == [payload]
-    assert (b"content-type", b"application/json") in start["headers"]
+    assert (b"content-length", str(len(payload)).encode()) in client.sent[0]["headers"]
+    assert outcome.bytes_out == len(payload)
 
 
 async def test_a_blocking_body_cut_upstream_is_not_ended_cleanly() -> None:
-    """Without Content-Length the only way to tell the client is to leave the response
-    unfinished (the server then drops the connection), not to end it with what arrived."""
+    """The only way to tell the client is to leave the response unfinished (the server then
+    drops the connection), not to end it with what arrived."""
+    client, observer, outcome = await relay(
+        upstream([b'{"id":"x","choi'], "application/json", fail_with=httpcore2.ReadError("reset"))
+    )
+    assert outcome.error and not outcome.complete
+    assert all(m.get("more_body", True) for m in client.sent[1:])
+    assert observer.bodies == []
 
-    async def pieces() -> AsyncIterator[bytes]:
-        yield b'{"id":"x","choi'
-        raise httpx2.ReadError("connection reset")
 
-    def handler(request: httpx2.Request) -> httpx2.Response:
-        return httpx2.Response(200, headers={"content-type": "application/json"}, content=pieces())
-
-    asgi = _Client()
-    async with httpx2.AsyncClient(transport=httpx2.MockTransport(handler)) as client:
-        exchange = Exchange(
-            WireFormat.OPENAI, "POST", "http://u/v1/chat/completions", [], b"{}", stream=False
+async def test_an_answer_the_relay_does_not_understand_is_refused_before_any_byte() -> None:
+    client = Client()
+    with pytest.raises(UpstreamProtocolError, match=r"application/vnd\.amazon\.eventstream"):
+        await relay_response(
+            upstream([b"\x00\x00\x00\x10binary"], "application/vnd.amazon.eventstream"),
+            RelayPlan(WireFormat.ANTHROPIC, intercepted=True),
+            client.send,
+            RelayOutcome(),
+            observer=None,
+            before_end=lambda: None,
         )
-        outcome = await relay_exchange(client, exchange, asgi.receive, asgi.send, _Collector())
-    assert outcome.error
-    assert all(m.get("more_body", True) for m in asgi.sent[1:])
+    assert client.sent == []
 
 
-async def test_an_unusable_upstream_url_is_a_400_not_a_crash() -> None:
-    asgi = _Client()
-    async with httpx2.AsyncClient(transport=_transport(b"", 1, "application/json")) as client:
-        exchange = Exchange(
-            WireFormat.ANTHROPIC, "POST", "http://u/v1/\x00", [], b"{}", stream=False
-        )
-        outcome = await relay_exchange(client, exchange, asgi.receive, asgi.send, _Collector())
-    assert outcome.status == 400 and asgi.sent[0]["status"] == 400
-    assert b"invalid upstream URL" in asgi.body
+async def test_passthrough_relays_any_content_type_as_it_is() -> None:
+    client, _, _ = await relay(upstream([b"\x89PNG..."], "image/png"), intercepted=False)
+    assert (
+        client.body == b"\x89PNG..."
+        and (b"content-type", b"image/png") in client.sent[0]["headers"]
+    )
+
+
+class UpperCaser:
+    """A transcoder: reads `text/plain` lines, emits each as an event in capitals."""
+
+    media_type = "text/plain"
+
+    def __init__(self) -> None:
+        self.held = b""
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        self.held += chunk
+        *lines, self.held = self.held.split(b"\n")
+        return [SSEEvent("line", line.decode().upper()) for line in lines]
+
+    def finish(self) -> list[SSEEvent]:
+        return [SSEEvent("line", self.held.decode().upper())] if self.held else []
+
+
+async def test_the_event_path_parses_transforms_and_re_emits_as_sse() -> None:
+    client, observer, outcome = await relay(
+        upstream(cut(b"one\ntwo\nthr", 2), "text/plain"), transcoder=UpperCaser()
+    )
+    assert (
+        client.body
+        == b"event: line\ndata: ONE\n\nevent: line\ndata: TWO\n\nevent: line\ndata: THR\n\n"
+    )
+    assert (b"content-type", b"text/event-stream; charset=utf-8") in client.sent[0]["headers"]
+    assert [e.data for e in observer.events] == ["ONE", "TWO", "THR"]
+    assert outcome.events == 3 and client.ended
+
+
+async def test_an_event_larger_than_the_limit_is_relayed_unparsed() -> None:
+    big = b"event: content_block_delta\ndata: " + b"x" * 5000 + b"\n\n"
+    payload = wire(ANTHROPIC_EVENTS[:1]) + big + wire(ANTHROPIC_EVENTS[-1:])
+    client, observer, outcome = await relay(upstream(cut(payload, 512)), max_event_bytes=1024)
+    assert client.body == payload
+    assert outcome.parse_abandoned
+    assert observer.events == expected(ANTHROPIC_EVENTS[:1])  # nothing after it is parsed
+    assert client.ended
+
+
+async def test_an_oversized_blocking_body_is_relayed_but_not_observed() -> None:
+    payload = b'{"a":"' + b"y" * 4000 + b'"}'
+    client, observer, outcome = await relay(
+        upstream(cut(payload, 100), "application/json"), max_event_bytes=1000
+    )
+    assert client.body == payload and outcome.parse_abandoned and observer.bodies == []
+
+
+async def test_pings_go_between_whole_events_while_the_upstream_is_silent(
+    autojump_clock: object,
+) -> None:
+    async def slow() -> AsyncIterator[bytes]:
+        yield wire(ANTHROPIC_EVENTS[:1])
+        yield b"event: content_block_start\ndata: {"  # half an event, then silence
+        await trio.sleep(25)
+        yield b'"type":"content_block_start"}\n\n'
+
+    response = UpstreamResponse(
+        httpcore2.Response(200, headers=[(b"content-type", b"text/event-stream")], content=slow())
+    )
+    client, _observer, outcome = await relay(response, ping_interval_s=10)
+    assert outcome.pings == 2
+    assert client.body == (
+        wire(ANTHROPIC_EVENTS[:1])
+        + b'event: ping\ndata: {"type": "ping"}\n\n' * 2
+        + b'event: content_block_start\ndata: {"type":"content_block_start"}\n\n'
+    )

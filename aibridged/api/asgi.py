@@ -1,12 +1,26 @@
-"""The root ASGI app: the data plane is a raw ASGI handler (the hot path), the rest is Quart."""
+"""The root ASGI app: the data plane is a raw ASGI handler (the hot path), the rest is Quart.
+
+Management routes share the data plane's prefixes (`/api/v2/aibridge/sessions`, `.../models`, ...):
+a first path segment naming one of them goes to the control app, never to a provider.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from aibridged.api.http import ASGIApp
+from aibridged.providers.pool import RESERVED_NAMES
 
 DATAPLANE_PREFIXES = ("/api/v2/aibridge/", "/api/v2/ai-gateway/")
+
+
+def is_dataplane_path(path: str) -> bool:
+    """True for `<prefix><provider>/...`, False for the management routes under the prefixes."""
+    for prefix in DATAPLANE_PREFIXES:
+        if path.startswith(prefix):
+            first = path[len(prefix) :].partition("/")[0]
+            return first not in RESERVED_NAMES
+    return False
 
 
 class GatewayApp:
@@ -18,7 +32,7 @@ class GatewayApp:
         if (
             self._dataplane is not None
             and scope["type"] == "http"
-            and scope["path"].startswith(DATAPLANE_PREFIXES)
+            and is_dataplane_path(scope["path"])
         ):
             await self._dataplane(scope, receive, send)
         else:

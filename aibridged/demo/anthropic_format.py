@@ -2,7 +2,8 @@
 
 Sans-IO, like :mod:`aibridged.demo.openai_format`. Content blocks, in order: ``thinking`` (when
 the request's ``thinking.type`` is ``enabled`` or ``adaptive``), ``text``, ``tool_use`` (when a
-custom tool is offered and the last message is not a tool result).
+read-only custom tool is offered, the prompt asks for it with ``#demo-tool`` and the last message
+is not a tool result).
 
 Usage: the prompt count P is over system, messages and tools; when the request uses
 ``cache_control`` anywhere, ``cache_read_input_tokens = P // 2``, ``cache_creation_input_tokens =
@@ -25,12 +26,14 @@ from .reply import (
     content_text,
     dump_json,
     example_arguments,
+    may_call,
     prompt_tokens,
     reply_text,
     signature_for,
     sse_event,
     text_deltas,
     thinking_text,
+    wants_tool,
 )
 
 MODELS = ("demo-claude", "demo-claude-haiku")
@@ -107,12 +110,12 @@ def messages_reply(request: Mapping[str, Any], *, seq: int, stream_chunks: int) 
     tools = request.get("tools")
     choice = request.get("tool_choice")
     no_tools = isinstance(choice, Mapping) and choice.get("type") == "none"
-    if not results and isinstance(tools, list) and not no_tools:
+    if not results and wants_tool(last_text) and isinstance(tools, list) and not no_tools:
         for tool in tools:
             if (
                 isinstance(tool, Mapping)
                 and tool.get("type", "custom") == "custom"
-                and isinstance(tool.get("name"), str)
+                and may_call(tool.get("name"))
             ):
                 arguments = dump_json(example_arguments(tool.get("input_schema"))).decode()
                 tool_call = ToolCall(

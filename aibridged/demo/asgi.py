@@ -1,8 +1,9 @@
 """The demo upstream as a raw ASGI application, and ``serve_demo_upstream`` to run it on hypercorn.
 
-Routes (anything else is 404, a known path with the wrong method 405, both in the caller's error
-shape — Anthropic's when the path is under ``/v1/messages`` or the request carries
-``anthropic-version`` or ``x-api-key``, OpenAI's otherwise):
+Routes (HEAD answers as GET does, without the body; anything else is 404, a known path with the
+wrong method 405, both in the caller's error shape — Anthropic's when the path is under
+``/v1/messages`` or the request carries ``anthropic-version`` or ``x-api-key``, OpenAI's
+otherwise):
 
     POST /v1/chat/completions        OpenAI Chat Completions, blocking or SSE
     POST /v1/responses               OpenAI Responses, blocking or SSE
@@ -55,6 +56,7 @@ class RecordedRequest:
 
     method: str
     path: str
+    raw_path: str  # as sent on the request line, percent-encoding kept
     query: str
     headers: list[tuple[str, str]]
     body: bytes
@@ -106,6 +108,7 @@ async def read_request(scope: Scope, receive: Receive) -> RecordedRequest | None
     return RecordedRequest(
         method=scope["method"],
         path=scope["path"],
+        raw_path=(scope.get("raw_path") or scope["path"].encode()).decode("latin-1"),
         query=scope["query_string"].decode("latin-1"),
         headers=[(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]],
         body=bytes(body),
@@ -209,7 +212,7 @@ class DemoUpstream:
         if route is None:
             return error_response(request, 404, f"route not found: {request.method} {request.path}")
         method, handler = route
-        if request.method != method:
+        if request.method != method and not (request.method == "HEAD" and method == "GET"):
             return error_response(
                 request, 405, f"method not allowed: {request.method} {request.path}"
             )
@@ -313,7 +316,8 @@ class DemoUpstream:
             if response.events is None:
                 length = (b"content-length", str(len(response.body)).encode())
                 await send_start(send, response.status, [*response.headers, length])
-                await delivery.finish(send, response.body)
+                # A HEAD answer declares the GET body's length and carries none.
+                await delivery.finish(send, b"" if request.method == "HEAD" else response.body)
             else:
                 await send_start(send, response.status, response.headers)
                 await send_events(send, response.events, delay_s=self.chunk_delay_s)

@@ -22,12 +22,14 @@ from .reply import (
     content_text,
     dump_json,
     example_arguments,
+    may_call,
     prompt_tokens,
     reply_text,
     sse_data,
     sse_event,
     text_deltas,
     thinking_text,
+    wants_tool,
 )
 
 MODELS = ("demo-gpt", "demo-gpt-mini")
@@ -100,10 +102,11 @@ def chat_reply(request: Mapping[str, Any], *, seq: int, stream_chunks: int) -> R
         )
     tool_call = None
     tools = request.get("tools")
-    if not after_tool and isinstance(tools, list) and request.get("tool_choice") != "none":
-        for tool in tools:
+    offered = tools if isinstance(tools, list) and request.get("tool_choice") != "none" else []
+    if not after_tool and wants_tool(last_text):
+        for tool in offered:
             function = tool.get("function") if isinstance(tool, Mapping) else None
-            if isinstance(function, Mapping):
+            if isinstance(function, Mapping) and may_call(function.get("name")):
                 tool_call = _tool_call(seq, function.get("name"), function.get("parameters"))
                 if tool_call is not None:
                     break
@@ -237,9 +240,14 @@ def responses_reply(request: Mapping[str, Any], *, seq: int, stream_chunks: int)
         )
     tool_call = None
     tools = request.get("tools")
-    if not after_tool and isinstance(tools, list) and request.get("tool_choice") != "none":
-        for tool in tools:
-            if isinstance(tool, Mapping) and tool.get("type") == "function":
+    offered = tools if isinstance(tools, list) and request.get("tool_choice") != "none" else []
+    if not after_tool and wants_tool(last_text):
+        for tool in offered:
+            if (
+                isinstance(tool, Mapping)
+                and tool.get("type") == "function"
+                and may_call(tool.get("name"))
+            ):
                 tool_call = _tool_call(seq, tool.get("name"), tool.get("parameters"))
                 if tool_call is not None:
                     break

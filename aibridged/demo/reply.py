@@ -6,10 +6,14 @@ expect.
 - Text: ``"demo reply to: <last user text, whitespace collapsed, first 60 chars>"`` (after a tool
   result: ``"demo reply to tool result: ..."``), cut into exactly ``stream_chunks`` deltas; when the
   text has fewer characters than that, the remaining deltas are ``" demo"`` each.
-- Tool call: when the request offers a callable tool and the last message is not a tool result, the
-  reply also calls the first such tool with an object holding the schema's required properties
-  (string → ``"demo"`` or the first enum value, number/integer → 1, boolean → true, array → [],
-  object → {}, null → null).
+- Tool call: only when the last user text contains ``#demo-tool`` (`TOOL_TRIGGER`), the request
+  offers a tool the demo may call, and the last message is not a tool result. The demo then calls
+  the first offered tool whose name reads (``Read``, ``Glob``, ``get_weather``, ``list_files``)
+  and never one that writes or runs anything (``Bash``, ``Write``, ``Edit``, ``run_command``):
+  real coding clients pointed at the demo run the tools it calls on the user's machine. The call
+  carries an object holding the schema's required properties (string → ``"demo"`` or the first
+  enum value, number/integer → 1, boolean → true, array → [], object → {}, null → null). A plain
+  prompt gets a plain answer.
 - Thinking / reasoning text: ``"demo thinking about: <first 40 chars>"``.
 - Tokens: ``count_tokens(s) = max(1, ceil(len(s) / 4))``. The prompt count is taken over every
   string in the request's prompt fields (system, instructions, messages, input, tools). Output
@@ -21,6 +25,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +33,19 @@ from typing import Any
 JsonObject = dict[str, Any]
 
 FILLER_DELTA = " demo"
+TOOL_TRIGGER = "#demo-tool"
+# Names of tools that only read, and words that mark a tool as writing or running something: the
+# demo calls a tool only when its name has the first and none of the second (deny wins).
+_READS = re.compile(
+    r"read|view|get|list|ls|glob|grep|search|find|lookup|fetch|show|describe|weather|query|look",
+    re.IGNORECASE,
+)
+_ACTS = re.compile(
+    r"writ|edit|delet|remov|exec|run|bash|shell|command|terminal|creat|updat|patch|move|kill"
+    r"|apply|put|post|send|install|notebook|task|agent|todo|commit|push|save|set|replace|insert"
+    r"|upload|spawn|launch|start|stop|open|click|type|eval|script|code",
+    re.IGNORECASE,
+)
 _SUMMARY_CHARS = 60
 _THINKING_CHARS = 40
 _MAX_SIDE_DELTAS = 4  # thinking, reasoning summary and tool-argument deltas
@@ -80,6 +98,15 @@ class Reply:
         if self.tool_call is not None:
             tokens += count_tokens(self.tool_call.arguments)
         return tokens
+
+
+def may_call(name: object) -> bool:
+    """True for a tool name the demo may call: it reads, and nothing in it writes or runs."""
+    return isinstance(name, str) and bool(_READS.search(name)) and not _ACTS.search(name)
+
+
+def wants_tool(last_text: str) -> bool:
+    return TOOL_TRIGGER in last_text
 
 
 def count_tokens(text: str) -> int:

@@ -19,6 +19,8 @@ _HOP_BY_HOP = frozenset(
     }
 )
 _TRANSPORT = frozenset({b"host", b"accept-encoding", b"content-length"})
+# No provider API needs the client's cookies, and they may hold the gateway's session.
+_CLIENT_STATE = frozenset({b"cookie"})
 _FORWARDING = frozenset(
     {
         b"x-forwarded-for",
@@ -39,21 +41,23 @@ _GATEWAY = frozenset(
     }
 )
 CLIENT_AUTH = frozenset({b"authorization", b"x-api-key"})
-ALWAYS_DROPPED = _HOP_BY_HOP | _TRANSPORT | _FORWARDING | _GATEWAY
+ALWAYS_DROPPED = _HOP_BY_HOP | _TRANSPORT | _FORWARDING | _GATEWAY | _CLIENT_STATE
+IDENTITY_ENCODING = (b"accept-encoding", b"identity")  # relay bytes as they are, never re-encode
 
 # Response headers we must not copy: the ASGI server frames the body itself.
 _RESPONSE_DROPPED = _HOP_BY_HOP | frozenset({b"server", b"date"})
 
 
-def upstream_request_headers(
+def forwarded_headers(
     client_headers: Iterable[tuple[bytes, bytes]],
     *,
     keep_client_auth: bool,
-    auth: tuple[bytes, bytes] | None,
-    extra: Iterable[tuple[bytes, bytes]] = (),
+    gateway_token: bytes,
 ) -> list[tuple[bytes, bytes]]:
-    """Client headers minus hop-by-hop, transport, forwarding and gateway headers; client auth
-    kept only in BYOK mode; then the provider's auth header and any extra headers."""
+    """The client's headers that may go upstream: minus hop-by-hop, transport, forwarding,
+    gateway and cookie headers, minus the client's auth unless it is its own key (BYOK), and
+    minus any header holding the gateway token, whichever header the client put it in. The
+    provider's credential is added per attempt by the provider type."""
     connection_named: set[bytes] = set()
     out: list[tuple[bytes, bytes]] = []
     pairs = list(client_headers)
@@ -65,13 +69,15 @@ def upstream_request_headers(
             continue
         if name in CLIENT_AUTH and not keep_client_auth:
             continue
+        if gateway_token and gateway_token in value:
+            continue
         out.append((name, value))
-    if auth is not None:
-        out = [(n, v) for n, v in out if n not in CLIENT_AUTH]
-        out.append(auth)
-    out.extend(extra)
-    out.append((b"accept-encoding", b"identity"))  # relay bytes as they are, never re-encode
     return out
+
+
+def has_client_credential(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """True when forwarded headers still carry a credential of the client's own (BYOK)."""
+    return any(name in CLIENT_AUTH for name, _ in headers)
 
 
 def stream_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

@@ -1,34 +1,46 @@
-"""Relaying one upstream exchange to the client over raw ASGI, byte for byte, as bytes arrive.
+"""Relaying a successful upstream answer to the client over raw ASGI, as it arrives.
 
-The response is parsed incrementally *on the side* (SSE events or the blocking JSON body) and handed
-to an `Observer`, so recording hooks in without touching what reaches the client. A client
-disconnect cancels the upstream request at once: hypercorn does not do it for a raw ASGI handler,
-so a watcher task waits for `http.disconnect`.
+Three ways, chosen by the answer's content type:
+
+- **SSE, bytes** (the fast path): what arrives goes out unchanged, with one rule: only whole
+  events go out. The unfinished tail of a chunk waits until its event completes, so a stream that
+  breaks mid-event never hands the client half an event; it ends with the provider's error event
+  instead, which the official SDKs raise as their API error. A side parser hands each event to
+  the `Observer` (recording) without touching the bytes.
+- **events** (asked for by a provider or feature with a `StreamTranscoder`): the upstream stream
+  is parsed into events, transformed, and re-encoded as SSE for the client (Bedrock's event
+  stream, the MCP inner loop).
+- **a body** (JSON, or anything on a passthrough route): relayed as it arrives, keeping the
+  upstream's Content-Length; the observer gets it whole.
+
+On an intercepted route an answer the relay does not understand (say,
+`application/vnd.amazon.eventstream` without a transcoder for it) is refused with
+`UpstreamProtocolError` before anything is sent: it is never passed off as SSE or JSON.
+
+Memory is bounded: an event (or an observed body) larger than `max_event_bytes` stops the side
+parsing; the bytes keep flowing, and the outcome says so (`parse_abandoned`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
 
-import httpx2
 import structlog
 import trio
 
+from aibridged.errors import UpstreamError, UpstreamProtocolError
 from aibridged.intercept import sse
+from aibridged.intercept.client import RelayOutcome, Send, start_response
 from aibridged.intercept.headers import client_response_headers, stream_headers
-from aibridged.intercept.shapes import error_body, looks_like_provider_error
-from aibridged.intercept.upstream import translate
+from aibridged.intercept.upstream import UpstreamResponse
 from aibridged.intercept.wire import WireFormat
 
 log = structlog.get_logger("aibridged.relay")
 
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-MAX_ERROR_BODY_BYTES = 1 << 20
-_JSON = [(b"content-type", b"application/json")]
+SSE_MEDIA_TYPE = "text/event-stream"
+DEFAULT_MAX_EVENT_BYTES = 16 << 20
 
 
 class Observer(Protocol):
@@ -39,267 +51,247 @@ class Observer(Protocol):
     def on_body(self, body: bytes) -> None: ...
 
 
-@dataclass(slots=True)
-class RelayOutcome:
-    status: int = 0
-    bytes_out: int = 0
-    events: int = 0
-    pings: int = 0
-    error: str = ""
-    client_gone: bool = False
-    first_byte_at: float | None = None
-    # Set just before the final body message: hypercorn reports `http.disconnect` from inside
-    # that last send, which is the normal end of an exchange, not the client leaving.
-    complete: bool = False
+class StreamTranscoder(Protocol):
+    """The event path: upstream stream bytes in, the client's SSE events out.
+
+    `feed` returns the events the chunk completed (already transformed); `finish` is called when
+    the upstream ended normally and returns what was still held. Either may raise
+    `UpstreamProtocolError` for input it cannot read.
+    """
+
+    media_type: str  # the upstream content type it reads
+
+    def feed(self, chunk: bytes) -> list[sse.SSEEvent]: ...
+
+    def finish(self) -> list[sse.SSEEvent]: ...
 
 
-@dataclass(slots=True)
-class Exchange:
-    """One upstream call to relay."""
-
+@dataclass(frozen=True, slots=True)
+class RelayPlan:
     wire_format: WireFormat
-    method: str
-    url: str
-    headers: list[tuple[bytes, bytes]]
-    body: bytes
-    stream: bool
-    ping_interval_s: float | None = None  # Anthropic streams only
-    outcome: RelayOutcome = field(default_factory=RelayOutcome)
+    intercepted: bool  # an intercepted API (content types are checked) or a passthrough
+    head_request: bool = False  # the answer declares a length but has no body
+    ping_interval_s: float | None = None  # Anthropic streams: pings during upstream silences
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    transcoder: StreamTranscoder | None = None
 
 
-async def send_simple(
+_JSON_MEDIA_TYPES = frozenset({"application/json"})
+
+
+def _is_json(media_type: str) -> bool:
+    return media_type in _JSON_MEDIA_TYPES or media_type.endswith("+json")
+
+
+async def relay_response(
+    response: UpstreamResponse,
+    plan: RelayPlan,
     send: Send,
-    status: int,
-    body: bytes,
-    headers: list[tuple[bytes, bytes]] | None = None,
-    outcome: RelayOutcome | None = None,
-) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": headers or _JSON})
-    if outcome is not None:
-        outcome.complete = True
-    await send({"type": "http.response.body", "body": body})
-
-
-async def relay_exchange(
-    client: httpx2.AsyncClient,
-    exchange: Exchange,
-    receive: Receive,
-    send: Send,
-    observer: Observer | None,
-) -> RelayOutcome:
-    outcome = exchange.outcome
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope, outcome)
-        await _relay(client, exchange, send, observer)
-        nursery.cancel_scope.cancel()
-    return outcome
-
-
-async def _watch_disconnect(
-    receive: Receive, scope: trio.CancelScope, outcome: RelayOutcome
-) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            if not outcome.complete:
-                outcome.client_gone = True
-                scope.cancel()
-            return
-
-
-async def _relay(
-    client: httpx2.AsyncClient, exchange: Exchange, send: Send, observer: Observer | None
-) -> None:
-    outcome = exchange.outcome
-    fmt = exchange.wire_format
-    try:
-        request = client.build_request(
-            exchange.method, exchange.url, headers=exchange.headers, content=exchange.body
-        )
-    except httpx2.InvalidURL as exc:  # the route checks should make this unreachable
-        outcome.status, outcome.error = 400, f"invalid upstream URL: {exc}"
-        await send_simple(send, 400, error_body(fmt, 400, outcome.error), None, outcome)
-        return
-    try:
-        response = await client.send(request, stream=True)
-    except httpx2.HTTPError as exc:
-        error = translate(exc)
-        status = 504 if isinstance(exc, httpx2.TimeoutException) else 502
-        outcome.status, outcome.error = status, str(error)
-        body = error_body(fmt, status, f"upstream request failed: {error}")
-        await send_simple(send, status, body, None, outcome)
-        return
-    try:
-        outcome.status = response.status_code
-        if response.status_code >= 400:
-            await _relay_error(response, fmt, send, outcome)
-        elif exchange.stream and response.headers.get("content-type", "").startswith(
-            "text/event-stream"
-        ):
-            await _relay_stream(response, exchange, send, observer)
-        else:
-            await _relay_body(response, fmt, send, observer, outcome)
-    finally:
-        with trio.CancelScope(shield=True):
-            await response.aclose()
-
-
-async def _relay_error(
-    response: httpx2.Response, fmt: WireFormat, send: Send, outcome: RelayOutcome
-) -> None:
-    """An upstream error before any byte reached the client: its status, in the provider's shape."""
-    body = bytearray()
-    try:
-        async for chunk in response.aiter_raw():
-            body += chunk
-            if len(body) > MAX_ERROR_BODY_BYTES:
-                break
-    except httpx2.HTTPError as exc:
-        outcome.error = str(translate(exc))
-    outcome.error = outcome.error or f"upstream status {response.status_code}"
-    if looks_like_provider_error(fmt, bytes(body)):
-        headers = client_response_headers(response.headers.raw)
-        await send_simple(send, response.status_code, bytes(body), headers, outcome)
-        return
-    text = bytes(body[:500]).decode("utf-8", "replace").strip() or response.reason_phrase
-    shaped = error_body(fmt, response.status_code, f"upstream error: {text}")
-    await send_simple(send, response.status_code, shaped, None, outcome)
-
-
-async def _relay_body(
-    response: httpx2.Response,
-    fmt: WireFormat,
-    send: Send,
-    observer: Observer | None,
     outcome: RelayOutcome,
+    *,
+    observer: Observer | None,
+    before_end: Callable[[], None],
 ) -> None:
-    declared = _declared_length(response)
-    # HEAD answers and 204/304 declare a length but carry no body.
-    bodyless = response.request.method == "HEAD" or response.status_code in (204, 304)
-    length = None if bodyless else declared
-    await send(
-        {
-            "type": "http.response.start",
-            "status": response.status_code,
-            "headers": client_response_headers(
-                response.headers.raw, keep_length=declared is not None
-            ),
-        }
-    )
-    collected = bytearray() if observer is not None else None
-    try:
-        async for chunk in response.aiter_raw():
-            if outcome.first_byte_at is None:
-                outcome.first_byte_at = trio.current_time()
-            outcome.bytes_out += len(chunk)
-            if collected is not None:
-                collected += chunk
-            last = outcome.bytes_out == length
-            if last:  # the whole declared body: end the response with this very message
-                outcome.complete = True
-            await send({"type": "http.response.body", "body": chunk, "more_body": not last})
-    except httpx2.HTTPError as exc:
-        # Headers are out: all we can do is end the body early; the client sees it truncated.
-        outcome.error = str(translate(exc))
-        log.warning("relay.upstream_failed_mid_body", error=outcome.error)
-    if outcome.error or (length is not None and outcome.bytes_out != length):
-        # A cut body: leaving the response unfinished makes the server drop the connection,
-        # which is how the client learns the body is incomplete (a proper end would pass off the
-        # truncated JSON as whole).
-        outcome.error = outcome.error or "upstream body shorter than its Content-Length"
-        return
-    if not outcome.complete:
-        outcome.complete = True
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-    if observer is not None and collected is not None and not outcome.error:
-        observer.on_body(bytes(collected))
+    """Relay `response`; `before_end` runs once, just before the response's last message."""
+    media = response.media_type
+    relay = _Relay(response, plan, send, outcome, observer, before_end)
+    if plan.transcoder is not None and media == plan.transcoder.media_type:
+        await relay.transcoded(plan.transcoder)
+    elif media == SSE_MEDIA_TYPE:
+        await relay.events()
+    elif plan.intercepted and not _is_json(media):
+        raise UpstreamProtocolError(
+            f"upstream answered with content type {media or 'none'!r}, "
+            "which the gateway cannot relay on this route"
+        )
+    else:
+        await relay.whole()
 
 
-def _declared_length(response: httpx2.Response) -> int | None:
-    value = response.headers.get("content-length")
-    if value is None or not value.isdigit() or "transfer-encoding" in response.headers:
-        return None
-    return int(value)
+@dataclass(slots=True)
+class _Relay:
+    response: UpstreamResponse
+    plan: RelayPlan
+    send: Send
+    outcome: RelayOutcome
+    observer: Observer | None
+    before_end: Callable[[], None]
+
+    async def _end(self, body: bytes = b"") -> None:
+        self.outcome.complete = True
+        self.outcome.bytes_out += len(body)
+        self.before_end()
+        await self.send({"type": "http.response.body", "body": body, "more_body": False})
+
+    def _received(self) -> None:
+        if self.outcome.first_byte_at is None:
+            self.outcome.first_byte_at = trio.current_time()
+
+    def _abandon_parsing(self, size: int) -> None:
+        self.outcome.parse_abandoned = True
+        log.warning(
+            "relay.parse_abandoned",
+            bytes=size,
+            limit=self.plan.max_event_bytes,
+            reason="an event or body grew past ai_gateway.max_event_size; relayed unparsed",
+        )
+
+    # -- a body ---------------------------------------------------------------------------------
+
+    async def whole(self) -> None:
+        response, outcome = self.response, self.outcome
+        declared = response.declared_length
+        # HEAD answers and 204/304 declare a length but carry no body.
+        bodyless = response.status in (204, 304) or self.plan.head_request
+        length = None if bodyless else declared
+        headers = client_response_headers(response.headers, keep_length=declared is not None)
+        await start_response(self.send, outcome, response.status, headers)
+        collected: bytearray | None = bytearray() if self.observer is not None else None
+        relayed = 0
+        try:
+            while chunk := await response.receive_some():
+                self._received()
+                relayed += len(chunk)
+                if collected is not None:
+                    collected += chunk
+                    if len(collected) > self.plan.max_event_bytes:
+                        self._abandon_parsing(len(collected))
+                        collected = None
+                if relayed == length:  # the whole declared body: end the response with it
+                    await self._end(chunk)
+                    break
+                outcome.bytes_out += len(chunk)
+                await self.send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except UpstreamError as exc:
+            # Headers are out: all we can do is end the body early; the client sees it truncated.
+            outcome.error = str(exc)
+            log.warning("relay.upstream_failed_mid_body", error=outcome.error)
+        if outcome.error or (length is not None and relayed != length):
+            # A cut body: leaving the response unfinished makes the server drop the connection,
+            # which is how the client learns the body is incomplete (a proper end would pass off
+            # the truncated JSON as whole).
+            outcome.error = outcome.error or "upstream body shorter than its Content-Length"
+            return
+        if collected is not None and self.observer is not None:
+            self.observer.on_body(bytes(collected))
+        if not outcome.complete:
+            await self._end()
+
+    # -- SSE, bytes -----------------------------------------------------------------------------
+
+    async def events(self) -> None:
+        response, outcome, limit = self.response, self.outcome, self.plan.max_event_bytes
+        headers = stream_headers(client_response_headers(response.headers))
+        await start_response(self.send, outcome, response.status, headers)
+        writer = _StreamWriter(self.send, outcome)
+        parser: sse.SSEParser | None = sse.SSEParser()
+        tail = b""  # the unfinished event: not sent until it is whole
+        async with trio.open_nursery() as nursery:
+            if self.plan.ping_interval_s:
+                nursery.start_soon(_ping_when_idle, writer, self.plan.ping_interval_s)
+            try:
+                while chunk := await response.receive_some():
+                    self._received()
+                    if not writer.aligned:
+                        await writer.write(chunk)
+                        continue
+                    data = tail + chunk if tail else chunk
+                    end = sse.last_event_end(data)
+                    if end:
+                        await writer.write(data if end == len(data) else data[:end])
+                    tail = data[end:]
+                    if parser is not None:
+                        self._observe(parser.feed(chunk))
+                    if len(tail) > limit:  # give up on events: relay bytes as they come
+                        self._abandon_parsing(len(tail))
+                        writer.aligned, parser = False, None
+                        await writer.write(tail)
+                        tail = b""
+            except UpstreamError as exc:
+                outcome.error = str(exc)
+                log.warning("relay.upstream_failed_mid_stream", error=outcome.error)
+                # The held tail is half an event: dropped. The error event parses on its own.
+                prefix = b"" if writer.aligned else b"\n\n"
+                await writer.write(prefix + _stream_error(self.plan.wire_format, outcome.error))
+            else:
+                if tail:  # the upstream ended cleanly on an unterminated event: relay it as is
+                    await writer.write(tail)
+            nursery.cancel_scope.cancel()
+        await self._end()
+
+    def _observe(self, events: list[sse.SSEEvent]) -> None:
+        if events:
+            self.outcome.events += len(events)
+            if self.observer is not None:
+                for event in events:
+                    self.observer.on_event(event)
+
+    # -- events ---------------------------------------------------------------------------------
+
+    async def transcoded(self, transcoder: StreamTranscoder) -> None:
+        response, outcome = self.response, self.outcome
+        headers = [
+            (k, v) for k, v in client_response_headers(response.headers) if k != b"content-type"
+        ]
+        headers.append((b"content-type", b"text/event-stream; charset=utf-8"))
+        await start_response(self.send, outcome, response.status, stream_headers(headers))
+        writer = _StreamWriter(self.send, outcome)
+        async with trio.open_nursery() as nursery:
+            if self.plan.ping_interval_s:
+                nursery.start_soon(_ping_when_idle, writer, self.plan.ping_interval_s)
+            try:
+                while chunk := await response.receive_some():
+                    self._received()
+                    await self._emit(writer, transcoder.feed(chunk))
+                await self._emit(writer, transcoder.finish())
+            except UpstreamError as exc:
+                outcome.error = str(exc)
+                log.warning("relay.upstream_failed_mid_stream", error=outcome.error)
+                await writer.write(_stream_error(self.plan.wire_format, outcome.error))
+            nursery.cancel_scope.cancel()
+        await self._end()
+
+    async def _emit(self, writer: _StreamWriter, events: list[sse.SSEEvent]) -> None:
+        if events:
+            await writer.write(b"".join(sse.encode_event(e.event, e.data) for e in events))
+            self._observe(events)
 
 
 class _StreamWriter:
-    """Serialises writes from the relay and the pinger, and knows when a ping is safe."""
+    """Serialises writes from the relay and the pinger. While `aligned`, the client has only
+    ever been sent whole events, so a ping may go between any two writes."""
 
     def __init__(self, send: Send, outcome: RelayOutcome) -> None:
         self._send = send
         self._lock = trio.Lock()
         self.outcome = outcome
-        self.parser = sse.SSEParser()
+        self.aligned = True
         self.last_write = trio.current_time()
 
-    async def write(self, chunk: bytes) -> list[sse.SSEEvent]:
-        """Send `chunk`; returns the events it completes. The parser is fed under the lock, so
-        the pinger never sees an event boundary the client has not received yet."""
+    async def write(self, chunk: bytes) -> None:
         async with self._lock:
-            events = self.parser.feed(chunk)
+            self.outcome.bytes_out += len(chunk)
             await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
             self.last_write = trio.current_time()
-            return events
 
-    async def ping_if_idle(self, interval_s: float) -> bool:
+    async def ping_if_idle(self, interval_s: float) -> None:
         async with self._lock:
-            idle = trio.current_time() - self.last_write >= interval_s
-            if not idle or self.parser.pending_bytes:
-                return False  # mid-event: a ping here would corrupt the event
-            await self._send(
-                {"type": "http.response.body", "body": sse.anthropic_ping(), "more_body": True}
-            )
-            self.last_write = trio.current_time()
-            self.outcome.pings += 1
-            return True
-
-
-async def _relay_stream(
-    response: httpx2.Response, exchange: Exchange, send: Send, observer: Observer | None
-) -> None:
-    outcome = exchange.outcome
-    await send(
-        {
-            "type": "http.response.start",
-            "status": response.status_code,
-            "headers": stream_headers(client_response_headers(response.headers.raw)),
-        }
-    )
-    writer = _StreamWriter(send, outcome)
-    async with trio.open_nursery() as nursery:
-        if exchange.ping_interval_s:
-            nursery.start_soon(_ping_when_idle, writer, exchange.ping_interval_s)
-        try:
-            async for chunk in response.aiter_raw():
-                if outcome.first_byte_at is None:
-                    outcome.first_byte_at = trio.current_time()
-                outcome.bytes_out += len(chunk)
-                events = await writer.write(chunk)
-                if events:
-                    outcome.events += len(events)
-                    if observer is not None:
-                        for event in events:
-                            observer.on_event(event)
-        except httpx2.HTTPError as exc:
-            outcome.error = str(translate(exc))
-            log.warning("relay.upstream_failed_mid_stream", error=outcome.error)
-            await writer.write(_stream_error(exchange.wire_format, writer.parser, outcome.error))
-        nursery.cancel_scope.cancel()
-    outcome.complete = True
-    await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if self.aligned and trio.current_time() - self.last_write >= interval_s:
+                ping = sse.anthropic_ping()
+                self.outcome.bytes_out += len(ping)
+                await self._send({"type": "http.response.body", "body": ping, "more_body": True})
+                self.last_write = trio.current_time()
+                self.outcome.pings += 1
 
 
 async def _ping_when_idle(writer: _StreamWriter, interval_s: float) -> None:
-    while True:
+    while writer.aligned:
         await trio.sleep_until(writer.last_write + interval_s)
-        if not await writer.ping_if_idle(interval_s):
-            await trio.sleep(min(0.05, interval_s))  # mid-event or just written: look again soon
+        await writer.ping_if_idle(interval_s)
 
 
-def _stream_error(fmt: WireFormat, parser: sse.SSEParser, reason: str) -> bytes:
-    # A half-sent event is closed first so the error event parses on its own.
-    prefix = b"\n\n" if parser.pending_bytes else b""
+def _stream_error(fmt: WireFormat, reason: str) -> bytes:
     message = f"upstream stream failed: {reason}"
     if fmt is WireFormat.ANTHROPIC:
-        return prefix + sse.anthropic_error_event("api_error", message)
-    return prefix + sse.openai_error_event(message)
+        return sse.anthropic_error_event("api_error", message)
+    return sse.openai_error_event(message)

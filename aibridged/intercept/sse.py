@@ -11,7 +11,9 @@ same events however the stream is cut into chunks:
   is a field with an empty value; unknown fields are ignored;
 - ``data`` lines are joined with ``\\n``; ``event`` sets the type (empty means none); ``id`` sets
   the last event id, which persists across events as the spec says (a value holding NUL is
-  ignored, an empty value clears it); ``retry`` takes ASCII digits only;
+  ignored, an empty value clears it); ``retry`` takes ASCII digits only, and at most
+  ``MAX_RETRY_DIGITS`` of them (a longer value is ignored: converting thousands of digits is a
+  denial of service, and no client needs a reconnection time beyond 317 years);
 - a blank line dispatches the event, unless it had no ``data`` line;
 - at end of stream an incomplete event is discarded.
 
@@ -26,17 +28,20 @@ incremental decoder over the whole stream gives, with no decoder state to carry 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
     "ANTHROPIC_PING",
+    "MAX_RETRY_DIGITS",
     "SSEEvent",
     "SSEParser",
     "anthropic_error_event",
     "anthropic_ping",
     "encode_event",
+    "last_event_end",
     "openai_error_event",
 ]
 
@@ -44,6 +49,10 @@ _BOM = b"\xef\xbb\xbf"
 _LF = 0x0A
 _CR = 0x0D
 _COLON = 0x3A
+MAX_RETRY_DIGITS = 13
+# Two line endings in a row (each CRLF, LF or CR) end an event. Atomic groups: a CRLF is one
+# line ending, never a CR and a LF.
+_EVENT_END = re.compile(rb"(?>\r\n|\r|\n)(?>\r\n|\r|\n)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +253,7 @@ class SSEParser:
                 event = value
             elif name == b"id" and b"\x00" not in value:
                 self._last_id = _decode(value) if value else None
-            elif name == b"retry" and value.isdigit():  # ASCII digits only; False when empty
+            elif name == b"retry" and value.isdigit() and len(value) <= MAX_RETRY_DIGITS:
                 event_retry = self._retry = int(value)
             # any other field is ignored
         self._data = data
@@ -265,6 +274,23 @@ class SSEParser:
         if block[0] == _LF:
             return size - 1
         return self._pending_len + size
+
+
+def last_event_end(data: bytes | bytearray) -> int:
+    """The offset just past the last event boundary (a blank line) in `data`, 0 if it has none.
+
+    `data` must start at an event boundary. What lies before the offset is whole events (or
+    comments), which can go to a client without ever leaving it inside a half-received event.
+    A trailing CR counts as a line ending: a LF that follows in the next chunk is part of it, and
+    every SSE parser (ours included) skips it as such.
+    """
+    if b"\r" not in data:
+        end = data.rfind(b"\n\n")
+        return end + 2 if end >= 0 else 0
+    last = 0
+    for match in _EVENT_END.finditer(data):
+        last = match.end()
+    return last
 
 
 # -- writing --------------------------------------------------------------------------------------

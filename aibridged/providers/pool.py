@@ -1,21 +1,32 @@
 """The provider set: an immutable snapshot, swapped atomically.
 
 A request looks its provider up once, at its start, and keeps that `Provider` object to the end, so
-a swap never changes anything under a request or stream already in flight.
+a swap never changes anything under a request or stream already in flight. Each provider has a
+stable `id` and a `revision` (a digest of everything that configures it): per-provider runtime
+state (key cooldowns, breakers) is keyed by both and survives a swap when the provider did not
+change.
+
+Building never raises for one bad provider: it gets status "error" with the reason, is left out of
+serving, and the reason is logged once per change (`ProviderRegistry.swap`), not on every build.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import uuid
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import structlog
 
 from aibridged.config import ProviderSeed
+from aibridged.intercept.routes import Route
+from aibridged.intercept.upstream import Origin
 from aibridged.intercept.wire import WireFormat
+from aibridged.providers.family import ProviderFamily
 from aibridged.providers.types import TYPES, ProviderType
 
 log = structlog.get_logger("aibridged.providers")
@@ -24,16 +35,25 @@ NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 # Management endpoints share the /api/v2/aibridge/ prefix with provider routes (SPEC §8, §11):
 # a provider by one of these names could never be reached.
 RESERVED_NAMES = frozenset({"sessions", "interceptions", "models", "clients", "proxy"})
+# Providers defined in configuration get ids derived from their names: stable across restarts.
+_CONFIG_NAMESPACE = uuid.UUID("6f1c2a64-8d1e-4d52-9a43-2b8b1c9f0e71")
 
 
 @dataclass(frozen=True, slots=True)
 class Provider:
+    id: uuid.UUID
+    revision: str
     name: str
     type: ProviderType
     base_url: str  # without a trailing slash
     keys: tuple[str, ...] = field(repr=False)
     enabled: bool = True
     error: str = ""  # non-empty: status "error", not served
+    origin: Origin | None = field(default=None, repr=False)  # None only in status "error"
+
+    @property
+    def family(self) -> ProviderFamily:
+        return self.type.family
 
     @property
     def wire_format(self) -> WireFormat:
@@ -50,24 +70,30 @@ class Provider:
         """The centralized credential (key failover across several keys is a later feature)."""
         return self.keys[0] if self.keys else ""
 
+    def route(self, method: str, path: str) -> Route | None:
+        return self.family.route(method, path)
+
 
 @dataclass(frozen=True, slots=True)
 class ProviderSet:
-    providers: Mapping[str, Provider]
+    providers: Mapping[str, Provider]  # the servable ones (enabled or disabled) by name
+    everything: tuple[Provider, ...] = ()  # every configured provider, those in error included
     version: int = 0
 
     def get(self, name: str) -> Provider | None:
         return self.providers.get(name)
 
     def __iter__(self) -> Iterator[Provider]:
-        return iter(self.providers.values())
+        return iter(self.everything)
 
 
 class ProviderRegistry:
     """Holds the current snapshot. Reads are a single attribute load; `swap` replaces it whole."""
 
     def __init__(self, initial: ProviderSet) -> None:
-        self._current = initial
+        self._current = ProviderSet({})
+        self._reported: dict[uuid.UUID, tuple[str, str]] = {}
+        self.swap(initial)
 
     @property
     def current(self) -> ProviderSet:
@@ -75,28 +101,68 @@ class ProviderRegistry:
 
     def swap(self, new: ProviderSet) -> None:
         self._current = new
+        self._report_errors(new)
+
+    def _report_errors(self, providers: ProviderSet) -> None:
+        """Log each provider's error once per change of the provider or of the error."""
+        reported: dict[uuid.UUID, tuple[str, str]] = {}
+        for provider in providers:
+            if not provider.error:
+                continue
+            state = (provider.revision, provider.error)
+            if self._reported.get(provider.id) != state:
+                log.warning("provider.error", provider=provider.name, reason=provider.error)
+            reported[provider.id] = state
+        self._reported = reported
 
 
 def build_provider(
-    *, name: str, type_name: str, base_url: str, keys: tuple[str, ...], enabled: bool = True
+    *,
+    name: str,
+    type_name: str,
+    base_url: str,
+    keys: tuple[str, ...],
+    enabled: bool = True,
+    id: uuid.UUID | None = None,
+    problem: str = "",
 ) -> Provider:
     """A provider; problems put it in status "error" (left out of serving) instead of raising."""
     ptype = TYPES.get(type_name)
     if ptype is None:
         raise ValueError(f"unknown provider type {type_name!r}")
-    if not NAME_RE.match(name):
-        raise ValueError(f"invalid provider name {name!r}")
     url = (base_url or ptype.default_base_url).rstrip("/")
-    error = ""
-    if name in RESERVED_NAMES:
+    origin, error = None, problem
+    if not NAME_RE.match(name):
+        error = f"invalid provider name {name!r}: use lowercase letters, digits and dashes"
+    elif name in RESERVED_NAMES:
         error = f"provider name {name!r} is reserved for the management API"
     elif not ptype.supported:
         error = ptype.why_unsupported
     elif not url:
         error = f"provider type {type_name} needs a base_url"
-    elif not url.startswith(("http://", "https://")):
-        error = f"base_url {url!r} must be an http(s) URL"
-    return Provider(name=name, type=ptype, base_url=url, keys=keys, enabled=enabled, error=error)
+    if not error:
+        try:
+            origin = Origin.from_url(url)
+        except ValueError as exc:
+            error = str(exc)
+    return Provider(
+        id=id or uuid.uuid5(_CONFIG_NAMESPACE, name),
+        revision=_revision(type_name, url, keys, enabled),
+        name=name,
+        type=ptype,
+        base_url=url,
+        keys=keys,
+        enabled=enabled,
+        error=error,
+        origin=origin if not error else None,
+    )
+
+
+def _revision(type_name: str, url: str, keys: tuple[str, ...], enabled: bool) -> str:
+    digest = hashlib.sha256()
+    for part in (type_name, url, str(enabled), *keys):
+        digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def provider_from_seed(seed: ProviderSeed, environ: Mapping[str, str] | None = None) -> Provider:
@@ -114,31 +180,26 @@ def provider_from_seed(seed: ProviderSeed, environ: Mapping[str, str] | None = N
             keys.extend(k for k in Path(seed.key_file).read_text().split() if k)
         except OSError as exc:
             problem = f"cannot read key_file {seed.key_file}: {exc.strerror}"
-    provider = build_provider(
+    return build_provider(
         name=seed.name,
         type_name=seed.type,
         base_url=seed.base_url,
         keys=tuple(keys),
         enabled=seed.enabled,
+        problem=problem,
     )
-    if problem and not provider.error:
-        provider = Provider(
-            name=provider.name,
-            type=provider.type,
-            base_url=provider.base_url,
-            keys=provider.keys,
-            enabled=provider.enabled,
-            error=problem,
-        )
-    return provider
 
 
 def provider_set(providers: Iterable[Provider], version: int = 0) -> ProviderSet:
-    by_name: dict[str, Provider] = {}
+    """The snapshot of `providers`; a second provider of the same name gets status "error"."""
+    servable: dict[str, Provider] = {}
+    everything: list[Provider] = []
+    names: set[str] = set()
     for provider in providers:
-        if provider.name in by_name:
-            raise ValueError(f"duplicate provider name {provider.name!r}")
-        by_name[provider.name] = provider
-        if provider.error:
-            log.warning("provider.error", provider=provider.name, reason=provider.error)
-    return ProviderSet(by_name, version)
+        if provider.name in names and not provider.error:
+            provider = replace(provider, error=f"duplicate provider name {provider.name!r}")
+        names.add(provider.name)
+        everything.append(provider)
+        if not provider.error:
+            servable[provider.name] = provider
+    return ProviderSet(servable, tuple(everything), version)

@@ -11,6 +11,11 @@ Measured pitfalls (ARCHITECTURE.md):
   (deadlines are `trio.fail_after` around the call).
 - asyncpg's pool acquisition is unfair under trio-asyncio; a FIFO `trio.Semaphore(pool_size)`
   in front of it keeps the tail latency bounded.
+
+Each consumer of the database (token lookups, the recorder, the sweeper, the management API) runs
+through a `StoreBudget`: a FIFO gate of its own, sized to its share of the pool, in front of the
+shared one. A flood of one kind of work then queues behind its own gate and cannot take every
+connection from the others.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import asyncpg
@@ -33,9 +38,28 @@ T = TypeVar("T")
 Connection = Any  # asyncpg.Connection; asyncpg ships no type information
 
 
+class Runner(Protocol):
+    """What query functions need: a `Store` or one consumer's `StoreBudget`."""
+
+    async def run(
+        self,
+        fn: Callable[Concatenate[Connection, P], Awaitable[T]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T: ...
+
+
 @dataclass(frozen=True, slots=True)
 class StoreStatistics:
     pool_size: int
+    waiting: int
+    borrowed: int
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetStatistics:
+    name: str
+    size: int
     waiting: int
     borrowed: int
 
@@ -99,12 +123,47 @@ class Store:
             with trio.CancelScope(shield=True), trio.move_on_after(5):
                 await self._call(probe.close)
 
+    def budget(self, name: str, size: int) -> StoreBudget:
+        """A share of `size` connections (at most the pool) for one consumer."""
+        return StoreBudget(self, name, max(1, min(size, self._pool_size)))
+
+    @property
+    def pool_size(self) -> int:
+        return self._pool_size
+
     def statistics(self) -> StoreStatistics:
         waiting = self._gate.statistics().tasks_waiting
         return StoreStatistics(
             pool_size=self._pool_size,
             waiting=waiting,
             borrowed=self._pool_size - self._gate.value,
+        )
+
+
+class StoreBudget:
+    """One consumer's share of the pool; `run` is `Store.run` behind this consumer's own gate."""
+
+    def __init__(self, store: Store, name: str, size: int) -> None:
+        self._store = store
+        self._gate = trio.Semaphore(size)
+        self.name = name
+        self.size = size
+
+    async def run(
+        self,
+        fn: Callable[Concatenate[Connection, P], Awaitable[T]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        async with self._gate:
+            return await self._store.run(fn, *args, **kwargs)
+
+    def statistics(self) -> BudgetStatistics:
+        return BudgetStatistics(
+            name=self.name,
+            size=self.size,
+            waiting=self._gate.statistics().tasks_waiting,
+            borrowed=self.size - self._gate.value,
         )
 
 

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aibridged.errors import InvalidInput, NotFound
-from aibridged.store.db import Connection, Store
+from aibridged.store.db import Connection, Runner, Store
 from aibridged.tokens import format_token, generate_token, hash_secret
 
 ROLES = ("owner", "admin", "auditor", "member")
@@ -181,7 +181,7 @@ async def revoke_token(store: Store, token_id: str) -> ApiToken:
     return ApiToken(**dict(row))
 
 
-async def lookup_grant(store: Store, token_id: str) -> TokenGrant | None:
+async def lookup_grant(store: Runner, token_id: str) -> TokenGrant | None:
     row = await store.run(
         _fetchrow,
         "SELECT t.id AS token_id, t.hashed_secret, t.user_id, u.username, u.role,"

@@ -1,0 +1,137 @@
+"""Every interception finishes: metrics and the `interception.finished` line, exactly once.
+
+`Finisher.finish` runs just before the response's last byte goes out (so a client that has its
+whole answer can rely on the counters and the log line being there), and again, as a no-op, in
+the data plane's `finally`: whatever ended the exchange (an upstream error, the client leaving, a
+cancellation at the shutdown deadline), it is counted and logged. The end record joins here when
+recording arrives.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+import structlog
+import trio
+from prometheus_client import Gauge
+
+from aibridged.api.caller import Caller
+from aibridged.clients import Client
+from aibridged.intercept.client import RelayOutcome
+from aibridged.intercept.routes import Route
+from aibridged.metrics import Metrics
+from aibridged.providers.attempts import Attempts
+from aibridged.providers.pool import Provider
+from aibridged.safe import bounded_text
+
+log = structlog.get_logger("aibridged.dataplane")
+
+CUT_BY_GATEWAY = "cut by the gateway before the response ended (shutdown deadline)"
+
+
+@dataclass(slots=True)
+class Interception:
+    """What is known about one proxied request; the recorder (a later layer) builds on this."""
+
+    id: uuid.UUID
+    provider: Provider
+    route: Route
+    method: str
+    caller: Caller
+    outcome: RelayOutcome
+    model: str = ""
+    stream: bool = False
+    client: Client | None = None
+    client_session_id: str | None = None
+    started_at: float = field(default_factory=trio.current_time)
+    attempts: Attempts = field(default_factory=Attempts)
+    finished: bool = False
+    _inflight: Gauge | None = None  # the gauge child counted at the start
+
+
+class Finisher:
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def started(self, interception: Interception) -> None:
+        if interception.route.intercepted:
+            name = interception.provider.name
+            model = self._metrics.model_label(name, interception.model)
+            gauge = self._metrics.interceptions_inflight.labels(
+                name, model, interception.route.api.value
+            )
+            gauge.inc()
+            interception._inflight = gauge
+
+    def finish(self, interception: Interception) -> None:
+        """Count and log `interception` (once; later calls do nothing)."""
+        if interception.finished:
+            return
+        interception.finished = True
+        outcome = interception.outcome
+        if not (outcome.complete or outcome.client_gone or outcome.error):
+            outcome.error = CUT_BY_GATEWAY
+        provider = interception.provider.name
+        duration = trio.current_time() - interception.started_at
+        if outcome.parse_abandoned:
+            self._metrics.stream_parse_abandoned.labels(provider).inc()
+        if not interception.route.intercepted:
+            route = interception.route.pattern
+            self._metrics.passthrough.labels(provider, route, interception.method).inc()
+            self._log("passthrough.finished", interception, duration)
+            return
+        gauge = interception._inflight
+        if gauge is not None:
+            gauge.dec()
+        status = _status(outcome)
+        if 200 <= outcome.status < 300:
+            model = self._metrics.admit_model(provider, interception.model)
+        else:
+            model = self._metrics.model_label(provider, interception.model)
+        client = str(interception.client or Client.UNKNOWN)
+        api = interception.route.api.value
+        self._metrics.interceptions.labels(
+            provider, model, status, api, interception.method, client
+        ).inc()
+        self._metrics.interceptions_duration.labels(provider, model).observe(duration)
+        self._log("interception.finished", interception, duration)
+
+    def _log(self, event: str, interception: Interception, duration: float) -> None:
+        outcome = interception.outcome
+        credential = interception.attempts.credential
+        log.info(
+            event,
+            interception_id=str(interception.id),
+            provider=interception.provider.name,
+            route=interception.route.api.value,
+            model=bounded_text(interception.model),
+            stream=interception.stream,
+            initiator=interception.caller.principal.username,
+            credential=credential.kind if credential else None,
+            credential_hint=credential.hint if credential else None,
+            client=str(interception.client) if interception.client else None,
+            client_session_id=(
+                bounded_text(interception.client_session_id)
+                if interception.client_session_id
+                else None
+            ),
+            status=outcome.status,
+            bytes=outcome.bytes_out,
+            events=outcome.events,
+            pings=outcome.pings,
+            attempts=interception.attempts.count,
+            client_gone=outcome.client_gone,
+            parse_abandoned=outcome.parse_abandoned or None,
+            error=outcome.error or None,
+            duration_s=round(duration, 4),
+        )
+
+
+def _status(outcome: RelayOutcome) -> str:
+    """The `status` label: completed, failed, or cancelled (the client left)."""
+    if outcome.client_gone:
+        return "cancelled"
+    if outcome.error or outcome.status >= 400 or not outcome.complete:
+        return "failed"
+    return "completed"

@@ -11,6 +11,7 @@ first out; each scripted behaviour applies to exactly one request:
     fake.stall_next(5.0)                                  # headers, 5 s of silence, then the answer
     fake.hold_stream_open(interval_s=0.01)                # events forever, until the client leaves
     fake.fragment_next(7)                                 # the body re-cut into 7-byte chunks
+    fake.add_headers_next(("set-cookie", "s=1"))          # the normal answer, plus headers
     await fake.disconnected.wait()                        # the client went away mid-response
     fake.disconnect_times[-1]                             # trio.current_time() when it was seen
     await fake.wait_idle()                                # no response is being delivered
@@ -46,6 +47,7 @@ class _Plan:
     endless: bool = False  # a streamed answer never finishes
     interval_s: float | None = None  # between chunks; None: the app's chunk_delay_s
     fragment_bytes: int | None = None  # re-cut the body into chunks of this size
+    extra_headers: tuple[tuple[bytes, bytes], ...] = ()  # added to the normal answer
 
 
 def _fragment(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
@@ -120,6 +122,11 @@ class FakeUpstream(DemoUpstream):
         """The next streamed answer sends a delta every ``interval_s`` until the client leaves."""
         self._plans.append(_Plan(endless=True, interval_s=interval_s))
 
+    def add_headers_next(self, *headers: tuple[str, str]) -> None:
+        """The next answer is the normal one, with these response headers added."""
+        encoded = tuple((k.lower().encode(), v.encode()) for k, v in headers)
+        self._plans.append(_Plan(extra_headers=encoded))
+
     def fragment_next(self, size: int) -> None:
         """Re-cut the next body into ``size``-byte chunks, ignoring event boundaries."""
         if size < 1:
@@ -174,7 +181,7 @@ class FakeUpstream(DemoUpstream):
         """Deliver ``response`` as ``plan`` says; True when the connection must now be dropped."""
         if self.first_byte_delay_s > 0:
             await trio.sleep(self.first_byte_delay_s)
-        headers = response.headers
+        headers = [*response.headers, *plan.extra_headers]
         chunks: Iterable[bytes]
         if response.events is None:
             headers = [*headers, (b"content-length", str(len(response.body)).encode())]

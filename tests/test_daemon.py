@@ -15,11 +15,14 @@ import trio
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
+from aibridged.api.finish import CUT_BY_GATEWAY
 from aibridged.config import Config, load_config
-from aibridged.daemon import run_daemon
+from aibridged.daemon import _Lifecycle, _watch_store, run_daemon
+from aibridged.errors import StoreError, StoreUnavailable
 from aibridged.sdnotify import SdNotifier
 from tests.fakes import FakeUpstream
 from tests.gateway import start_gateway
+from tests.logs import watch_logs
 
 MSG = {
     "model": "claude-demo",
@@ -168,15 +171,55 @@ async def test_streams_still_open_after_the_grace_period_are_cut(
                 async for _ in r.aiter_raw():
                     pass
 
-    await nursery.start(read_until_cut)
-    signalled = trio.current_time()
-    os.kill(os.getpid(), signal.SIGTERM)
-    with trio.fail_after(5):
-        await gw.stopped.wait()
-    elapsed = trio.current_time() - signalled
+    with watch_logs() as logs:
+        await nursery.start(read_until_cut)
+        signalled = trio.current_time()
+        os.kill(os.getpid(), signal.SIGTERM)
+        with trio.fail_after(5):
+            await gw.stopped.wait()
+        elapsed = trio.current_time() - signalled
+        with trio.fail_after(2):
+            await upstream.disconnected.wait()  # the cut reached the upstream too
     assert 0.9 <= elapsed < 3.0
-    with trio.fail_after(2):
-        await upstream.disconnected.wait()  # the cut reached the upstream too
+    # The cut stream is finished like any other: logged and counted, not lost.
+    [line] = logs.matching("interception.finished")
+    assert line["error"] == CUT_BY_GATEWAY and line["status"] == 200 and line["events"] > 0
+    failed = gw.registry.get_sample_value(
+        "coder_aibridged_interceptions_total",
+        {
+            "provider": "anthropic",
+            "model": "claude-demo",
+            "status": "failed",
+            "route": "messages",
+            "method": "POST",
+            "client": "Unknown",
+        },
+    )
+    assert failed == 1
+
+
+class _SilentStore:
+    """A store whose pings never succeed (the database went away)."""
+
+    def __init__(self) -> None:
+        self.pings: list[float] = []
+
+    async def ping(self) -> None:
+        self.pings.append(trio.current_time())
+        raise StoreUnavailable("database unavailable: connection refused")
+
+
+async def test_a_database_that_stops_answering_asks_for_a_graceful_shutdown(
+    autojump_clock: object,
+) -> None:
+    store = _SilentStore()
+    life = _Lifecycle(trio.CancelScope())
+    with capture_logs():
+        await _watch_store(store, life)  # type: ignore[arg-type]
+    assert store.pings == [5.0, 10.0, 15.0]
+    assert life.shutdown.is_set()  # the listener drains, streams keep their grace
+    assert isinstance(life.failure, StoreError) and "stopped answering" in str(life.failure)
+    assert not life.root.cancel_called  # nothing was cut at once
 
 
 async def test_tls_listener_serves_https(

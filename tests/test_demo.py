@@ -16,6 +16,7 @@ import httpx2
 import openai
 import pytest
 import trio
+import trio.testing
 from anthropic.types import TextBlock, ThinkingBlock, ToolUseBlock
 from openai.types.responses import ResponseFunctionToolCall
 
@@ -596,7 +597,9 @@ async def test_completed_responses_are_not_reported_as_disconnects(
         response = await http.post("/v1/chat/completions", json={**request, "stream": stream})
         assert response.status_code == 200
     await http.aclose()
-    await trio.sleep(0.05)  # hypercorn reports http.disconnect after every finished response
+    # hypercorn reports http.disconnect after every finished response: let it, until nothing
+    # in the process has moved for a while.
+    await trio.testing.wait_all_tasks_blocked(cushion=0.05)
     assert served.app.client_disconnects == 0
     assert served.app.disconnect_times == []
     assert not served.app.disconnected.is_set()

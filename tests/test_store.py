@@ -5,6 +5,8 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
+import trio_asyncio
 
 from aibridged.errors import MigrationError, StoreUnavailable
 from aibridged.store import Store, apply_migrations, open_store
@@ -188,3 +190,54 @@ def test_a_foreign_runtime_dir_is_refused(monkeypatch: pytest.MonkeyPatch) -> No
             embedded._runtime_dir()
     finally:
         squatted.rmdir()
+
+
+async def test_the_gate_hands_out_connections_in_arrival_order(database_url: str) -> None:
+    """FIFO: asyncpg's own acquisition is unfair under trio-asyncio; the gate must not be.
+    One connection, so exactly one task holds it at a time and the order is the gate's."""
+    release = trio.Event()
+    order: list[int] = []
+
+    async def hold(conn: Any) -> None:
+        await trio_asyncio.trio_as_aio(release.wait)()
+
+    async def queued(conn: Any, index: int) -> None:
+        order.append(index)
+
+    async with (
+        open_store(database_url, pool_size=1, connect_timeout_s=10) as store,
+        trio.open_nursery() as nursery,
+    ):
+        nursery.start_soon(store.run, hold)
+        await trio.testing.wait_all_tasks_blocked()
+        for index in range(20):
+            nursery.start_soon(store.run, queued, index)
+            # the next one starts only once this one waits at the gate: arrival order is known
+            await trio.testing.wait_all_tasks_blocked()
+            assert store.statistics().waiting == index + 1
+        release.set()
+    assert order == list(range(20))
+
+
+async def test_a_budget_caps_one_consumer_without_touching_the_others(store: Store) -> None:
+    auth = store.budget("auth", 2)
+    release = trio.Event()
+
+    async def hold(conn: Any) -> None:
+        await trio_asyncio.trio_as_aio(release.wait)()
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(10):  # a flood of one consumer's work
+            nursery.start_soon(auth.run, hold)
+        await trio.testing.wait_all_tasks_blocked()
+        stats = auth.statistics()
+        assert (stats.borrowed, stats.waiting) == (2, 8)
+        assert store.statistics().borrowed == 2  # the rest of the pool is free for others
+        with trio.fail_after(2):
+            assert await store.run(_select_one) == 1
+        release.set()
+
+
+async def _select_one(conn: Any) -> int:
+    value: int = await conn.fetchval("SELECT 1")
+    return value

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import trio
-from quart import Response
+from quart import Response, request
 from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
 
 from aibridged import __version__
 
@@ -22,6 +23,13 @@ def create_control_app(readiness: ReadinessProbe, *, max_body_bytes: int) -> Qua
         MAX_CONTENT_LENGTH=max_body_bytes,
         JSON_SORT_KEYS=False,
     )
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> tuple[dict[str, object], int]:
+        # The management API's error shape (SPEC §8), also for routes that do not exist.
+        status = error.code or 500
+        message = error.name if status != 404 else "not found"
+        return {"message": message, "detail": f"{request.method} {request.path}"}, status
 
     @app.get("/healthz")
     async def healthz() -> Response:

@@ -13,9 +13,10 @@ Three ways, chosen by the answer's content type:
 - **a body** (JSON, or anything on a passthrough route): relayed as it arrives, keeping the
   upstream's Content-Length; the observer gets it whole.
 
-On an intercepted route an answer the relay does not understand (say,
+On an intercepted route a 2xx answer the relay does not understand (say,
 `application/vnd.amazon.eventstream` without a transcoder for it) is refused with
-`UpstreamProtocolError` before anything is sent: it is never passed off as SSE or JSON.
+`UpstreamProtocolError` before anything is sent: it is never passed off as SSE or JSON. A 3xx is
+relayed as it is (redirects are never followed: a provider key never goes to another host).
 
 Memory is bounded: an event (or an observed body) larger than `max_event_bytes` stops the side
 parsing; the bytes keep flowing, and the outcome says so (`parse_abandoned`).
@@ -99,7 +100,7 @@ async def relay_response(
         await relay.transcoded(plan.transcoder)
     elif media == SSE_MEDIA_TYPE:
         await relay.events()
-    elif plan.intercepted and not _is_json(media):
+    elif plan.intercepted and response.status < 300 and not _is_json(media):
         raise UpstreamProtocolError(
             f"upstream answered with content type {media or 'none'!r}, "
             "which the gateway cannot relay on this route"

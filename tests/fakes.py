@@ -12,6 +12,7 @@ first out; each scripted behaviour applies to exactly one request:
     fake.hold_stream_open(interval_s=0.01)                # events forever, until the client leaves
     fake.fragment_next(7)                                 # the body re-cut into 7-byte chunks
     fake.add_headers_next(("set-cookie", "s=1"))          # the normal answer, plus headers
+    fake.send_next([b"data: x\n\n"])                      # exactly these chunks, status 200
     await fake.disconnected.wait()                        # the client went away mid-response
     fake.disconnect_times[-1]                             # trio.current_time() when it was seen
     await fake.wait_idle()                                # no response is being delivered
@@ -48,6 +49,8 @@ class _Plan:
     interval_s: float | None = None  # between chunks; None: the app's chunk_delay_s
     fragment_bytes: int | None = None  # re-cut the body into chunks of this size
     extra_headers: tuple[tuple[bytes, bytes], ...] = ()  # added to the normal answer
+    body: Iterable[bytes] | None = None  # a hand-made 200 answer, sent chunk by chunk
+    content_type: bytes = b"text/event-stream"
 
 
 def _fragment(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
@@ -122,6 +125,11 @@ class FakeUpstream(DemoUpstream):
         """The next streamed answer sends a delta every ``interval_s`` until the client leaves."""
         self._plans.append(_Plan(endless=True, interval_s=interval_s))
 
+    def send_next(self, chunks: Iterable[bytes], content_type: str = "text/event-stream") -> None:
+        """Answer the next request with 200 and exactly these body chunks (a hostile upstream:
+        huge lines, odd fields); `chunks` may be a generator, consumed as it is sent."""
+        self._plans.append(_Plan(body=chunks, content_type=content_type.encode()))
+
     def add_headers_next(self, *headers: tuple[str, str]) -> None:
         """The next answer is the normal one, with these response headers added."""
         encoded = tuple((k.lower().encode(), v.encode()) for k, v in headers)
@@ -159,6 +167,10 @@ class FakeUpstream(DemoUpstream):
             if body is None:
                 body = error_response(request, status, f"scripted failure {status}").body
             response = DemoResponse(status=status, headers=headers, body=body)
+        elif plan.body is not None:
+            response = DemoResponse(
+                status=200, headers=[(b"content-type", plan.content_type)], events=plan.body
+            )
         else:
             response = self.respond(request, endless=plan.endless)
         aborted = False  # stays False when a disconnect cancels the delivery

@@ -2,11 +2,18 @@
 
 Management routes share the data plane's prefixes (`/api/v2/aibridge/sessions`, `.../models`, ...):
 a first path segment naming one of them goes to the control app, never to a provider.
+
+The control app's sends are shielded from cancellation. quart-trio cancels its request nursery as
+soon as the response is out, and hypercorn closes a connection the client asked to close
+(`Connection: close`, HTTP/1.0) from inside that last send: unshielded, the close was cancelled
+half-way and the connection stayed open until the keep-alive timeout.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import trio
 
 from aibridged.api.http import ASGIApp
 from aibridged.providers.pool import RESERVED_NAMES
@@ -36,4 +43,12 @@ class GatewayApp:
         ):
             await self._dataplane(scope, receive, send)
         else:
-            await self._control(scope, receive, send)
+            await self._control(scope, receive, _shielded(send))
+
+
+def _shielded(send: Any) -> Any:
+    async def shielded_send(message: Any) -> None:
+        with trio.CancelScope(shield=True):
+            await send(message)
+
+    return shielded_send

@@ -13,6 +13,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
+from aibridged.api import h11_strict
 from aibridged.errors import StartupError
 
 # Loose on purpose: Quart, prometheus_client and our handlers spell the ASGI types differently.
@@ -61,6 +62,7 @@ async def serve_asgi(
 
     Calls `task_status.started(bound_urls)` once accepting connections.
     """
+    h11_strict.install()
     config = _hypercorn_config(settings)
     try:
         config.create_ssl_context()  # fail here, with a clear message, on a bad certificate

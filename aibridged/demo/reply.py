@@ -221,7 +221,7 @@ def signature_for(text: str) -> str:
 def parse_json_object(body: bytes) -> JsonObject:
     try:
         value = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise BadRequest(f"invalid JSON body: {exc}") from exc
     if not isinstance(value, dict):
         raise BadRequest("the request body must be a JSON object")
@@ -229,7 +229,10 @@ def parse_json_object(body: bytes) -> JsonObject:
 
 
 def dump_json(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    except UnicodeEncodeError:  # a lone surrogate the client sent ("\ud800"): keep it escaped
+        return json.dumps(value, separators=(",", ":")).encode()
 
 
 def sse_data(value: Any) -> bytes:

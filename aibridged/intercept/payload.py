@@ -25,8 +25,10 @@ from aibridged.intercept.routes import Api
 PREPARE_IN_THREAD_BYTES = 1 << 20
 
 _INCLUDE_USAGE = b'"stream_options":{"include_usage":true}'
-# A JSON string (unrolled: fast on long strings) or one structural character.
-_TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\],:]')
+# The start of a string or one structural character. Strings are skipped with bytes.find, not a
+# regex: no single C call may hold the GIL for long, since big bodies are scanned in a thread
+# while the event loop keeps serving.
+_TOKEN = re.compile(rb'["{}\[\],:]')
 _WHITESPACE = b" \t\r\n"
 
 
@@ -128,18 +130,21 @@ def _members(raw: bytes, start: int) -> list[tuple[str, int, int]]:
     depth = 0
     key: str | None = None
     value_start = -1
-    for match in _TOKENS.finditer(raw, start):
+    pos = start
+    while (match := _TOKEN.search(raw, pos)) is not None:
         at = match.start()
         char = raw[at]
+        pos = at + 1
         if char == 0x22:  # '"': a string; at depth 1 before a ':', a key
+            pos = _string_end(raw, pos)
             if depth == 1 and value_start < 0:
-                key = _decode_key(raw[at + 1 : match.end() - 1])
+                key = _decode_key(raw[at + 1 : pos - 1])
         elif char in b"{[":
             depth += 1
         elif char in b"}]" and depth > 1:
             depth -= 1
         elif depth == 1 and char == 0x3A:  # ':'
-            value_start = match.end()
+            value_start = pos
         elif depth == 1 and char in b",}":
             if key is not None and value_start >= 0:
                 members.append((key, *_strip(raw, value_start, at)))
@@ -147,6 +152,18 @@ def _members(raw: bytes, start: int) -> list[tuple[str, int, int]]:
             if char == 0x7D:  # '}': the object ends
                 break
     return members
+
+
+def _string_end(raw: bytes, pos: int) -> int:
+    """The offset just past the quote that closes the string whose content starts at `pos`."""
+    while True:
+        quote = raw.index(b'"', pos)
+        backslashes = 0
+        while raw[quote - 1 - backslashes] == 0x5C:  # an escaped quote has an odd run before it
+            backslashes += 1
+        if backslashes % 2 == 0:
+            return quote + 1
+        pos = quote + 1
 
 
 def _decode_key(raw_key: bytes) -> str:

@@ -3,6 +3,7 @@
 Modules:
 
 - ``payloads``      deterministic request bodies shaped like coding-agent traffic
+- ``payload_text``  the pseudo-prose, pseudo-code and schemas they are made of, sized to a target
 - ``httpclient``    a tiny sans-IO HTTP/1.1 response parser and a blocking keep-alive connection
 - ``fast_upstream`` a lean raw-ASGI fake upstream replaying precomputed, real-shaped responses
 - ``upstream``      entry point running the fast or the demo upstream in its own process

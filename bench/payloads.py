@@ -14,10 +14,10 @@ sized so the body lands just under the target size.
 from __future__ import annotations
 
 import json
-import random
-from collections.abc import Callable
 from functools import cache
 from typing import Any
+
+from bench.payload_text import TOOL_NAMES, Text, compact, fit
 
 ANTHROPIC_TARGET_BYTES = 75_000
 ANTHROPIC_TOOLS = 25
@@ -60,110 +60,17 @@ OPENAI_HEADERS: tuple[tuple[str, str], ...] = (
     ("accept-encoding", "gzip, deflate"),
 )
 
-_WORDS_TEXT = (
-    "the file function module request response stream token model tool call result error value "
-    "config path user session cache buffer handler client server provider gateway record test "
-    "import return async await yield class method field type schema object array string number "
-    "boolean null default option flag build deploy commit branch merge diff patch line column "
-    "check ensure verify update create delete read write edit search match pattern glob grep when "
-    "if unless always never only before after while until each every some none all any"
-)
-_TOOL_NAMES_TEXT = (
-    "Task Bash Glob Grep ExitPlanMode Read Edit MultiEdit Write NotebookEdit WebFetch TodoWrite "
-    "WebSearch BashOutput KillShell SlashCommand ListMcpResources ReadMcpResource "
-    "mcp__github__create_issue mcp__github__get_pull_request mcp__github__search_code "
-    "mcp__linear__list_issues mcp__linear__update_issue mcp__sentry__get_event "
-    "mcp__postgres__query Skill"
-)
-_WORDS = tuple(_WORDS_TEXT.split())
-_TOOL_NAMES = tuple(_TOOL_NAMES_TEXT.split())
-_PROPERTY_TYPES = ("string", "string", "string", "integer", "boolean", "array")
-
-
-class _Text:
-    """Deterministic pseudo-prose and pseudo-code."""
-
-    def __init__(self, seed: int) -> None:
-        self._rng = random.Random(seed)
-
-    def sentence(self, words: int = 14) -> str:
-        picked = [self._rng.choice(_WORDS) for _ in range(words)]
-        return " ".join(picked).capitalize() + "."
-
-    def prose(self, chars: int) -> str:
-        out: list[str] = []
-        size = 0
-        while size < chars:
-            sentence = self.sentence(self._rng.randint(8, 20))
-            out.append(sentence)
-            size += len(sentence) + 1
-        return " ".join(out)[:chars]
-
-    def code(self, lines: int, *, numbered: bool) -> str:
-        out: list[str] = []
-        for number in range(1, lines + 1):
-            indent = "    " * self._rng.randint(0, 3)
-            a, b, c = (self._rng.choice(_WORDS) for _ in range(3))
-            line = self._rng.choice(
-                (
-                    f"{indent}def {a}_{b}(self, {c}: str) -> None:",
-                    f"{indent}{a} = await self.{b}({c!r})",
-                    f"{indent}if {a} is not None and {b} > {number}:",
-                    f"{indent}return {{{a!r}: {b}, {c!r}: {number}}}",
-                    f"{indent}# {a} the {b} before {c}",
-                    f'{indent}raise ValueError(f"{a} {b}: {{{c}}}")',
-                )
-            )
-            out.append(f"{number:6d}\t{line}" if numbered else line)
-        return "\n".join(out)
-
-    def schema(self, properties: int) -> dict[str, Any]:
-        props: dict[str, Any] = {}
-        for _ in range(properties):
-            name = f"{self._rng.choice(_WORDS)}_{self._rng.choice(_WORDS)}"
-            kind = self._rng.choice(_PROPERTY_TYPES)
-            prop: dict[str, Any] = {"type": kind, "description": self.sentence(12)}
-            if kind == "array":
-                prop["items"] = {"type": "string"}
-            props[name] = prop
-        required = list(props)[: max(1, properties // 2)]
-        return {
-            "type": "object",
-            "properties": props,
-            "required": required,
-            "additionalProperties": False,
-            "$schema": "http://json-schema.org/draft-07/schema#",
-        }
-
-
-def _compact(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _fit(build: Callable[[str], dict[str, Any]], filler: str, target: int) -> dict[str, Any]:
-    """``build(filler[:k])`` for the largest k whose encoding is at most ``target`` bytes."""
-    low, high = 0, len(filler)
-    if len(_compact(build(""))) > target:
-        raise ValueError("the payload skeleton is already larger than the target")
-    while low < high:
-        mid = (low + high + 1) // 2
-        if len(_compact(build(filler[:mid]))) <= target:
-            low = mid
-        else:
-            high = mid - 1
-    return build(filler[:low])
-
 
 @cache
 def _anthropic_request() -> dict[str, Any]:
-    text = _Text(SEED)
+    text = Text(SEED)
     tools = [
         {
             "name": name,
             "description": text.prose(900 if index % 5 else 2200),
             "input_schema": text.schema(2 + index % 5),
         }
-        for index, name in enumerate(_TOOL_NAMES[:ANTHROPIC_TOOLS])
+        for index, name in enumerate(TOOL_NAMES[:ANTHROPIC_TOOLS])
     ]
     system = [
         {"type": "text", "text": "You are Claude Code, Anthropic's official CLI for Claude."},
@@ -255,12 +162,12 @@ def _anthropic_request() -> dict[str, Any]:
             },
         }
 
-    return _fit(build, filler, ANTHROPIC_TARGET_BYTES)
+    return fit(build, filler, ANTHROPIC_TARGET_BYTES)
 
 
 @cache
 def _openai_request() -> dict[str, Any]:
-    text = _Text(SEED + 1)
+    text = Text(SEED + 1)
     tools: list[dict[str, Any]] = [
         {
             "type": "function",
@@ -271,7 +178,7 @@ def _openai_request() -> dict[str, Any]:
                 "strict": False,
             },
         }
-        for index, name in enumerate(_TOOL_NAMES[:OPENAI_TOOLS])
+        for index, name in enumerate(TOOL_NAMES[:OPENAI_TOOLS])
     ]
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": text.prose(6000)},
@@ -329,19 +236,19 @@ def _openai_request() -> dict[str, Any]:
             "stream": False,
         }
 
-    return _fit(build, filler, OPENAI_TARGET_BYTES)
+    return fit(build, filler, OPENAI_TARGET_BYTES)
 
 
 @cache
 def anthropic_messages(*, stream: bool) -> bytes:
     """The Messages request body (~75 KB, 25 tools)."""
-    return _compact({**_anthropic_request(), "stream": stream})
+    return compact({**_anthropic_request(), "stream": stream})
 
 
 @cache
 def openai_chat(*, stream: bool) -> bytes:
     """The Chat Completions request body (~40 KB, 10 tools)."""
-    return _compact({**_openai_request(), "stream": stream})
+    return compact({**_openai_request(), "stream": stream})
 
 
 def describe() -> dict[str, Any]:

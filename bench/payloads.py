@@ -4,8 +4,12 @@
   a long system prompt with ``cache_control`` and a conversation of tool_use / tool_result turns.
 - ``openai_chat``: a Codex/Cursor-like Chat Completions request of ~40 KB with 10 function tools and
   a conversation of assistant tool_calls / tool messages.
+- ``openai_responses``: a Codex-CLI-like Responses request of ~40 KB with 10 function tools, long
+  ``instructions`` and an ``input`` of function_call / function_call_output items.
+- ``slow_stream``: a tiny Messages stream request, for the many-open-streams scenario (answered by
+  ``bench.paced_upstream`` with a slowly paced stream).
 
-Both conversations end on a tool result, the usual shape inside an agent loop. The bodies are
+The conversations end on a tool result, the usual shape inside an agent loop. The bodies are
 compact JSON (as Node's ``JSON.stringify`` sends them) and differ between ``stream`` on and off only
 in that flag. The same seed always gives the same bytes; the filler in the last tool result is
 sized so the body lands just under the target size.
@@ -17,48 +21,20 @@ import json
 from functools import cache
 from typing import Any
 
+from bench.client_headers import ANTHROPIC_HEADERS, OPENAI_HEADERS, RESPONSES_HEADERS
 from bench.payload_text import TOOL_NAMES, Text, compact, fit
 
 ANTHROPIC_TARGET_BYTES = 75_000
 ANTHROPIC_TOOLS = 25
 OPENAI_TARGET_BYTES = 40_000
 OPENAI_TOOLS = 10
+RESPONSES_TARGET_BYTES = 40_000
+RESPONSES_TOOLS = 10
 SEED = 20_251_123
 
 ANTHROPIC_MODEL = "claude-sonnet-4-5-20250929"
 OPENAI_MODEL = "gpt-4.1-2025-04-14"
-
-# What the clients send besides auth, content-type, host and content-length.
-ANTHROPIC_HEADERS: tuple[tuple[str, str], ...] = (
-    ("user-agent", "claude-cli/2.0.14 (external, cli)"),
-    ("anthropic-version", "2023-06-01"),
-    ("anthropic-beta", "claude-code-20250219,interleaved-thinking-2025-05-14"),
-    ("anthropic-dangerous-direct-browser-access", "true"),
-    ("x-app", "cli"),
-    ("x-stainless-lang", "js"),
-    ("x-stainless-package-version", "0.60.0"),
-    ("x-stainless-os", "Linux"),
-    ("x-stainless-arch", "x64"),
-    ("x-stainless-runtime", "node"),
-    ("x-stainless-runtime-version", "v22.19.0"),
-    ("x-stainless-retry-count", "0"),
-    ("x-stainless-timeout", "600"),
-    ("accept", "application/json"),
-    ("accept-encoding", "gzip, deflate, br"),
-)
-OPENAI_HEADERS: tuple[tuple[str, str], ...] = (
-    ("user-agent", "OpenAI/Python 2.8.1"),
-    ("x-stainless-lang", "python"),
-    ("x-stainless-package-version", "2.8.1"),
-    ("x-stainless-os", "Linux"),
-    ("x-stainless-arch", "x64"),
-    ("x-stainless-runtime", "CPython"),
-    ("x-stainless-runtime-version", "3.12.3"),
-    ("x-stainless-retry-count", "0"),
-    ("x-stainless-read-timeout", "600"),
-    ("accept", "application/json"),
-    ("accept-encoding", "gzip, deflate"),
-)
+RESPONSES_MODEL = "gpt-5-codex"
 
 
 @cache
@@ -240,6 +216,90 @@ def _openai_request() -> dict[str, Any]:
 
 
 @cache
+def _responses_request() -> dict[str, Any]:
+    text = Text(SEED + 2)
+    tools: list[dict[str, Any]] = [
+        {
+            "type": "function",
+            "name": name.lower(),
+            "description": text.prose(1400),
+            "parameters": text.schema(3 + index % 4),
+            "strict": False,
+        }
+        for index, name in enumerate(TOOL_NAMES[:RESPONSES_TOOLS])
+    ]
+    items: list[dict[str, Any]] = [
+        {
+            "type": "message",
+            "role": "user",
+            "content": [
+                {
+                    "type": "input_text",
+                    "text": "<environment_context>\n  <cwd>/work</cwd>"
+                    "\n  <sandbox_mode>workspace-write</sandbox_mode>\n"
+                    "</environment_context>",
+                }
+            ],
+        },
+        {
+            "type": "message",
+            "role": "user",
+            "content": [
+                {"type": "input_text", "text": "Make the relay retry idempotent requests once."}
+            ],
+        },
+    ]
+    for turn in range(3):
+        call_id = f"call_bench{turn:014d}"
+        items.append(
+            {
+                "type": "function_call",
+                "name": tools[(turn * 3) % len(tools)]["name"],
+                "arguments": json.dumps({"command": ["cat", f"src/mod_{turn}.py"]}),
+                "call_id": call_id,
+            }
+        )
+        items.append(
+            {
+                "type": "function_call_output",
+                "call_id": call_id,
+                "output": text.code(40, numbered=False),
+            }
+        )
+    last_id = "call_bench" + "9" * 14
+    items.append(
+        {
+            "type": "function_call",
+            "name": "read",
+            "arguments": '{"command":["cat","src/upstream.py"]}',
+            "call_id": last_id,
+        }
+    )
+    instructions = text.prose(6000)
+    filler = text.code(1000, numbered=False)
+
+    def build(output: str) -> dict[str, Any]:
+        return {
+            "model": RESPONSES_MODEL,
+            "instructions": instructions,
+            "input": [
+                *items,
+                {"type": "function_call_output", "call_id": last_id, "output": output},
+            ],
+            "tools": tools,
+            "tool_choice": "auto",
+            "parallel_tool_calls": False,
+            "reasoning": {"effort": "medium", "summary": "auto"},
+            "store": False,
+            "stream": False,
+            "include": ["reasoning.encrypted_content"],
+            "prompt_cache_key": "0199a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+        }
+
+    return fit(build, filler, RESPONSES_TARGET_BYTES)
+
+
+@cache
 def anthropic_messages(*, stream: bool) -> bytes:
     """The Messages request body (~75 KB, 25 tools)."""
     return compact({**_anthropic_request(), "stream": stream})
@@ -251,10 +311,29 @@ def openai_chat(*, stream: bool) -> bytes:
     return compact({**_openai_request(), "stream": stream})
 
 
+@cache
+def openai_responses(*, stream: bool) -> bytes:
+    """The Responses request body (~40 KB, 10 tools)."""
+    return compact({**_responses_request(), "stream": stream})
+
+
+def slow_stream() -> bytes:
+    """A small streaming Messages request (the paced upstream answers it slowly)."""
+    return compact(
+        {
+            "model": ANTHROPIC_MODEL,
+            "max_tokens": 1024,
+            "stream": True,
+            "messages": [{"role": "user", "content": "Count slowly to thirty."}],
+        }
+    )
+
+
 def describe() -> dict[str, Any]:
     """Sizes and shapes, for the results file."""
     anthropic = _anthropic_request()
     openai = _openai_request()
+    responses = _responses_request()
     return {
         "anthropic_messages": {
             "bytes_blocking": len(anthropic_messages(stream=False)),
@@ -272,5 +351,14 @@ def describe() -> dict[str, Any]:
             "model": OPENAI_MODEL,
             "extra_headers": len(OPENAI_HEADERS),
         },
+        "openai_responses": {
+            "bytes_blocking": len(openai_responses(stream=False)),
+            "bytes_streaming": len(openai_responses(stream=True)),
+            "tools": len(responses["tools"]),
+            "input_items": len(responses["input"]),
+            "model": RESPONSES_MODEL,
+            "extra_headers": len(RESPONSES_HEADERS),
+        },
+        "slow_stream": {"bytes": len(slow_stream()), "model": ANTHROPIC_MODEL},
         "seed": SEED,
     }

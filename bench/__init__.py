@@ -1,17 +1,26 @@
-"""The hot-path benchmark of aibridged (SPEC.md §14): ``make bench``, i.e. ``python -m bench.run``.
+"""The benchmark of aibridged (SPEC.md §14): ``make bench``, i.e. ``python -m bench.run``.
 
 Modules:
 
-- ``payloads``      deterministic request bodies shaped like coding-agent traffic
-- ``httpclient``    a tiny sans-IO HTTP/1.1 response parser and a blocking keep-alive connection
-- ``fast_upstream`` a lean raw-ASGI fake upstream replaying precomputed, real-shaped responses
-- ``upstream``      entry point running the fast or the demo upstream in its own process
-- ``loadgen``       closed-loop load generation: ``wrk`` when installed, else a trio generator
-- ``procs``         starting, pinning, sampling (CPU, RSS, machine speed), stopping by PID
-- ``stack``         the upstream and gateway processes, and the API surfaces driven through them
-- ``latency``       interleaved concurrency-1 sampling and its statistics
-- ``measure``       relay check, added latency, stream TTFB, saturated throughput, profiles
-- ``profile``       py-spy recording and the own-time / inclusive-time summary
-- ``report``        machine facts, observations, the printed tables, the JSON and Markdown files
-- ``run``           the command line and the order of things
+- ``payloads``        deterministic request bodies shaped like coding-agent traffic
+- ``payload_text``    the pseudo-prose, pseudo-code and schemas they are made of, sized to a target
+- ``client_headers``  the headers the agents' SDKs send with them
+- ``httpclient``      a tiny sans-IO HTTP/1.1 response parser and a blocking keep-alive connection
+- ``fast_upstream``   a lean raw-ASGI fake upstream replaying precomputed, real-shaped responses
+- ``paced_upstream``  a raw-socket server of slowly paced Anthropic streams (many-streams scenario)
+- ``upstream``        entry point running the fast or the demo upstream (and the paced one)
+- ``loadgen``         closed-loop load generation: ``wrk`` when installed, else a trio generator
+- ``streamgen``       thousands of concurrent streams held open, each read to its end and checked
+- ``procs``           starting, pinning, open-file limits, sampling (CPU, RSS, speed), stopping
+- ``litellm_proxy``   LiteLLM's proxy in its own venv, the comparison point
+- ``stack``           the upstream, gateway and LiteLLM processes, and the API surfaces
+- ``latency``         interleaved concurrency-1 sampling and its statistics
+- ``measure``         relay check, added latency, stream TTFB, saturated throughput, profiles
+- ``streams``         the many-open-streams scenario: errors by kind, RSS per stream
+- ``profile``         py-spy recording and the own-time / inclusive-time summary
+- ``facts``           the machine, the tools and the state of the code
+- ``targets``         SPEC §14 targets and the bench's own, with verdicts
+- ``tables``          the tables of the report
+- ``report``, ``report_sections``   observations, the printed summary, JSON and Markdown
+- ``run``             the command line and the order of things
 """

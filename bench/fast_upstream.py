@@ -7,6 +7,7 @@ once at start-up *by the demo's own wire-format code* from the bench payloads, s
 the real ones:
 
     POST /v1/chat/completions   the OpenAI chat completion (JSON) or its SSE stream
+    POST /v1/responses          the OpenAI response (JSON) or its SSE stream
     POST /v1/messages           the Anthropic message (JSON) or its SSE stream (~10 events)
 
 Stream events go out one ASGI message each, as a real upstream writes them. Headers include the
@@ -31,7 +32,7 @@ Headers = list[tuple[bytes, bytes]]
 STREAM_CHUNKS = 4  # text deltas: the Anthropic stream then has 10 events
 _STREAM_MARKERS = (b'"stream":true', b'"stream": true')
 
-_OPENAI_HEADERS: Headers = [
+OPENAI_RESPONSE_HEADERS: Headers = [
     (b"openai-organization", b"bench-org"),
     (b"openai-processing-ms", b"412"),
     (b"openai-version", b"2020-10-01"),
@@ -43,7 +44,7 @@ _OPENAI_HEADERS: Headers = [
     (b"x-ratelimit-reset-tokens", b"20ms"),
     (b"x-request-id", b"req_0123456789abcdef0123456789abcdef"),
 ]
-_ANTHROPIC_HEADERS: Headers = [
+ANTHROPIC_RESPONSE_HEADERS: Headers = [
     (b"anthropic-ratelimit-input-tokens-limit", b"2000000"),
     (b"anthropic-ratelimit-input-tokens-remaining", b"1990000"),
     (b"anthropic-ratelimit-input-tokens-reset", b"2025-11-23T12:00:01Z"),
@@ -56,7 +57,10 @@ _ANTHROPIC_HEADERS: Headers = [
     (b"via", b"1.1 google"),
 ]
 _JSON = (b"content-type", b"application/json")
-_SSE = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
+SSE_HEADERS: Headers = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +76,10 @@ class Canned:
         return len(self.body) + sum(len(event) for event in self.events)
 
 
-def _render(
-    path: str, body: bytes, headers: list[tuple[str, str]]
+def render(
+    path: str, body: bytes, headers: list[tuple[str, str]], *, chunks: int = STREAM_CHUNKS
 ) -> tuple[bytes, tuple[bytes, ...]]:
-    demo = DemoUpstream(stream_chunks=STREAM_CHUNKS)
+    demo = DemoUpstream(stream_chunks=chunks)
     request = RecordedRequest(
         method="POST", path=path, raw_path=path, query="", headers=headers, body=body
     )
@@ -85,24 +89,30 @@ def _render(
     return planned.body, tuple(planned.events or ())
 
 
+ANTHROPIC_VERSION = [("anthropic-version", "2023-06-01")]
+
+
 def build_responses() -> dict[tuple[str, bool], Canned]:
     """(path, stream) → the canned response, rendered by the demo from the bench payloads."""
     out: dict[tuple[str, bool], Canned] = {}
-    anthropic = [("anthropic-version", "2023-06-01")]
+    anthropic = ANTHROPIC_VERSION
+    openai = (
+        ("/v1/chat/completions", payloads.openai_chat),
+        ("/v1/responses", payloads.openai_responses),
+    )
     for stream in (False, True):
-        body, events = _render("/v1/chat/completions", payloads.openai_chat(stream=stream), [])
-        out["/v1/chat/completions", stream] = (
-            Canned([*_SSE, *_OPENAI_HEADERS], events=events)
-            if stream
-            else Canned([_JSON, *_OPENAI_HEADERS, _length(body)], body=body)
-        )
-        body, events = _render(
-            "/v1/messages", payloads.anthropic_messages(stream=stream), anthropic
-        )
+        for path, payload in openai:
+            body, events = render(path, payload(stream=stream), [])
+            out[path, stream] = (
+                Canned([*SSE_HEADERS, *OPENAI_RESPONSE_HEADERS], events=events)
+                if stream
+                else Canned([_JSON, *OPENAI_RESPONSE_HEADERS, _length(body)], body=body)
+            )
+        body, events = render("/v1/messages", payloads.anthropic_messages(stream=stream), anthropic)
         out["/v1/messages", stream] = (
-            Canned([*_SSE, *_ANTHROPIC_HEADERS], events=events)
+            Canned([*SSE_HEADERS, *ANTHROPIC_RESPONSE_HEADERS], events=events)
             if stream
-            else Canned([_JSON, *_ANTHROPIC_HEADERS, _length(body)], body=body)
+            else Canned([_JSON, *ANTHROPIC_RESPONSE_HEADERS, _length(body)], body=body)
         )
     return out
 

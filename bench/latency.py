@@ -113,21 +113,24 @@ def paired_difference_ms(gateway: Sequence[float], direct: Sequence[float]) -> d
 
 
 def added_latency(
-    direct: PathSamples, gateway: PathSamples, *, metric: str = "total_s"
+    direct: PathSamples, gateway: PathSamples, *, metric: str = "total_s", via: str = "gateway"
 ) -> dict[str, Any]:
-    """Both paths' summaries, the difference of their percentiles, and the paired differences."""
+    """Both paths' summaries, the difference of their percentiles, and the paired differences.
+    ``via`` names the second path in the keys (``gateway_ms``, or ``litellm_ms`` for LiteLLM)."""
     d: list[float] = getattr(direct, metric)
     g: list[float] = getattr(gateway, metric)
     ds, gs = summary_ms(d), summary_ms(g)
     return {
-        "samples": {"direct": len(d), "gateway": len(g)},
-        "errors": {"direct": direct.errors, "gateway": gateway.errors},
-        "reconnects": {"direct": direct.reconnects, "gateway": gateway.reconnects},
+        "samples": {"direct": len(d), via: len(g)},
+        "errors": {"direct": direct.errors, via: gateway.errors},
+        "reconnects": {"direct": direct.reconnects, via: gateway.reconnects},
         "direct_ms": ds,
-        "gateway_ms": gs,
+        f"{via}_ms": gs,
         "added_ms": {
             key: round(gs[key] - ds[key], 3) for key in ("p50", "p90", "p99", "p99.9", "mean")
-        },
+        }
+        if gs and ds
+        else {},
         "paired_diff_ms": paired_difference_ms(g, d)
         if direct.errors == 0 and gateway.errors == 0
         else {},

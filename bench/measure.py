@@ -22,26 +22,52 @@ from bench.stack import CLIENT_CPU, HOST, Api, Stack, relative, relative_cmd, re
 
 
 def check_relay(stack: Stack, apis: dict[str, Api]) -> dict[str, Any]:
-    """One request per API on both paths: both must succeed; are the bodies byte-identical?"""
+    """One request per API on every path. Direct and gateway must succeed (are the bodies
+    byte-identical?); LiteLLM's answer is only recorded (it rewrites bodies; a path it fails on is
+    left out of its measurements)."""
     out: dict[str, Any] = {}
     for api in apis.values():
-        results: list[Timed] = []
-        for gateway, port in ((False, stack.upstream_port), (True, stack.gateway_port)):
-            connection = Connection(HOST, port)
+        results: dict[str, Timed | str] = {}
+        for via in stack.vias:
+            connection = Connection(HOST, stack.port(via))
             try:
-                results.append(
-                    connection.request(api.raw(port, gateway=gateway, token=stack.token))
-                )
+                results[via] = connection.request(stack.raw(api, via))
+            except OSError as exc:
+                results[via] = f"{type(exc).__name__}: {exc}"
             finally:
                 connection.close()
-        direct, through = results
-        if not (response_ok(direct, stream=api.stream) and response_ok(through, stream=api.stream)):
-            raise RuntimeError(
-                f"{api.name}: direct {direct.status}, gateway {through.status}: "
-                f"{through.body[:300]!r}"
-            )
+        direct, through = results["direct"], results["gateway"]
+        if not (
+            isinstance(direct, Timed)
+            and isinstance(through, Timed)
+            and response_ok(direct, stream=api.stream)
+            and response_ok(through, stream=api.stream)
+        ):
+            raise RuntimeError(f"{api.name}: direct {_said(direct)}, gateway {_said(through)}")
         out[api.name] = {"bytes": len(through.body), "identical": direct.body == through.body}
+        if "litellm" in results:
+            answer = results["litellm"]
+            ok = isinstance(answer, Timed) and response_ok(answer, stream=api.stream)
+            out[api.name]["litellm"] = {
+                "ok": ok,
+                "status": answer.status if isinstance(answer, Timed) else None,
+                "bytes": len(answer.body) if isinstance(answer, Timed) else 0,
+                **({} if ok else {"answer": _said(answer)}),
+            }
     return out
+
+
+def litellm_ok(relay: dict[str, Any], api: str) -> bool:
+    return bool(relay.get(api, {}).get("litellm", {}).get("ok"))
+
+
+def _said(answer: Timed | str) -> str:
+    if isinstance(answer, str):
+        return answer
+    return f"{answer.status} {answer.body[:300]!r}"
+
+
+LATENCY_APIS = ("chat", "messages", "messages_stream", "responses")
 
 
 def _percentiles_only(result: dict[str, Any]) -> dict[str, Any]:
@@ -52,13 +78,12 @@ def measure_latency(
     stack: Stack, apis: dict[str, Api], *, requests: int, warmup: int
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name in ("chat", "messages", "messages_stream"):
+    for name in LATENCY_APIS:
         api = apis[name]
-        up, gw = stack.upstream_port, stack.gateway_port
-        direct = Target("direct", HOST, up, api.raw(up, gateway=False, token=stack.token))
-        gateway = Target("gateway", HOST, gw, api.raw(gw, gateway=True, token=stack.token))
+        direct = Target("direct", HOST, stack.upstream_port, stack.raw(api, "direct"))
+        gateway = Target("gateway", HOST, stack.gateway_port, stack.raw(api, "gateway"))
         started = time.monotonic()
-        sampler = CpuSampler([stack.gateway, stack.upstream])
+        sampler = CpuSampler(stack.procs())
         sampler.start()
         d, g, identical = interleaved(
             direct,
@@ -87,40 +112,98 @@ def measure_latency(
     return out
 
 
+def measure_litellm_latency(
+    stack: Stack, apis: dict[str, Api], relay: dict[str, Any], *, requests: int, warmup: int
+) -> dict[str, Any]:
+    """Concurrency 1, direct and LiteLLM interleaved (fewer requests: LiteLLM takes ~10-25 ms
+    each); APIs LiteLLM failed in the relay check are left out."""
+    out: dict[str, Any] = {}
+    for name in LATENCY_APIS:
+        if not litellm_ok(relay, name):
+            continue
+        api = apis[name]
+        direct = Target("direct", HOST, stack.upstream_port, stack.raw(api, "direct"))
+        proxy = Target("litellm", HOST, stack.litellm.port, stack.raw(api, "litellm"))
+        started = time.monotonic()
+        sampler = CpuSampler(stack.procs())
+        sampler.start()
+        d, g, _ = interleaved(
+            direct,
+            proxy,
+            requests=requests,
+            warmup=warmup,
+            check=partial(response_ok, stream=api.stream),
+            watch_events=api.stream,
+        )
+        metric = "first_event_s" if api.stream else "total_s"
+        result = added_latency(d, g, metric=metric, via="litellm")
+        result["body_bytes"] = len(api.body)
+        result["seconds"] = round(time.monotonic() - started, 1)
+        result["cpu_pct"] = sampler.stop()
+        out[name] = result
+        if result["added_ms"]:
+            print(
+                f"  {name:16} LiteLLM p50 {result['litellm_ms']['p50']:.2f} ms, added p50 "
+                f"{result['added_ms']['p50']:.2f} ms ({result['seconds']:.0f} s)",
+                flush=True,
+            )
+    return out
+
+
 def _one_load_run(
     stack: Stack, spec: LoadSpec, *, generator: str, connections: int, duration_s: float
 ) -> dict[str, Any]:
-    sampler = CpuSampler([stack.gateway, stack.upstream])
+    sampler = CpuSampler(stack.procs())
     sampler.start()
     result = run_load(
         spec, generator=generator, connections=connections, duration_s=duration_s, cpu=CLIENT_CPU
     )
     cpu = sampler.stop()
-    return {
+    out = {
         **result.as_dict(),
         "cpu_pct": cpu,
         "gateway_rss_kb_after": stack.gateway.memory().rss_kb,
     }
+    if stack.litellm.up and stack.litellm.proc is not None:
+        out["litellm_rss_kb_after"] = stack.litellm.proc.memory().rss_kb
+    return out
+
+
+THROUGHPUT_APIS = (("json", "chat"), ("sse", "messages_stream"))
 
 
 def measure_throughput(
     stack: Stack,
     apis: dict[str, Api],
+    relay: dict[str, Any],
     *,
     generator: str,
     connections: Sequence[int],
     duration_s: float,
     warmup_s: float,
     rounds: int,
+    litellm_warmup_s: float,
 ) -> list[dict[str, Any]]:
-    """For each load and connection count, ``rounds`` x (direct, gateway), each after a warm-up."""
+    """For each load and connection count, ``rounds`` x (direct, gateway, litellm), each after a
+    warm-up; only one path is under load at a time. LiteLLM also gets ``litellm_warmup_s`` of load
+    per kind before its first measured run (its first requests are much slower)."""
     runs: list[dict[str, Any]] = []
-    for kind, api in (("json", apis["chat"]), ("sse", apis["messages_stream"])):
+    for kind, name in THROUGHPUT_APIS:
+        api = apis[name]
+        vias = [v for v in stack.vias if v != "litellm" or litellm_ok(relay, name)]
+        if "litellm" in vias and litellm_warmup_s > 0:
+            print(f"  warming LiteLLM up with {litellm_warmup_s:g} s of {kind} load", flush=True)
+            run_load(
+                stack.spec(api, "litellm"),
+                generator=generator,
+                connections=max(connections),
+                duration_s=litellm_warmup_s,
+                cpu=CLIENT_CPU,
+            )
         for conns in connections:
             for round_index in range(1, rounds + 1):
-                for path in ("direct", "gateway"):
-                    port = stack.gateway_port if path == "gateway" else stack.upstream_port
-                    spec = api.spec(port, gateway=path == "gateway", token=stack.token)
+                for via in vias:
+                    spec = stack.spec(api, via)
                     run_load(
                         spec,
                         generator=generator,
@@ -132,23 +215,22 @@ def measure_throughput(
                         stack, spec, generator=generator, connections=conns, duration_s=duration_s
                     )
                     runs.append(
-                        {
-                            "kind": kind,
-                            "connections": conns,
-                            "round": round_index,
-                            "path": path,
-                            **run,
-                        }
+                        {"kind": kind, "connections": conns, "round": round_index, "path": via}
+                        | run
                     )
                     errors = sum(run["errors"].values())
                     print(
-                        f"  {kind} c={conns} round {round_index} {path:7}: "
+                        f"  {kind} c={conns} round {round_index} {via:7}: "
                         f"{run['rps']:8.1f} req/s, p99 {run['latency_ms']['p99']:6.1f} ms, "
                         f"errors {errors}, "
                         f"CPU % {run['cpu_pct']}",
                         flush=True,
                     )
     return runs
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 3) if a and b else None
 
 
 def summarize_throughput(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -161,36 +243,55 @@ def summarize_throughput(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             path: str, key: str, sub: str | None = None, group: list[dict[str, Any]] = group
         ) -> float:
             values = [float(r[key][sub] if sub else r[key]) for r in group if r["path"] == path]
-            return round(statistics.median(values), 1)
+            return round(statistics.median(values), 1) if values else 0.0
 
         def spread(path: str, group: list[dict[str, Any]] = group) -> str:
             values = [r["rps"] for r in group if r["path"] == path]
-            return f"{min(values):.0f}-{max(values):.0f}"
+            return f"{min(values):.0f}-{max(values):.0f}" if values else "-"
+
+        def errors(path: str, group: list[dict[str, Any]] = group) -> int:
+            return sum(sum(r["errors"].values()) for r in group if r["path"] == path)
 
         direct_rps, gateway_rps = median("direct", "rps"), median("gateway", "rps")
+        litellm_rps = median("litellm", "rps")
         gateway_cpu = median("gateway", "cpu_pct", "gateway")
-        out.append(
-            {
-                "kind": kind,
-                "connections": conns,
-                "direct_rps": direct_rps,
-                "gateway_rps": gateway_rps,
-                "ratio": round(gateway_rps / direct_rps, 3) if direct_rps else 0.0,
-                "direct_rps_range": spread("direct"),
-                "gateway_rps_range": spread("gateway"),
-                "direct_p99_ms": median("direct", "latency_ms", "p99"),
-                "gateway_p99_ms": median("gateway", "latency_ms", "p99"),
-                "gateway_cpu_pct": gateway_cpu,
-                "gateway_cpu_ms_per_request": round(10 * gateway_cpu / gateway_rps, 3)
-                if gateway_rps
-                else 0.0,
-                "upstream_cpu_pct_direct_run": median("direct", "cpu_pct", "upstream"),
-                "upstream_cpu_pct_gateway_run": median("gateway", "cpu_pct", "upstream"),
-                "generator_cpu_pct_direct_run": median("direct", "generator_cpu_pct"),
-                "generator_cpu_pct_gateway_run": median("gateway", "generator_cpu_pct"),
-                "errors": sum(sum(r["errors"].values()) for r in group),
+        summary = {
+            "kind": kind,
+            "connections": conns,
+            "direct_rps": direct_rps,
+            "gateway_rps": gateway_rps,
+            "ratio": _ratio(gateway_rps, direct_rps) or 0.0,
+            "direct_rps_range": spread("direct"),
+            "gateway_rps_range": spread("gateway"),
+            "direct_p99_ms": median("direct", "latency_ms", "p99"),
+            "gateway_p99_ms": median("gateway", "latency_ms", "p99"),
+            "gateway_cpu_pct": gateway_cpu,
+            "gateway_cpu_ms_per_request": round(10 * gateway_cpu / gateway_rps, 3)
+            if gateway_rps
+            else 0.0,
+            "upstream_cpu_pct_direct_run": median("direct", "cpu_pct", "upstream"),
+            "upstream_cpu_pct_gateway_run": median("gateway", "cpu_pct", "upstream"),
+            "generator_cpu_pct_direct_run": median("direct", "generator_cpu_pct"),
+            "generator_cpu_pct_gateway_run": median("gateway", "generator_cpu_pct"),
+            "errors": errors("direct") + errors("gateway"),
+        }
+        if any(r["path"] == "litellm" for r in group):
+            litellm_cpu = median("litellm", "cpu_pct", "litellm")
+            summary |= {
+                "litellm_rps": litellm_rps,
+                "litellm_rps_range": spread("litellm"),
+                "litellm_p99_ms": median("litellm", "latency_ms", "p99"),
+                "litellm_cpu_pct": litellm_cpu,
+                "litellm_cpu_ms_per_request": round(10 * litellm_cpu / litellm_rps, 3)
+                if litellm_rps
+                else None,
+                "litellm_cpu_pct_in_gateway_runs": median("gateway", "cpu_pct", "litellm"),
+                "upstream_cpu_pct_litellm_run": median("litellm", "cpu_pct", "upstream"),
+                "gateway_over_litellm": _ratio(gateway_rps, litellm_rps),
+                "litellm_over_direct": _ratio(litellm_rps, direct_rps),
+                "litellm_errors": errors("litellm"),
             }
-        )
+        out.append(summary)
     return out
 
 
@@ -211,7 +312,7 @@ def profile_gateway(
         return {"error": "py-spy is not installed (pip install -e '.[bench]')"}
     svg = out_dir / f"{date}-profile-{kind}.svg"
     raw = out_dir / f"{date}-profile-{kind}.txt"
-    spec = api.spec(stack.gateway_port, gateway=True, token=stack.token)
+    spec = stack.spec(api, "gateway")
     total_s = 2 * seconds + 6
     load: list[LoadResult] = []
     thread = threading.Thread(

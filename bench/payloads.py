@@ -4,8 +4,12 @@
   a long system prompt with ``cache_control`` and a conversation of tool_use / tool_result turns.
 - ``openai_chat``: a Codex/Cursor-like Chat Completions request of ~40 KB with 10 function tools and
   a conversation of assistant tool_calls / tool messages.
+- ``openai_responses``: a Codex-CLI-like Responses request of ~40 KB with 10 function tools, long
+  ``instructions`` and an ``input`` of function_call / function_call_output items.
+- ``slow_stream``: a tiny Messages stream request, for the many-open-streams scenario (answered by
+  ``bench.paced_upstream`` with a slowly paced stream).
 
-Both conversations end on a tool result, the usual shape inside an agent loop. The bodies are
+The conversations end on a tool result, the usual shape inside an agent loop. The bodies are
 compact JSON (as Node's ``JSON.stringify`` sends them) and differ between ``stream`` on and off only
 in that flag. The same seed always gives the same bytes; the filler in the last tool result is
 sized so the body lands just under the target size.
@@ -14,156 +18,35 @@ sized so the body lands just under the target size.
 from __future__ import annotations
 
 import json
-import random
-from collections.abc import Callable
 from functools import cache
 from typing import Any
+
+from bench.client_headers import ANTHROPIC_HEADERS, OPENAI_HEADERS, RESPONSES_HEADERS
+from bench.payload_text import TOOL_NAMES, Text, compact, fit
 
 ANTHROPIC_TARGET_BYTES = 75_000
 ANTHROPIC_TOOLS = 25
 OPENAI_TARGET_BYTES = 40_000
 OPENAI_TOOLS = 10
+RESPONSES_TARGET_BYTES = 40_000
+RESPONSES_TOOLS = 10
 SEED = 20_251_123
 
 ANTHROPIC_MODEL = "claude-sonnet-4-5-20250929"
 OPENAI_MODEL = "gpt-4.1-2025-04-14"
-
-# What the clients send besides auth, content-type, host and content-length.
-ANTHROPIC_HEADERS: tuple[tuple[str, str], ...] = (
-    ("user-agent", "claude-cli/2.0.14 (external, cli)"),
-    ("anthropic-version", "2023-06-01"),
-    ("anthropic-beta", "claude-code-20250219,interleaved-thinking-2025-05-14"),
-    ("anthropic-dangerous-direct-browser-access", "true"),
-    ("x-app", "cli"),
-    ("x-stainless-lang", "js"),
-    ("x-stainless-package-version", "0.60.0"),
-    ("x-stainless-os", "Linux"),
-    ("x-stainless-arch", "x64"),
-    ("x-stainless-runtime", "node"),
-    ("x-stainless-runtime-version", "v22.19.0"),
-    ("x-stainless-retry-count", "0"),
-    ("x-stainless-timeout", "600"),
-    ("accept", "application/json"),
-    ("accept-encoding", "gzip, deflate, br"),
-)
-OPENAI_HEADERS: tuple[tuple[str, str], ...] = (
-    ("user-agent", "OpenAI/Python 2.8.1"),
-    ("x-stainless-lang", "python"),
-    ("x-stainless-package-version", "2.8.1"),
-    ("x-stainless-os", "Linux"),
-    ("x-stainless-arch", "x64"),
-    ("x-stainless-runtime", "CPython"),
-    ("x-stainless-runtime-version", "3.12.3"),
-    ("x-stainless-retry-count", "0"),
-    ("x-stainless-read-timeout", "600"),
-    ("accept", "application/json"),
-    ("accept-encoding", "gzip, deflate"),
-)
-
-_WORDS_TEXT = (
-    "the file function module request response stream token model tool call result error value "
-    "config path user session cache buffer handler client server provider gateway record test "
-    "import return async await yield class method field type schema object array string number "
-    "boolean null default option flag build deploy commit branch merge diff patch line column "
-    "check ensure verify update create delete read write edit search match pattern glob grep when "
-    "if unless always never only before after while until each every some none all any"
-)
-_TOOL_NAMES_TEXT = (
-    "Task Bash Glob Grep ExitPlanMode Read Edit MultiEdit Write NotebookEdit WebFetch TodoWrite "
-    "WebSearch BashOutput KillShell SlashCommand ListMcpResources ReadMcpResource "
-    "mcp__github__create_issue mcp__github__get_pull_request mcp__github__search_code "
-    "mcp__linear__list_issues mcp__linear__update_issue mcp__sentry__get_event "
-    "mcp__postgres__query Skill"
-)
-_WORDS = tuple(_WORDS_TEXT.split())
-_TOOL_NAMES = tuple(_TOOL_NAMES_TEXT.split())
-_PROPERTY_TYPES = ("string", "string", "string", "integer", "boolean", "array")
-
-
-class _Text:
-    """Deterministic pseudo-prose and pseudo-code."""
-
-    def __init__(self, seed: int) -> None:
-        self._rng = random.Random(seed)
-
-    def sentence(self, words: int = 14) -> str:
-        picked = [self._rng.choice(_WORDS) for _ in range(words)]
-        return " ".join(picked).capitalize() + "."
-
-    def prose(self, chars: int) -> str:
-        out: list[str] = []
-        size = 0
-        while size < chars:
-            sentence = self.sentence(self._rng.randint(8, 20))
-            out.append(sentence)
-            size += len(sentence) + 1
-        return " ".join(out)[:chars]
-
-    def code(self, lines: int, *, numbered: bool) -> str:
-        out: list[str] = []
-        for number in range(1, lines + 1):
-            indent = "    " * self._rng.randint(0, 3)
-            a, b, c = (self._rng.choice(_WORDS) for _ in range(3))
-            line = self._rng.choice(
-                (
-                    f"{indent}def {a}_{b}(self, {c}: str) -> None:",
-                    f"{indent}{a} = await self.{b}({c!r})",
-                    f"{indent}if {a} is not None and {b} > {number}:",
-                    f"{indent}return {{{a!r}: {b}, {c!r}: {number}}}",
-                    f"{indent}# {a} the {b} before {c}",
-                    f'{indent}raise ValueError(f"{a} {b}: {{{c}}}")',
-                )
-            )
-            out.append(f"{number:6d}\t{line}" if numbered else line)
-        return "\n".join(out)
-
-    def schema(self, properties: int) -> dict[str, Any]:
-        props: dict[str, Any] = {}
-        for _ in range(properties):
-            name = f"{self._rng.choice(_WORDS)}_{self._rng.choice(_WORDS)}"
-            kind = self._rng.choice(_PROPERTY_TYPES)
-            prop: dict[str, Any] = {"type": kind, "description": self.sentence(12)}
-            if kind == "array":
-                prop["items"] = {"type": "string"}
-            props[name] = prop
-        required = list(props)[: max(1, properties // 2)]
-        return {
-            "type": "object",
-            "properties": props,
-            "required": required,
-            "additionalProperties": False,
-            "$schema": "http://json-schema.org/draft-07/schema#",
-        }
-
-
-def _compact(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _fit(build: Callable[[str], dict[str, Any]], filler: str, target: int) -> dict[str, Any]:
-    """``build(filler[:k])`` for the largest k whose encoding is at most ``target`` bytes."""
-    low, high = 0, len(filler)
-    if len(_compact(build(""))) > target:
-        raise ValueError("the payload skeleton is already larger than the target")
-    while low < high:
-        mid = (low + high + 1) // 2
-        if len(_compact(build(filler[:mid]))) <= target:
-            low = mid
-        else:
-            high = mid - 1
-    return build(filler[:low])
+RESPONSES_MODEL = "gpt-5-codex"
 
 
 @cache
 def _anthropic_request() -> dict[str, Any]:
-    text = _Text(SEED)
+    text = Text(SEED)
     tools = [
         {
             "name": name,
             "description": text.prose(900 if index % 5 else 2200),
             "input_schema": text.schema(2 + index % 5),
         }
-        for index, name in enumerate(_TOOL_NAMES[:ANTHROPIC_TOOLS])
+        for index, name in enumerate(TOOL_NAMES[:ANTHROPIC_TOOLS])
     ]
     system = [
         {"type": "text", "text": "You are Claude Code, Anthropic's official CLI for Claude."},
@@ -255,12 +138,12 @@ def _anthropic_request() -> dict[str, Any]:
             },
         }
 
-    return _fit(build, filler, ANTHROPIC_TARGET_BYTES)
+    return fit(build, filler, ANTHROPIC_TARGET_BYTES)
 
 
 @cache
 def _openai_request() -> dict[str, Any]:
-    text = _Text(SEED + 1)
+    text = Text(SEED + 1)
     tools: list[dict[str, Any]] = [
         {
             "type": "function",
@@ -271,7 +154,7 @@ def _openai_request() -> dict[str, Any]:
                 "strict": False,
             },
         }
-        for index, name in enumerate(_TOOL_NAMES[:OPENAI_TOOLS])
+        for index, name in enumerate(TOOL_NAMES[:OPENAI_TOOLS])
     ]
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": text.prose(6000)},
@@ -329,25 +212,128 @@ def _openai_request() -> dict[str, Any]:
             "stream": False,
         }
 
-    return _fit(build, filler, OPENAI_TARGET_BYTES)
+    return fit(build, filler, OPENAI_TARGET_BYTES)
+
+
+@cache
+def _responses_request() -> dict[str, Any]:
+    text = Text(SEED + 2)
+    tools: list[dict[str, Any]] = [
+        {
+            "type": "function",
+            "name": name.lower(),
+            "description": text.prose(1400),
+            "parameters": text.schema(3 + index % 4),
+            "strict": False,
+        }
+        for index, name in enumerate(TOOL_NAMES[:RESPONSES_TOOLS])
+    ]
+    items: list[dict[str, Any]] = [
+        {
+            "type": "message",
+            "role": "user",
+            "content": [
+                {
+                    "type": "input_text",
+                    "text": "<environment_context>\n  <cwd>/work</cwd>"
+                    "\n  <sandbox_mode>workspace-write</sandbox_mode>\n"
+                    "</environment_context>",
+                }
+            ],
+        },
+        {
+            "type": "message",
+            "role": "user",
+            "content": [
+                {"type": "input_text", "text": "Make the relay retry idempotent requests once."}
+            ],
+        },
+    ]
+    for turn in range(3):
+        call_id = f"call_bench{turn:014d}"
+        items.append(
+            {
+                "type": "function_call",
+                "name": tools[(turn * 3) % len(tools)]["name"],
+                "arguments": json.dumps({"command": ["cat", f"src/mod_{turn}.py"]}),
+                "call_id": call_id,
+            }
+        )
+        items.append(
+            {
+                "type": "function_call_output",
+                "call_id": call_id,
+                "output": text.code(40, numbered=False),
+            }
+        )
+    last_id = "call_bench" + "9" * 14
+    items.append(
+        {
+            "type": "function_call",
+            "name": "read",
+            "arguments": '{"command":["cat","src/upstream.py"]}',
+            "call_id": last_id,
+        }
+    )
+    instructions = text.prose(6000)
+    filler = text.code(1000, numbered=False)
+
+    def build(output: str) -> dict[str, Any]:
+        return {
+            "model": RESPONSES_MODEL,
+            "instructions": instructions,
+            "input": [
+                *items,
+                {"type": "function_call_output", "call_id": last_id, "output": output},
+            ],
+            "tools": tools,
+            "tool_choice": "auto",
+            "parallel_tool_calls": False,
+            "reasoning": {"effort": "medium", "summary": "auto"},
+            "store": False,
+            "stream": False,
+            "include": ["reasoning.encrypted_content"],
+            "prompt_cache_key": "0199a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+        }
+
+    return fit(build, filler, RESPONSES_TARGET_BYTES)
 
 
 @cache
 def anthropic_messages(*, stream: bool) -> bytes:
     """The Messages request body (~75 KB, 25 tools)."""
-    return _compact({**_anthropic_request(), "stream": stream})
+    return compact({**_anthropic_request(), "stream": stream})
 
 
 @cache
 def openai_chat(*, stream: bool) -> bytes:
     """The Chat Completions request body (~40 KB, 10 tools)."""
-    return _compact({**_openai_request(), "stream": stream})
+    return compact({**_openai_request(), "stream": stream})
+
+
+@cache
+def openai_responses(*, stream: bool) -> bytes:
+    """The Responses request body (~40 KB, 10 tools)."""
+    return compact({**_responses_request(), "stream": stream})
+
+
+def slow_stream() -> bytes:
+    """A small streaming Messages request (the paced upstream answers it slowly)."""
+    return compact(
+        {
+            "model": ANTHROPIC_MODEL,
+            "max_tokens": 1024,
+            "stream": True,
+            "messages": [{"role": "user", "content": "Count slowly to thirty."}],
+        }
+    )
 
 
 def describe() -> dict[str, Any]:
     """Sizes and shapes, for the results file."""
     anthropic = _anthropic_request()
     openai = _openai_request()
+    responses = _responses_request()
     return {
         "anthropic_messages": {
             "bytes_blocking": len(anthropic_messages(stream=False)),
@@ -365,5 +351,14 @@ def describe() -> dict[str, Any]:
             "model": OPENAI_MODEL,
             "extra_headers": len(OPENAI_HEADERS),
         },
+        "openai_responses": {
+            "bytes_blocking": len(openai_responses(stream=False)),
+            "bytes_streaming": len(openai_responses(stream=True)),
+            "tools": len(responses["tools"]),
+            "input_items": len(responses["input"]),
+            "model": RESPONSES_MODEL,
+            "extra_headers": len(RESPONSES_HEADERS),
+        },
+        "slow_stream": {"bytes": len(slow_stream()), "model": ANTHROPIC_MODEL},
         "seed": SEED,
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import select
 import shutil
 import signal
@@ -19,6 +20,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import IO
 
@@ -30,6 +32,34 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def raise_nofile(limit: int) -> int:
+    """Raise this process's open-file limit (soft and hard) to at least ``limit``, as far as the
+    kernel allows (root may raise the hard limit up to fs.nr_open); returns the soft limit now."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < limit:
+        _set_nofile(_nofile_target(limit))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def nofile_limit(pid: int) -> int | None:
+    """The soft "Max open files" of process ``pid`` (from /proc/<pid>/limits)."""
+    try:
+        with open(f"/proc/{pid}/limits") as file:
+            for line in file:
+                if line.startswith("Max open files"):
+                    return int(line.split()[3])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def open_fds(pid: int) -> int | None:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
 
 
 def pinning_available() -> bool:
@@ -61,7 +91,9 @@ class Proc:
         log_path: Path | None = None,
         stdout_pipe: bool = False,
         cwd: Path | None = None,
+        nofile: int | None = None,
     ) -> None:
+        """``nofile``: the open-file limit the process starts with (raised in the child)."""
         self.name = name
         self.cmd = list(cmd)
         self.log_path = log_path
@@ -73,6 +105,7 @@ class Proc:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE if stdout_pipe else (self._log or subprocess.DEVNULL),
             stderr=self._log or subprocess.DEVNULL,
+            preexec_fn=None if nofile is None else partial(_set_nofile, _nofile_target(nofile)),
         )
 
     @property
@@ -133,6 +166,29 @@ class Proc:
             self._log.close()
             self._log = None
         return self.popen.returncode
+
+
+def _nofile_target(limit: int) -> tuple[int, int]:
+    """(soft, hard) for a child: ``limit`` within what this process may set."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if os.geteuid() == 0:
+        try:
+            with open("/proc/sys/fs/nr_open") as file:
+                limit = min(limit, int(file.read()))
+        except (OSError, ValueError):
+            pass
+        return limit, max(hard, limit)
+    return min(limit, hard), hard
+
+
+def _set_nofile(limits: tuple[int, int]) -> None:
+    """Runs in the child between fork and exec: system calls only. Without CAP_SYS_RESOURCE even
+    root cannot raise the hard limit: then the soft limit goes up to the hard one."""
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+    except (OSError, ValueError):
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(limits[0], hard), hard))
 
 
 def stop_postmaster(data_dir: Path, *, timeout_s: float = 20.0) -> bool:

@@ -1,101 +1,33 @@
-"""Machine facts, targets, observations, the printed tables and the results files."""
+"""Observations, the printed summary, the Markdown report and the JSON file."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import platform
-import subprocess
-from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-# SPEC.md §14, concurrency 1.
-TARGETS = {"added_p50_ms": 1.5, "added_p99_ms": 5.0, "ttfb_added_p50_ms": 2.0}
-PACKAGES = ("aibridged", "trio", "hypercorn", "httpx2", "httpcore2", "h11", "structlog")
-
-
-# --- facts ---------------------------------------------------------------------------------------
-
-
-def _first_line_value(path: str, prefix: str) -> str | None:
-    try:
-        with open(path) as file:
-            for line in file:
-                if line.startswith(prefix):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
-
-
-def _version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", *args], capture_output=True, text=True, timeout=10, check=False
-        )
-    except OSError:
-        return None
-    return out.stdout.rstrip() if out.returncode == 0 else None
-
-
-def source_state(repo: Path) -> dict[str, Any]:
-    """What code is measured: the commit, the uncommitted changes, and a hash of the package's
-    files as they are on disk (the tree may change while others work in it)."""
-    digest = hashlib.sha256()
-    package = repo / "aibridged"
-    for path in sorted(package.rglob("*")):
-        if path.suffix in (".py", ".sql") and "__pycache__" not in path.parts:
-            digest.update(str(path.relative_to(repo)).encode() + b"\0" + path.read_bytes())
-    dirty = _git("status", "--porcelain") or ""
-    return {
-        "git_commit": _git("rev-parse", "HEAD"),
-        "uncommitted": dirty.splitlines(),
-        "aibridged_sha256": digest.hexdigest(),
-    }
-
-
-def machine_facts(tools: dict[str, str | None]) -> dict[str, Any]:
-    mem_total = _first_line_value("/proc/meminfo", "MemTotal")
-    return {
-        "nproc": os.cpu_count(),
-        "cpu_model": _first_line_value("/proc/cpuinfo", "model name") or platform.processor(),
-        "ram_mib": int(mem_total.split()[0]) // 1024 if mem_total else None,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "packages": {name: _version(name) for name in PACKAGES},
-        "tools": tools,
-    }
-
-
-# --- verdicts and observations -------------------------------------------------------------------
-
-
-def evaluate_targets(latency: dict[str, Any]) -> dict[str, Any]:
-    """The worst blocking API against the added-latency targets; the stream against TTFB."""
-    blocking = [result for name, result in latency.items() if name != "messages_stream"]
-    values = {
-        "added_p50_ms": max(r["added_ms"]["p50"] for r in blocking),
-        "added_p99_ms": max(r["added_ms"]["p99"] for r in blocking),
-        "ttfb_added_p50_ms": latency["messages_stream"]["added_ms"]["p50"],
-    }
-    return {
-        key: {
-            "value": round(value, 3),
-            "limit": TARGETS[key],
-            "verdict": "PASS" if value <= TARGETS[key] else "FAIL",
-        }
-        for key, value in values.items()
-    }
+from bench.report_sections import (
+    TARGET_HEADERS,
+    litellm_line,
+    litellm_section,
+    machine_state_line,
+    streams_section,
+    targets_section,
+)
+from bench.tables import (
+    LATENCY_HEADERS,
+    LITELLM_THROUGHPUT_HEADERS,
+    STREAMS_HEADERS,
+    THROUGHPUT_HEADERS,
+    bench_target_rows,
+    function_rows,
+    latency_rows,
+    litellm_throughput_rows,
+    memory_rows,
+    streams_rows,
+    table,
+    throughput_rows,
+)
 
 
 def observations(results: dict[str, Any]) -> list[str]:
@@ -160,11 +92,16 @@ def observations(results: dict[str, Any]) -> list[str]:
                     f"{name} (concurrency 1): other work used {other:.0f} % of CPU {core} (the "
                     "gateway's) while it was measured; its tail numbers are suspect."
                 )
+
+        def other(r: dict[str, Any]) -> float:
+            cpu = r["cpu_pct"]
+            measured = cpu.get("gateway", 0.0) + cpu.get("litellm", 0.0)
+            return float(cpu.get(f"cpu{core}_busy", 0.0) - measured)
+
         disturbed = [
-            f"{r['kind']} c={r['connections']} round {r['round']} {r['path']} "
-            f"({r['cpu_pct'][f'cpu{core}_busy'] - r['cpu_pct'].get('gateway', 0.0):.0f} %)"
+            f"{r['kind']} c={r['connections']} round {r['round']} {r['path']} ({other(r):.0f} %)"
             for r in results["throughput_runs"]
-            if r["cpu_pct"].get(f"cpu{core}_busy", 0.0) - r["cpu_pct"].get("gateway", 0.0) > 15
+            if other(r) > 15
         ]
         if disturbed:
             notes.append(
@@ -183,6 +120,7 @@ def observations(results: dict[str, Any]) -> list[str]:
         )
     if any(not check["identical"] for check in results["relay_check"].values()):
         notes.append("Some responses through the gateway differ from the direct ones (bytes).")
+    notes += _litellm_notes(results) + _streams_notes(results)
     if results["config"]["generator"] != "wrk":
         notes.append("wrk was not found: the Python generator was used; it may bound both paths.")
     if not results["config"]["pinned"]:
@@ -190,128 +128,37 @@ def observations(results: dict[str, Any]) -> list[str]:
     return notes
 
 
-# --- tables --------------------------------------------------------------------------------------
+def _litellm_notes(results: dict[str, Any]) -> list[str]:
+    lm = results["litellm"]
+    if not lm["up"]:
+        return [f"LiteLLM was not measured: {lm['error']}."]
+    notes = []
+    for s in results["throughput_summary"]:
+        if s.get("litellm_errors"):
+            notes.append(
+                f"{s['kind']} c={s['connections']}: LiteLLM had {s['litellm_errors']} errors."
+            )
+        idle = s.get("litellm_cpu_pct_in_gateway_runs", 0.0)
+        if idle > 5:
+            notes.append(
+                f"{s['kind']} c={s['connections']}: idle LiteLLM used {idle:.0f} % of CPU 1 "
+                "during the gateway runs."
+            )
+    return notes
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        if value != value:  # NaN
-            return "-"
-        if abs(value) >= 1000:
-            return f"{value:,.0f}"
-        text = f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
-        return text.rstrip("0").removesuffix(".")
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A Markdown table (also readable as plain text): first column left, the rest right."""
-    cells = [list(headers), *[[_fmt(c) for c in row] for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-
-    def line(row: Sequence[str]) -> str:
-        padded = [
-            c.ljust(w) if i == 0 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        ]
-        return "| " + " | ".join(padded) + " |"
-
-    rule = ["-" * (w + 2) if i == 0 else "-" * (w + 1) + ":" for i, w in enumerate(widths)]
-    return "\n".join([line(cells[0]), "|" + "|".join(rule) + "|", *(line(r) for r in cells[1:])])
-
-
-LATENCY_HEADERS = (
-    "concurrency 1 (ms)",
-    "n/path",
-    "direct p50",
-    "p90",
-    "p99",
-    "gateway p50",
-    "p90",
-    "p99",
-    "added p50",
-    "added p99",
-    "paired d p50",
-    "paired d p99",
-    "errors",
-)
-
-
-def latency_rows(latency: dict[str, Any]) -> list[list[Any]]:
-    labels = {
-        "chat": "chat, blocking",
-        "messages": "messages, blocking",
-        "messages_stream": "messages stream, TTFB",
-    }
-    rows: list[list[Any]] = []
-    for name, r in latency.items():
-        d, g, a, p = r["direct_ms"], r["gateway_ms"], r["added_ms"], r.get("paired_diff_ms") or {}
-        rows.append(
-            [
-                f"{labels.get(name, name)} ({r['body_bytes'] // 1000} KB)",
-                r["samples"]["gateway"],
-                *(d["p50"], d["p90"], d["p99"]),
-                *(g["p50"], g["p90"], g["p99"]),
-                *(a["p50"], a["p99"]),
-                *(p.get("p50", float("nan")), p.get("p99", float("nan"))),
-                r["errors"]["direct"] + r["errors"]["gateway"],
-            ]
-        )
-    return rows
-
-
-THROUGHPUT_HEADERS = (
-    "saturated",
-    "direct req/s",
-    "gateway req/s",
-    "gw/direct",
-    "direct range",
-    "gw range",
-    "direct p99 ms",
-    "gw p99 ms",
-    "gw CPU %",
-    "gw CPU ms/req",
-    "upstream CPU %",
-    "loadgen CPU %",
-    "errors",
-)
-
-
-def throughput_rows(summary: list[dict[str, Any]]) -> list[list[Any]]:
-    return [
-        [
-            f"{'JSON chat' if s['kind'] == 'json' else 'SSE messages'} c={s['connections']}",
-            s["direct_rps"],
-            s["gateway_rps"],
-            s["ratio"],
-            s["direct_rps_range"],
-            s["gateway_rps_range"],
-            s["direct_p99_ms"],
-            s["gateway_p99_ms"],
-            s["gateway_cpu_pct"],
-            s["gateway_cpu_ms_per_request"],
-            s["upstream_cpu_pct_gateway_run"],
-            s["generator_cpu_pct_gateway_run"],
-            s["errors"],
-        ]
-        for s in summary
-    ]
-
-
-def memory_rows(memory: dict[str, Any]) -> list[list[Any]]:
-    return [
-        [when.replace("_", " "), m["rss_kb"] / 1024, m["peak_rss_kb"] / 1024]
-        for when, m in memory.items()
-    ]
-
-
-def _function_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
-    return [[r.get("function") or r.get("package"), r["samples"], r["pct"]] for r in rows]
-
-
-# --- outputs -------------------------------------------------------------------------------------
+def _streams_notes(results: dict[str, Any]) -> list[str]:
+    notes = []
+    for via, r in (results.get("streams") or {}).items():
+        if "error" in r:
+            notes.append(f"Streams via {via} failed: {r['error']}")
+        elif r["peak_open"] < r["streams"]:
+            notes.append(
+                f"Streams via {via}: only {r['peak_open']:,} of {r['streams']:,} were open at "
+                f"the same time (the last opened {r['first_byte_ms']['max'] / 1000:.1f} s after "
+                "asking; the first ones had ended by then)."
+            )
+    return notes
 
 
 def render_text(results: dict[str, Any]) -> str:
@@ -328,17 +175,25 @@ def render_text(results: dict[str, Any]) -> str:
         "",
         table(("gateway RSS", "MiB", "peak MiB"), memory_rows(results["memory"])),
         "",
-        "targets: "
+        table(LITELLM_THROUGHPUT_HEADERS, litellm_throughput_rows(results["throughput_summary"])),
+        "",
+        table(STREAMS_HEADERS, streams_rows(results.get("streams") or {})),
+        "",
+        table(TARGET_HEADERS, bench_target_rows(results["bench_targets"])),
+        "",
+        "SPEC targets: "
         + "; ".join(
             f"{k} {v['value']:.3f} <= {v['limit']}: {v['verdict']}" for k, v in targets.items()
         ),
     ]
+    if not results["litellm"]["up"]:
+        parts.insert(2, f"LiteLLM NOT MEASURED: {results['litellm']['error']}")
     for kind, profile in (results.get("profile") or {}).items():
         if profile.get("samples"):
             parts += [
                 "",
                 f"py-spy, gateway under {kind} load, own time ({profile['samples']} samples):",
-                table(("function", "samples", "%"), _function_rows(profile["own"][:12])),
+                table(("function", "samples", "%"), function_rows(profile["own"][:12])),
             ]
         elif profile.get("error"):
             parts += ["", f"{kind} profile skipped: {profile['error']}"]
@@ -374,14 +229,20 @@ def render_markdown(results: dict[str, Any]) -> str:
             for when, cores in results["calibration_ms"].items()
         )
         + ". Lower is faster; scale other runs by it.",
+        machine_state_line(results),
         f"- Upstream: {c['upstream_description']}.",
         f"- Gateway: `{c['gateway_command']}` (embedded PostgreSQL, log level "
         f"{c['gateway_log_level']}, ready in {c['gateway_startup_s']} s, exit code "
         f"{c['gateway_exit_code']}).",
         f"- Bodies: Anthropic Messages {sizes['anthropic_messages']['bytes_blocking']:,} B with "
         f"{sizes['anthropic_messages']['tools']} tools; OpenAI Chat "
-        f"{sizes['openai_chat']['bytes_blocking']:,} B with {sizes['openai_chat']['tools']} tools.",
+        f"{sizes['openai_chat']['bytes_blocking']:,} B with {sizes['openai_chat']['tools']} tools; "
+        f"OpenAI Responses {sizes['openai_responses']['bytes_blocking']:,} B with "
+        f"{sizes['openai_responses']['tools']} tools.",
+        litellm_line(results),
+        f"- Open-file limit of the bench and every process it starts: {c['nofile_limit']:,}.",
         "",
+        *targets_section(results),
         "## Targets (SPEC §14, concurrency 1)",
         "",
         table(
@@ -406,6 +267,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         "CPU columns: % of one core during the gateway runs; `gw CPU ms/req` = gateway CPU time "
         "per request.",
         "",
+        *litellm_section(results),
+        *streams_section(results),
         "## Gateway memory",
         "",
         table(("when", "RSS MiB", "peak RSS MiB"), memory_rows(results["memory"])),
@@ -431,19 +294,19 @@ def _profile_section(kind: str, profile: dict[str, Any]) -> list[str]:
         "",
         "Own time by package:",
         "",
-        table(("package", "samples", "%"), _function_rows(profile["own_by_package"])),
+        table(("package", "samples", "%"), function_rows(profile["own_by_package"])),
         "",
         "Top functions by own time:",
         "",
-        table(("function", "samples", "%"), _function_rows(profile["own"])),
+        table(("function", "samples", "%"), function_rows(profile["own"])),
         "",
         "The gateway's own functions by inclusive time (which hot-path step the time is in):",
         "",
-        table(("function", "samples", "%"), _function_rows(profile["aibridged_inclusive"])),
+        table(("function", "samples", "%"), function_rows(profile["aibridged_inclusive"])),
         "",
         "Top functions by inclusive time (frames on nearly every stack left out):",
         "",
-        table(("function", "samples", "%"), _function_rows(profile["inclusive"])),
+        table(("function", "samples", "%"), function_rows(profile["inclusive"])),
         "",
     ]
 

@@ -1,17 +1,23 @@
-"""The hot-path benchmark, direct and through the gateway side by side in one run (``make bench``).
+"""The hot-path benchmark: direct, through the gateway and through LiteLLM side by side in one
+run (``make bench``).
 
-1. added latency at concurrency 1, blocking (OpenAI chat ~40 KB, Anthropic messages ~75 KB);
+1. added latency at concurrency 1, blocking (OpenAI chat ~40 KB, OpenAI Responses ~40 KB,
+   Anthropic messages ~75 KB), direct and gateway interleaved request by request; then direct and
+   LiteLLM interleaved (fewer requests);
 2. time to the first SSE event at concurrency 1 (Anthropic messages, stream=true);
-3. saturated closed-loop throughput, JSON (chat, blocking) and SSE (messages, streaming);
+3. saturated closed-loop throughput, JSON (chat, blocking) and SSE (messages, streaming), in
+   rounds of direct / gateway / LiteLLM (one of them under load at a time);
 4. gateway RSS before, during and after the load;
-5. py-spy profiles of the gateway under saturated JSON and SSE load.
+5. py-spy profiles of the gateway under saturated JSON and SSE load;
+6. thousands of slow streams open at once through the gateway (and directly): errors by kind,
+   streams open at the peak, RSS growth per stream.
 
-The gateway runs pinned to CPU 1; the fake upstream, the load generator, the measuring client and
-py-spy to CPU 0. Only 127.0.0.1 is used. Every process started here is stopped by PID, also on
-errors.
+The gateway and LiteLLM (both idle while the other is measured) run pinned to CPU 1; the fake
+upstream, the load generators, the measuring client and py-spy to CPU 0. Only 127.0.0.1 is used.
+Every process started here is stopped by PID, also on errors.
 
-    python -m bench.run            # the full run (about 4 minutes), results in bench/results/
-    python -m bench.run --quick    # a smoke run (under a minute), results in a temp directory
+    python -m bench.run            # the full run (about 11 minutes), results in bench/results/
+    python -m bench.run --quick    # a smoke run (about 2 minutes), results in a temp directory
 """
 
 from __future__ import annotations
@@ -28,40 +34,40 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import payloads
+from bench import litellm_proxy, payloads
+from bench.facts import machine_facts, source_state
 from bench.loadgen import wrk_path, wrk_version
 from bench.measure import (
     check_relay,
     measure_latency,
+    measure_litellm_latency,
     measure_throughput,
     profile_gateway,
     summarize_throughput,
 )
+from bench.paced_upstream import Pacing
 from bench.procs import (
     Memory,
     calibrate,
     pinning_available,
+    raise_nofile,
     wait_until_quiet,
 )
 from bench.profile import py_spy_version
-from bench.report import (
-    evaluate_targets,
-    machine_facts,
-    observations,
-    render_markdown,
-    render_text,
-    source_state,
-    write_json,
-)
+from bench.report import observations, render_markdown, render_text, write_json
 from bench.stack import (
     CLIENT_CPU,
     GATEWAY_CPU,
+    NOFILE,
     REPO,
+    Stack,
     api_surfaces,
     relative,
     relative_cmd,
     running_stack,
 )
+from bench.streams import run_streams
+from bench.targets import evaluate_bench_targets, evaluate_targets
 
 RESULTS_DIR = REPO / "bench" / "results"
 
@@ -111,7 +117,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="direct/gateway pairs per setting")
     parser.add_argument("--profile-seconds", type=int, default=8, help="per recording; 0: none")
     parser.add_argument("--profile-rate", type=int, default=200, help="py-spy samples per second")
-    parser.add_argument("--log-level", default="warning", help="the gateway's")
+    parser.add_argument("--log-level", default="info", help="the gateway's (operators run info)")
+    parser.add_argument("--no-litellm", action="store_true", help="leave LiteLLM out")
+    parser.add_argument("--litellm-latency-requests", type=int, default=300, help="timed per path")
+    parser.add_argument("--litellm-latency-warmup", type=int, default=30, help="untimed pairs")
+    parser.add_argument(
+        "--litellm-warmup", type=float, default=10, help="seconds of load per kind before its runs"
+    )
+    parser.add_argument("--streams", type=int, default=5000, help="open at once; 0: skip")
+    parser.add_argument(
+        "--stream-interval", type=float, default=5.0, help="seconds between paced deltas"
+    )
+    parser.add_argument("--stream-deltas", type=int, default=12, help="text deltas per stream")
+    parser.add_argument("--stream-ramp", type=int, default=200, help="streams opening at once")
+    parser.add_argument(
+        "--no-streams-direct", action="store_true", help="skip the direct-path streams check"
+    )
     parser.add_argument("--out", type=Path, help=f"default {relative(RESULTS_DIR)}")
     parser.add_argument(
         "--wait-quiet", type=float, default=30, help="wait up to this long for idle CPUs first"
@@ -130,12 +151,50 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.quick:
         args.latency_requests, args.latency_warmup = 300, 50
         args.duration, args.warmup, args.rounds, args.profile_seconds = 3, 1, 1, 3
+        args.litellm_latency_requests, args.litellm_latency_warmup, args.litellm_warmup = 50, 10, 3
+        args.streams, args.stream_interval, args.stream_deltas = 300, 0.5, 4
     if args.out is None:
         quick_dir = Path(tempfile.gettempdir(), "aibridged-bench-quick")
         args.out = quick_dir if args.quick else RESULTS_DIR
     if args.generator == "auto":
         args.generator = "wrk" if wrk_path() else "python"
     return args
+
+
+def _litellm_facts(stack: Stack, exit_code: int | None) -> dict[str, Any]:
+    litellm = stack.litellm
+    facts: dict[str, Any] = {
+        "version": litellm.version,
+        "pinned_version": litellm_proxy.LITELLM_VERSION,
+        "up": litellm.proc is not None,
+        "error": litellm.error,
+        "venv": relative(litellm_proxy.VENV),
+        "install_s": round(litellm.install_s, 1),
+        "startup_s": round(litellm.startup_s, 2),
+        "exit_code": exit_code,
+        "env": litellm_proxy.ENV,
+        "config": litellm.config_text,
+    }
+    if litellm.proc is not None:
+        facts["command"] = shlex.join(relative_cmd(litellm.proc.cmd))
+    return facts
+
+
+def _run_streams(stack: Stack, args: argparse.Namespace, pacing: Pacing) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if args.streams <= 0:
+        return out
+    vias = ["gateway"] if args.no_streams_direct else ["gateway", "direct"]
+    print(
+        f"{args.streams:,} concurrent streams ({pacing.deltas} deltas, one per "
+        f"{pacing.interval_s:g} s):",
+        flush=True,
+    )
+    for via in vias:
+        out[via] = run_streams(
+            stack, via=via, streams=args.streams, pacing=pacing, ramp=args.stream_ramp
+        )
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -145,11 +204,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     date = now.date().isoformat()
     args.out.mkdir(parents=True, exist_ok=True)
     apis = api_surfaces()
+    pacing = Pacing(interval_s=args.stream_interval, deltas=args.stream_deltas)
+    nofile = raise_nofile(NOFILE)
     arguments = list(argv if argv is not None else sys.argv[1:])
     command = shlex.join([os.path.relpath(sys.executable, REPO), "-m", "bench.run", *arguments])
     pinning = (
-        f"gateway pinned to CPU {GATEWAY_CPU} (taskset -c {GATEWAY_CPU}); upstream, load "
-        f"generator, measuring client and py-spy pinned to CPU {CLIENT_CPU}"
+        f"gateway and LiteLLM pinned to CPU {GATEWAY_CPU} (taskset -c {GATEWAY_CPU}); upstream, "
+        f"load generators, measuring client and py-spy pinned to CPU {CLIENT_CPU}"
         if pinning_available()
         else "unpinned (taskset or a second CPU missing)"
     )
@@ -165,36 +226,71 @@ def main(argv: Sequence[str] | None = None) -> int:
     source = source_state(REPO)  # what the gateway is about to load
     work = Path(tempfile.mkdtemp(prefix="aibridged-bench-"))
     memory: dict[str, dict[str, int]] = {}
+    litellm_memory: dict[str, dict[str, int]] = {}
     profile: dict[str, Any] = {}
+    latency_litellm: dict[str, Any] = {}
+    streams: dict[str, Any] = {}
     try:
-        with running_stack(work, upstream_kind=args.upstream, log_level=args.log_level) as stack:
+        with running_stack(
+            work,
+            upstream_kind=args.upstream,
+            log_level=args.log_level,
+            pacing=pacing,
+            with_litellm=not args.no_litellm,
+        ) as stack:
             print(
                 f"gateway ready in {stack.startup_s:.1f} s (pid {stack.gateway.pid}), "
-                f"upstream pid {stack.upstream.pid}",
+                f"upstream pid {stack.upstream.pid}"
+                + (
+                    f", LiteLLM {stack.litellm.version} ready in {stack.litellm.startup_s:.1f} s "
+                    f"(pid {stack.litellm.proc.pid})"
+                    if stack.litellm.proc is not None
+                    else f"; no LiteLLM: {stack.litellm.error}"
+                ),
                 flush=True,
             )
+
+            def snapshot(when: str) -> None:
+                memory[when] = _memory(stack.gateway.memory())
+                if stack.litellm.up and stack.litellm.proc is not None:
+                    litellm_memory[when] = _memory(stack.litellm.proc.memory())
+
             relay = check_relay(stack, apis)
-            memory["after_start"] = _memory(stack.gateway.memory())
+            for name, check in relay.items():
+                if "litellm" in check and not check["litellm"]["ok"]:
+                    print(f"warning: LiteLLM failed {name}: {check['litellm'].get('answer')}")
+            snapshot("after_start")
             speed["before_latency"] = _wait_for_speed(
                 args.fast_calibration_ms, max_wait_s=0 if args.quick else args.wait_fast
             )
-            print("latency at concurrency 1, interleaved:", flush=True)
+            print("latency at concurrency 1, direct and gateway interleaved:", flush=True)
             latency = measure_latency(
                 stack, apis, requests=args.latency_requests, warmup=args.latency_warmup
             )
-            memory["after_latency"] = _memory(stack.gateway.memory())
+            snapshot("after_latency")
             speed["after_latency"] = _speeds()
+            if stack.litellm.up:
+                print("latency at concurrency 1, direct and LiteLLM interleaved:", flush=True)
+                latency_litellm = measure_litellm_latency(
+                    stack,
+                    apis,
+                    relay,
+                    requests=args.litellm_latency_requests,
+                    warmup=args.litellm_latency_warmup,
+                )
             print("saturated throughput:", flush=True)
             runs = measure_throughput(
                 stack,
                 apis,
+                relay,
                 generator=args.generator,
                 connections=connections,
                 duration_s=args.duration,
                 warmup_s=args.warmup,
                 rounds=args.rounds,
+                litellm_warmup_s=args.litellm_warmup,
             )
-            memory["after_load"] = _memory(stack.gateway.memory())
+            snapshot("after_load")
             speed["after_load"] = _speeds()
             for kind, api in (("json", apis["chat"]), ("sse", apis["messages_stream"])):
                 if args.profile_seconds <= 0:
@@ -211,12 +307,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                     seconds=args.profile_seconds,
                     rate_hz=args.profile_rate,
                 )
+            streams = _run_streams(stack, args, pacing)
+            snapshot("after_streams")
+            speed["after_streams"] = _speeds()
         gateway_exit = stack.gateway.popen.returncode
+        litellm_exit = stack.litellm.proc.popen.returncode if stack.litellm.proc else None
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
     json_path = args.out / f"{date}-hotpath.json"
     md_path = args.out / f"{date}-hotpath.md"
+    summary = summarize_throughput(runs)
     results: dict[str, Any] = {
         "date": date,
         "started_at": now.isoformat(timespec="seconds"),
@@ -239,10 +340,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             "gateway_cpu": GATEWAY_CPU if pinning_available() else None,
             "latency_requests_per_path": args.latency_requests,
             "latency_warmup_pairs": args.latency_warmup,
+            "litellm_latency_requests_per_path": args.litellm_latency_requests,
+            "litellm_latency_warmup_pairs": args.litellm_latency_warmup,
+            "litellm_warmup_s": args.litellm_warmup,
             "connections": connections,
             "duration_s": args.duration,
             "warmup_s": args.warmup,
             "rounds": args.rounds,
+            "nofile_limit": nofile,
             "gateway_log_level": args.log_level,
             "gateway_command": shlex.join(relative_cmd(stack.gateway.cmd)),
             "gateway_config": stack.config_text,
@@ -250,14 +355,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             "gateway_exit_code": gateway_exit,
             "upstream_command": shlex.join(relative_cmd(stack.upstream.cmd)),
             "payloads": payloads.describe(),
+            "streams": {
+                "streams": args.streams,
+                "interval_s": pacing.interval_s,
+                "deltas": pacing.deltas,
+                "ramp": args.stream_ramp,
+            },
         },
+        "litellm": _litellm_facts(stack, litellm_exit),
         "relay_check": relay,
         "latency": latency,
-        "throughput_summary": summarize_throughput(runs),
+        "latency_litellm": latency_litellm,
+        "throughput_summary": summary,
         "throughput_runs": runs,
         "memory": memory,
+        "litellm_memory": litellm_memory,
         "profile": profile,
+        "streams": streams,
         "targets": evaluate_targets(latency),
+        "bench_targets": evaluate_bench_targets(summary, latency, streams),
         "files": {"json": relative(json_path), "md": relative(md_path)},
     }
     results["observations"] = observations(results)

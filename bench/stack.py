@@ -1,9 +1,10 @@
-"""The processes under test and the API surfaces both paths are driven through.
+"""The processes under test and the API surfaces every path is driven through.
 
-``running_stack`` starts the fake upstream (CPU 0) and ``aibridged serve`` (CPU 1) with a config
-of its own, waits for ``/readyz``, and stops both by PID on the way out, also on errors. ``Api``
-describes one request shape (path, headers, body, auth) as a client sends it directly to the
-upstream and through the gateway.
+``running_stack`` starts the fake upstream (CPU 0), ``aibridged serve`` (CPU 1) with a config of its
+own and, unless told not to, LiteLLM's proxy (also CPU 1, see ``bench.litellm_proxy``); it waits
+for each to answer and stops them all by PID on the way out, also on errors. ``Api`` describes one
+request shape (path, headers, body, auth) as a client sends it on each path ("via"): ``direct`` to
+the upstream, through the ``gateway``, or through ``litellm``.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench import payloads
+from bench import client_headers, litellm_proxy, payloads
 from bench.httpclient import Timed, build_request
+from bench.litellm_proxy import LiteLLM
 from bench.loadgen import LoadSpec
+from bench.paced_upstream import Pacing
 from bench.procs import (
     Proc,
     free_port,
@@ -35,6 +38,9 @@ OPENAI_KEY = "sk-bench-upstream-openai-0000000000"
 ANTHROPIC_KEY = "sk-ant-bench-upstream-0000000000"
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
+NOFILE = 65_536  # open-file limit asked for every process the bench starts (and itself)
+VIAS = ("direct", "gateway", "litellm")
+PACED_PROVIDER = "anthropic-paced"  # the gateway's provider in front of bench.paced_upstream
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,20 +55,24 @@ class Api:
     direct_auth: tuple[str, str]
     stream: bool
 
-    def spec(self, port: int, *, gateway: bool, token: str) -> LoadSpec:
+    def path(self, via: str) -> str:
+        # LiteLLM serves the providers' own paths.
+        return self.gateway_path if via == "gateway" else self.direct_path
+
+    def spec(self, port: int, *, via: str, token: str) -> LoadSpec:
         auth = self.direct_auth
-        if gateway:  # the gateway takes its own token in the header the client uses
+        if via != "direct":  # a proxy takes its own key in the header the client uses
             auth = (auth[0], f"Bearer {token}" if auth[0] == "authorization" else token)
         return LoadSpec(
             host=HOST,
             port=port,
-            path=self.gateway_path if gateway else self.direct_path,
+            path=self.path(via),
             headers=(("content-type", "application/json"), auth, *self.headers),
             body=self.body,
         )
 
-    def raw(self, port: int, *, gateway: bool, token: str) -> bytes:
-        spec = self.spec(port, gateway=gateway, token=token)
+    def raw(self, port: int, *, via: str, token: str) -> bytes:
+        spec = self.spec(port, via=via, token=token)
         return build_request("POST", f"{HOST}:{port}", spec.path, spec.headers, spec.body)
 
 
@@ -71,7 +81,7 @@ def api_surfaces() -> dict[str, Api]:
         name="chat",
         direct_path="/v1/chat/completions",
         gateway_path=f"{PREFIX}/openai/v1/chat/completions",
-        headers=payloads.OPENAI_HEADERS,
+        headers=client_headers.OPENAI_HEADERS,
         body=payloads.openai_chat(stream=False),
         direct_auth=("authorization", f"Bearer {OPENAI_KEY}"),
         stream=False,
@@ -80,7 +90,7 @@ def api_surfaces() -> dict[str, Api]:
         name="messages",
         direct_path="/v1/messages",
         gateway_path=f"{PREFIX}/anthropic/v1/messages",
-        headers=payloads.ANTHROPIC_HEADERS,
+        headers=client_headers.ANTHROPIC_HEADERS,
         body=payloads.anthropic_messages(stream=False),
         direct_auth=("x-api-key", ANTHROPIC_KEY),
         stream=False,
@@ -88,7 +98,29 @@ def api_surfaces() -> dict[str, Api]:
     messages_stream = replace(
         messages, name="messages_stream", body=payloads.anthropic_messages(stream=True), stream=True
     )
-    return {api.name: api for api in (chat, messages, messages_stream)}
+    responses = Api(
+        name="responses",
+        direct_path="/v1/responses",
+        gateway_path=f"{PREFIX}/openai/v1/responses",
+        headers=client_headers.RESPONSES_HEADERS,
+        body=payloads.openai_responses(stream=False),
+        direct_auth=("authorization", f"Bearer {OPENAI_KEY}"),
+        stream=False,
+    )
+    return {api.name: api for api in (chat, messages, messages_stream, responses)}
+
+
+def slow_stream_api() -> Api:
+    """The small, slowly answered Messages stream of the many-open-streams scenario."""
+    return Api(
+        name="slow_stream",
+        direct_path="/v1/messages",
+        gateway_path=f"{PREFIX}/{PACED_PROVIDER}/v1/messages",
+        headers=client_headers.ANTHROPIC_HEADERS,
+        body=payloads.slow_stream(),
+        direct_auth=("x-api-key", ANTHROPIC_KEY),
+        stream=True,
+    )
 
 
 def response_ok(timed: Timed, *, stream: bool) -> bool:
@@ -124,9 +156,42 @@ class Stack:
     token: str
     config_text: str
     startup_s: float
+    litellm: LiteLLM
+    paced_port: int
+
+    @property
+    def vias(self) -> tuple[str, ...]:
+        """The paths that can be measured: LiteLLM's only when it is up."""
+        return VIAS if self.litellm.up else VIAS[:2]
+
+    def port(self, via: str) -> int:
+        return {"direct": self.upstream_port, "gateway": self.gateway_port}.get(
+            via, self.litellm.port
+        )
+
+    def key(self, via: str) -> str:
+        return litellm_proxy.MASTER_KEY if via == "litellm" else self.token
+
+    def spec(self, api: Api, via: str) -> LoadSpec:
+        return api.spec(self.port(via), via=via, token=self.key(via))
+
+    def raw(self, api: Api, via: str) -> bytes:
+        return api.raw(self.port(via), via=via, token=self.key(via))
+
+    def proc(self, via: str) -> Proc | None:
+        return {"direct": self.upstream, "gateway": self.gateway}.get(via, self.litellm.proc)
+
+    def procs(self) -> list[Proc]:
+        """The processes whose CPU is sampled."""
+        procs = [self.gateway, self.upstream]
+        if self.litellm.proc is not None:
+            procs.append(self.litellm.proc)
+        return procs
 
 
-def gateway_config(state_dir: Path, port: int, upstream_port: int, log_level: str) -> str:
+def gateway_config(
+    state_dir: Path, port: int, upstream_port: int, paced_port: int, log_level: str
+) -> str:
     return f"""\
 [server]
 http_address = "{HOST}:{port}"
@@ -149,31 +214,47 @@ type = "anthropic"
 name = "anthropic"
 base_url = "http://{HOST}:{upstream_port}"
 key_env = "BENCH_ANTHROPIC_KEY"
+
+[[providers]]
+type = "anthropic"
+name = "{PACED_PROVIDER}"
+base_url = "http://{HOST}:{paced_port}"
+key_env = "BENCH_ANTHROPIC_KEY"
 """
 
 
 @contextlib.contextmanager
-def running_stack(work: Path, *, upstream_kind: str, log_level: str) -> Iterator[Stack]:
-    """The upstream (CPU 0) and the gateway (CPU 1), both stopped by PID on the way out."""
+def running_stack(
+    work: Path, *, upstream_kind: str, log_level: str, pacing: Pacing, with_litellm: bool
+) -> Iterator[Stack]:
+    """The upstream (CPU 0), the gateway (CPU 1) and LiteLLM (CPU 1), all stopped by PID on the
+    way out. LiteLLM failing to install or start is recorded in ``Stack.litellm.error``."""
     procs: list[Proc] = []
     state_dir = work / "state"
+    litellm = LiteLLM(error=None if with_litellm else "not asked for (--no-litellm)")
     try:
-        upstream_port = free_port()
+        upstream_port, paced_port = free_port(), free_port()
         upstream_cmd = [sys.executable, "-m", "bench.upstream", "--kind", upstream_kind]
+        upstream_cmd += ["--paced-port", str(paced_port)]
+        upstream_cmd += ["--slow-interval", f"{pacing.interval_s:g}"]
+        upstream_cmd += ["--slow-deltas", str(pacing.deltas)]
         upstream = Proc(
             "upstream",
             pinned([*upstream_cmd, "--port", str(upstream_port)], CLIENT_CPU),
             log_path=work / "upstream.log",
             stdout_pipe=True,
             cwd=REPO,
+            nofile=NOFILE,
         )
         procs.append(upstream)
         line = upstream.read_line(30)
+        if line.startswith("paced "):
+            line = upstream.read_line(30)
         if not line.startswith("listening "):
             raise RuntimeError(f"upstream said {line!r}:\n{upstream.log_tail()}")
 
         gateway_port = free_port()
-        config_text = gateway_config(state_dir, gateway_port, upstream_port, log_level)
+        config_text = gateway_config(state_dir, gateway_port, upstream_port, paced_port, log_level)
         config_path = work / "aibridged.toml"
         config_path.write_text(config_text)
         aibridged = str(Path(sys.executable).with_name("aibridged"))
@@ -181,14 +262,34 @@ def running_stack(work: Path, *, upstream_kind: str, log_level: str) -> Iterator
         env = {**os.environ, "BENCH_OPENAI_KEY": OPENAI_KEY, "BENCH_ANTHROPIC_KEY": ANTHROPIC_KEY}
         started = time.monotonic()
         gateway = Proc(
-            "gateway", pinned(serve, GATEWAY_CPU), env=env, log_path=work / "gateway.log"
+            "gateway",
+            pinned(serve, GATEWAY_CPU),
+            env=env,
+            log_path=work / "gateway.log",
+            nofile=NOFILE,
         )
         procs.append(gateway)
         wait_http_ok(f"http://{HOST}:{gateway_port}/readyz", timeout_s=120, proc=gateway)
         startup_s = time.monotonic() - started
         token = (state_dir / "admin.token").read_text().strip()
-        yield Stack(upstream, upstream_port, gateway, gateway_port, token, config_text, startup_s)
+        if with_litellm:
+            print("starting LiteLLM ...", flush=True)
+            litellm = litellm_proxy.start(work, upstream_port, cpu=GATEWAY_CPU, nofile=NOFILE)
+            if litellm.error:
+                print(f"warning: {litellm.error}; going on without it", file=sys.stderr)
+        yield Stack(
+            upstream,
+            upstream_port,
+            gateway,
+            gateway_port,
+            token,
+            config_text,
+            startup_s,
+            litellm,
+            paced_port,
+        )
     finally:
+        litellm_proxy.stop(litellm)
         for proc in reversed(procs):
             code = proc.stop(timeout_s=40)
             if proc.name == "gateway" and code != 0:

@@ -2,8 +2,11 @@
 
     python -m bench.upstream --kind fast --port 0     # bench.fast_upstream (default)
     python -m bench.upstream --kind demo --port 0     # aibridged.demo.DemoUpstream
+    python -m bench.upstream --paced-port 0 --slow-interval 1 --slow-deltas 24   # + paced stream
 
-Prints ``listening http://127.0.0.1:<port>`` on stdout once accepting; runs until SIGTERM/SIGINT.
+Prints ``listening http://127.0.0.1:<port>`` on stdout once accepting (and, with ``--paced-port``,
+``paced http://127.0.0.1:<port>`` before it: ``bench.paced_upstream`` in the same process); runs
+until SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ from hypercorn.trio import serve
 
 from aibridged.demo import DemoUpstream, serve_demo_upstream
 from bench.fast_upstream import FastUpstream
+from bench.paced_upstream import Pacing, serve_paced
 
 READY_PREFIX = "listening "
+PACED_PREFIX = "paced "
 
 
 async def serve_fast_upstream(
@@ -49,9 +54,18 @@ async def serve_fast_upstream(
 
 
 async def _main(
-    kind: str, host: str, port: int, chunk_delay_s: float, first_byte_delay_s: float
+    kind: str,
+    host: str,
+    port: int,
+    chunk_delay_s: float,
+    first_byte_delay_s: float,
+    pacing: Pacing,
+    paced_port: int | None,
 ) -> None:
     async with trio.open_nursery() as nursery:
+        if paced_port is not None:
+            paced = await nursery.start(partial(serve_paced, pacing, host=host, port=paced_port))
+            print(PACED_PREFIX + paced, flush=True)
         if kind == "demo":
             demo = DemoUpstream(
                 stream_chunks=4, chunk_delay_s=chunk_delay_s, first_byte_delay_s=first_byte_delay_s
@@ -77,8 +91,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--chunk-delay", type=float, default=0.0, help="demo only: seconds between events"
     )
     parser.add_argument("--first-byte-delay", type=float, default=0.0, help="demo only")
+    parser.add_argument("--paced-port", type=int, help="also serve the paced stream here")
+    parser.add_argument(
+        "--slow-interval", type=float, default=1.0, help="paced stream: seconds between deltas"
+    )
+    parser.add_argument("--slow-deltas", type=int, default=24, help="paced stream: text deltas")
     args = parser.parse_args(argv)
-    trio.run(_main, args.kind, args.host, args.port, args.chunk_delay, args.first_byte_delay)
+    pacing = Pacing(interval_s=args.slow_interval, deltas=args.slow_deltas)
+    trio.run(
+        _main,
+        args.kind,
+        args.host,
+        args.port,
+        args.chunk_delay,
+        args.first_byte_delay,
+        pacing,
+        args.paced_port,
+    )
     return 0
 
 

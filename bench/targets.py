@@ -1,0 +1,123 @@
+"""The targets and their verdicts: SPEC.md §14 at concurrency 1, and the bench's own targets (the
+LiteLLM comparison, throughput relative to the direct path, added latency relative to the direct
+path, the many-open-streams scenario)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+TARGETS = {"added_p50_ms": 1.5, "added_p99_ms": 5.0, "ttfb_added_p50_ms": 2.0}
+
+
+def evaluate_targets(latency: dict[str, Any]) -> dict[str, Any]:
+    """The worst blocking API against the added-latency targets; the stream against TTFB."""
+    blocking = [result for name, result in latency.items() if name != "messages_stream"]
+    values = {
+        "added_p50_ms": max(r["added_ms"]["p50"] for r in blocking),
+        "added_p99_ms": max(r["added_ms"]["p99"] for r in blocking),
+        "ttfb_added_p50_ms": latency["messages_stream"]["added_ms"]["p50"],
+    }
+    return {
+        key: {
+            "value": round(value, 3),
+            "limit": TARGETS[key],
+            "verdict": "PASS" if value <= TARGETS[key] else "FAIL",
+        }
+        for key, value in values.items()
+    }
+
+
+# The bench's own targets: (key, label, kind or API, limit).
+RATIO_TARGETS = (
+    ("gateway_over_litellm", "json", 8.0, "gateway ÷ LiteLLM req/s, JSON chat"),
+    ("gateway_over_litellm", "sse", 10.0, "gateway ÷ LiteLLM req/s, SSE messages"),
+    ("ratio", "json", 0.45, "gateway ÷ direct req/s, JSON chat"),
+    ("ratio", "sse", 0.5, "gateway ÷ direct req/s, SSE messages"),
+)
+ADDED_VS_DIRECT = (
+    ("messages", "added p50, Messages 75 KB (c=1)"),
+    ("responses", "added p50, Responses 40 KB (c=1)"),
+)
+ADDED_FACTOR = 2.0  # added p50 (gateway p50 - direct p50) <= 2 x direct p50
+STREAMS_RSS_KB_LIMIT = 64.0
+
+
+def _row(
+    target: str, measured: float | None, limit: str, ok: bool | None, detail: str = ""
+) -> dict[str, Any]:
+    verdict = "n/a" if ok is None or measured is None else ("PASS" if ok else "FAIL")
+    return {
+        "target": target,
+        "measured": measured,
+        "limit": limit,
+        "verdict": verdict,
+        "detail": detail,
+    }
+
+
+def evaluate_bench_targets(
+    summary: list[dict[str, Any]], latency: dict[str, Any], streams: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Each target PASS/FAIL (n/a when not measured) with the measured value. A throughput ratio
+    is the worst over the connection counts (each one is in ``detail``)."""
+    rows: list[dict[str, Any]] = []
+    for key, kind, limit, label in RATIO_TARGETS:
+        values = {s["connections"]: s.get(key) for s in summary if s["kind"] == kind}
+        measured = [v for v in values.values() if v is not None]
+        worst = min(measured) if measured and len(measured) == len(values) else None
+        detail = ", ".join(f"c={c} {v if v is not None else '-'}" for c, v in values.items())
+        rows.append(
+            _row(label, worst, f">= {limit:g}", None if worst is None else worst >= limit, detail)
+        )
+    for name, label in ADDED_VS_DIRECT:
+        result = latency.get(name)
+        if not result or not result.get("added_ms"):
+            rows.append(_row(label, None, f"<= {ADDED_FACTOR:g} x direct p50", None))
+            continue
+        direct_p50 = result["direct_ms"]["p50"]
+        added = result["added_ms"]["p50"]
+        limit_ms = round(ADDED_FACTOR * direct_p50, 3)
+        rows.append(
+            _row(
+                label + " (ms)",
+                added,
+                f"<= {ADDED_FACTOR:g} x direct p50 = {limit_ms:g}",
+                added <= limit_ms,
+                f"direct p50 {direct_p50:g} ms, gateway p50 {result['gateway_ms']['p50']:g} ms",
+            )
+        )
+    gateway = streams.get("gateway") or {}
+    n = gateway.get("streams")
+    label = f"{n:,} concurrent streams" if n else "concurrent streams"
+    if not gateway or "error" in gateway:
+        why = gateway.get("error", "not run")
+        rows.append(_row(f"{label}: errors", None, "0", None, why))
+        rows.append(
+            _row(f"{label}: RSS per stream (KB)", None, f"<= {STREAMS_RSS_KB_LIMIT:g}", None)
+        )
+        return rows
+    kinds = ", ".join(f"{k} {v}" for k, v in gateway["errors"].items() if v) or "none"
+    rows.append(
+        _row(f"{label}: errors", gateway["error_count"], "0", gateway["error_count"] == 0, kinds)
+    )
+    rows.append(
+        _row(
+            f"{label}: open at once at the peak",
+            gateway["peak_open"],
+            f"= {n:,}",
+            gateway["peak_open"] == n,
+            f"all open for {gateway['all_open_for_s']} s" if gateway["all_open_for_s"] else "",
+        )
+    )
+    per_stream = gateway["rss_kb_per_stream"]
+    rows.append(
+        _row(
+            f"{label}: RSS growth per stream (KB)",
+            per_stream,
+            f"<= {STREAMS_RSS_KB_LIMIT:g}",
+            None if per_stream is None else per_stream <= STREAMS_RSS_KB_LIMIT,
+            f"RSS {gateway['rss_kb_before'] / 1024:.0f} MiB before, "
+            f"{gateway['rss_kb_at_peak'] / 1024:.0f} MiB at the peak",
+        )
+    )
+    return rows

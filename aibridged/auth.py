@@ -151,17 +151,17 @@ class TokenCache:
             self._remember(token_id, grant, started)
             return grant
         finally:
-            del self._loading[token_id]
-            done.set()
+            self._done_loading(token_id, done)
 
     def _refresh_soon(self, token_id: str) -> None:
         if self._nursery is None or token_id in self._loading:
             return
         self._refreshes += 1
-        self._nursery.start_soon(self._refresh, token_id)
-
-    async def _refresh(self, token_id: str) -> None:
+        # Marked as loading right away, so no second refresh of it is scheduled meanwhile.
         done = self._loading[token_id] = trio.Event()
+        self._nursery.start_soon(self._refresh, token_id, done)
+
+    async def _refresh(self, token_id: str, done: trio.Event) -> None:
         try:
             with trio.move_on_after(self._ttl_s):
                 async with self._known_gate:
@@ -172,8 +172,12 @@ class TokenCache:
             # The entry keeps being served until its TTL; then the request path tries again.
             log.warning("auth.refresh_failed", error=str(exc))
         finally:
+            self._done_loading(token_id, done)
+
+    def _done_loading(self, token_id: str, done: trio.Event) -> None:
+        if self._loading.get(token_id) is done:
             del self._loading[token_id]
-            done.set()
+        done.set()
 
     def _remember(self, token_id: str, grant: TokenGrant | None, loaded_at: float) -> None:
         entry = _Entry(grant, loaded_at)

@@ -49,7 +49,7 @@ from aibridged.sdnotify import SdNotifier
 from aibridged.store import Store, apply_migrations, open_store
 from aibridged.store.embedded import start_embedded_postgres
 from aibridged.store.users import bootstrap_admin, lookup_grant
-from aibridged.supervisor import open_writers
+from aibridged.supervisor import open_writers, run_supervised
 
 log = structlog.get_logger("aibridged.daemon")
 
@@ -134,7 +134,9 @@ async def run_daemon(
                 )
                 app = _build_app(config, store, dataplane, life)
                 async with trio.open_nursery() as services:
-                    await services.start(token_cache.run_refresher)
+                    await services.start(
+                        run_supervised, "token_refresher", token_cache.run_refresher, metrics
+                    )
                     services.start_soon(_watch_store, store, life)
                     http_urls = await services.start(
                         _run_listener, app, config, life, services.cancel_scope

@@ -166,3 +166,20 @@ async def test_a_flood_of_unknown_tokens_does_not_hold_up_a_known_one(
         before = trio.current_time()
         await cache.verify(token)
         assert trio.current_time() - before == 0.0
+
+
+async def test_many_requests_for_a_stale_entry_schedule_one_refresh(
+    nursery: trio.Nursery, autojump_clock: object
+) -> None:
+    tid, secret = generate_token()
+    db = _Db(_grant(tid, secret), latency_s=0.5)
+    cache = TokenCache(db.load, ttl_s=5.0)
+    await nursery.start(cache.run_refresher)
+    token = format_token(tid, secret)
+    await cache.verify(token)
+    await trio.sleep(3.0)  # past half the TTL: stale
+    async with trio.open_nursery() as burst:
+        for _ in range(50):  # a burst, all before the refresh task has even started
+            burst.start_soon(cache.verify, token)
+    await trio.sleep(1.0)
+    assert db.loads == 2 and cache.statistics().refreshes == 1

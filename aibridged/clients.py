@@ -1,10 +1,10 @@
-"""Client classification and client session ids (reference §4, the "latest" column).
+"""Client classification and client session ids (as Coder's AI Gateway does).
 
 Best effort, from the lower-cased ``User-Agent`` plus the ``originator`` and
 ``x-cursor-client-version`` headers, evaluated in a fixed order where the first match wins (so a
 ``claude-cli/...`` agent that also sends ``x-cursor-client-version`` is Claude Code). The one
 deliberate difference from upstream: ``xum/`` and ``mux/`` agents are reported as ``Mux`` (the name
-SPEC.md §6 uses), where latest upstream says ``Xum``.
+the docs use), where latest upstream says ``Xum``.
 
 Every function here takes untrusted input and never raises on odd shapes.
 """

@@ -73,7 +73,7 @@ class Rejected(AibridgedError):
     """Answer the request ourselves: `status` and `message`, in the provider's error shape.
 
     `reason` is the `reason` label of `coder_aibridged_requests_rejected_total` (a fixed set);
-    `plain_text` answers with text instead (the reference's "route not supported" catch-all).
+    `plain_text` answers with text instead (Coder's "route not supported" catch-all).
     """
 
     def __init__(

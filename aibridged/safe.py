@@ -20,7 +20,7 @@ def bounded_text(text: str, limit: int = MAX_TEXT_CHARS) -> str:
 
 
 def mask_secret(secret: str) -> str:
-    """A hint that tells keys apart without revealing them (`sk-a...efgh`), as the reference's
+    """A hint that tells keys apart without revealing them (`sk-a...efgh`), as Coder's
     MaskSecret: 4 characters at each end from 20 characters up, 2 from 10, 1 from 5, else none."""
     n = len(secret)
     shown = 4 if n >= 20 else 2 if n >= 10 else 1 if n >= 5 else 0

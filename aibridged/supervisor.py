@@ -6,8 +6,8 @@ daemon with a non-zero exit so that systemd restarts the whole unit.
 
 Writers (`open_writers`) are supervised tasks fed by bounded channels. The daemon opens them after
 the store and before the listener, so on shutdown the order is: the listener drains → the writers'
-inputs close → each writer empties its channel and returns → the store closes (SPEC §1: "flush
-every pending record and dump").
+inputs close → each writer empties its channel and returns → the store closes: every pending
+record and dump is flushed.
 """
 
 from __future__ import annotations

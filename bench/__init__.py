@@ -1,4 +1,4 @@
-"""The benchmark of aibridged (SPEC.md §14): ``make bench``, i.e. ``python -m bench.run``.
+"""The benchmark of aibridged (docs/performance.md): ``make bench``, i.e. ``python -m bench.run``.
 
 Modules:
 
@@ -19,7 +19,7 @@ Modules:
 - ``streams``         the many-open-streams scenario: errors by kind, RSS per stream
 - ``profile``         py-spy recording and the own-time / inclusive-time summary
 - ``facts``           the machine, the tools and the state of the code
-- ``targets``         SPEC §14 targets and the bench's own, with verdicts
+- ``targets``         the targets of docs/performance.md and the bench's own, with verdicts
 - ``tables``          the tables of the report
 - ``report``, ``report_sections``   observations, the printed summary, JSON and Markdown
 - ``run``             the command line and the order of things

@@ -1,4 +1,4 @@
-"""Deterministic request bodies shaped like real coding-agent traffic (SPEC.md §14).
+"""Deterministic request bodies shaped like real coding-agent traffic (docs/performance.md).
 
 - ``anthropic_messages``: a Claude-Code-like Messages request of ~75 KB with 25 tool definitions,
   a long system prompt with ``cache_control`` and a conversation of tool_use / tool_result turns.

@@ -181,7 +181,7 @@ def render_text(results: dict[str, Any]) -> str:
         "",
         table(TARGET_HEADERS, bench_target_rows(results["bench_targets"])),
         "",
-        "SPEC targets: "
+        "targets: "
         + "; ".join(
             f"{k} {v['value']:.3f} <= {v['limit']}: {v['verdict']}" for k, v in targets.items()
         ),
@@ -243,7 +243,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"- Open-file limit of the bench and every process it starts: {c['nofile_limit']:,}.",
         "",
         *targets_section(results),
-        "## Targets (SPEC §14, concurrency 1)",
+        "## Targets (docs/performance.md, concurrency 1)",
         "",
         table(
             ("target", "measured", "limit", "verdict"),

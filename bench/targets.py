@@ -1,6 +1,6 @@
-"""The targets and their verdicts: SPEC.md §14 at concurrency 1, and the bench's own targets (the
-LiteLLM comparison, throughput relative to the direct path, added latency relative to the direct
-path, the many-open-streams scenario)."""
+"""The targets and their verdicts: docs/performance.md's at concurrency 1, and the bench's own
+targets (the LiteLLM comparison, throughput relative to the direct path, added latency relative to
+the direct path, the many-open-streams scenario)."""
 
 from __future__ import annotations
 

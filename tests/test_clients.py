@@ -1,4 +1,4 @@
-"""Client classification and client session ids follow the reference §4 tables (latest column)."""
+"""Client classification and client session ids follow Coder's AI Gateway (its latest version)."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def test_classify_client_rules(headers: Mapping[str, str], expected: Client) -> 
 @pytest.mark.parametrize(
     ("headers", "expected"),
     [
-        # The first matching rule wins, in the reference's order.
+        # The first matching rule wins, in Coder's order.
         ({"user-agent": "claude-cli/2.0", "x-cursor-client-version": "1.7"}, Client.CLAUDE_CODE),
         ({"user-agent": "codex_cli_rs/0.46", "originator": "kilo-code"}, Client.CODEX),
         ({"user-agent": "mux/1.0 claude-cli"}, Client.MUX),

@@ -476,7 +476,7 @@ async def test_actor_headers_are_sent_when_enabled(
     sent = dict(gw.upstream.requests[-1].headers)
     assert sent["x-ai-bridge-actor-metadata-username"] == "admin"
     assert len(sent["x-ai-bridge-actor-id"]) == 36
-    # Passthrough requests never carry actor headers (reference §11.6).
+    # Passthrough requests never carry actor headers (as Coder's AI Gateway does).
     await http.get(gw.base("openai") + "/v1/models", headers=_auth(gw))
     assert "x-ai-bridge-actor-id" not in dict(gw.upstream.requests[-1].headers)
 
@@ -673,3 +673,17 @@ async def test_unknown_http_methods_are_refused_before_any_work(
         "coder_aibridged_requests_rejected_total", {"reason": "route_not_supported"}
     )
     assert value == 2
+
+
+async def test_upstream_connections_are_reused_for_blocking_and_streamed_answers(
+    gateway: Gateway, http: httpx2.AsyncClient
+) -> None:
+    """Bodies framed by Content-Length are read to their end, so the pooled connection goes back
+    to the pool instead of being closed (8 pool shards: at most 8 connections for 40 calls)."""
+    for stream in (False, True) * 20:
+        r = await http.post(
+            _msg_url(gateway), json={**MSG, "stream": stream}, headers=_auth(gateway)
+        )
+        assert r.status_code == 200
+    peers = {request.peer for request in list(gateway.upstream.requests)[-40:]}
+    assert 1 <= len(peers) <= 8

@@ -139,7 +139,7 @@ async def test_chat_completions_blocking_and_streaming_match_the_direct_path(
     direct_text, _, _ = await collect(direct)
     text, usage, _chunks = await collect(via)
     assert text == direct_text and text
-    # The gateway forces stream_options.include_usage on streaming chat (reference §1.4).
+    # The gateway forces stream_options.include_usage on streaming chat, as Coder's does.
     assert usage is not None and usage["completion_tokens"] > 0
     sent = json.loads(gateway.upstream.requests[-1].body)
     assert sent["stream_options"] == {"include_usage": True}

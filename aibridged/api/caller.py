@@ -1,7 +1,7 @@
 """Who is calling: the gateway token, BYOK mode, and the checks in front of the token lookup.
 
 The token is read, in order, from `X-Coder-AI-Governance-Token` (its presence means BYOK mode),
-`Authorization: Bearer` and `X-Api-Key` (reference §1.2). Then: the BYOK guard, the per-token rate
+`Authorization: Bearer` and `X-Api-Key`, as Coder's AI Gateway does. Then: the BYOK guard, the rate
 limit, the per-address limit on failed authentications, and the cached verification.
 """
 
@@ -60,7 +60,7 @@ class CallerAuth:
     async def authenticate(
         self, headers: list[tuple[bytes, bytes]], method: str, address: str
     ) -> Caller:
-        """The caller, or `Rejected` in the reference's status and words."""
+        """The caller, or `Rejected` in Coder's status and words."""
         token, byok = presented_token(headers)
         if not token:
             if method != "HEAD":  # Claude Code probes connectivity with credential-less HEADs

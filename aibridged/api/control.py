@@ -26,7 +26,7 @@ def create_control_app(readiness: ReadinessProbe, *, max_body_bytes: int) -> Qua
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> tuple[dict[str, object], int]:
-        # The management API's error shape (SPEC §8), also for routes that do not exist.
+        # The management API's error shape (docs/api.md), also for routes that do not exist.
         status = error.code or 500
         message = error.name if status != 404 else "not found"
         return {"message": message, "detail": f"{request.method} {request.path}"}, status

@@ -52,7 +52,7 @@ PREFIXES = ("/api/v2/aibridge/", "/api/v2/ai-gateway/")
 
 
 def route_not_supported(method: str, path: str) -> Rejected:
-    # Plain text, as the reference's mux catch-all answers; client-chosen parts bounded.
+    # Plain text, as Coder's mux catch-all answers; client-chosen parts bounded.
     return Rejected(
         404,
         f"route not supported: {bounded_text(method, 32)} {bounded_text(path, 512)}",
@@ -234,7 +234,7 @@ class DataPlane:
     async def _prepare(
         self, interception: Interception, headers: list[tuple[bytes, bytes]], body: bytes
     ) -> bytes:
-        """Validate the JSON body, apply the reference's rewrites, classify the client."""
+        """Validate the JSON body, apply Coder's rewrites, classify the client."""
         if not is_json(headers):
             raise Rejected(415, "Content-Type must be application/json", "bad_request")
         api = interception.route.api

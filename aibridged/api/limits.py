@@ -12,7 +12,7 @@ import trio
 
 
 class RateLimiter:
-    """At most `limit` events per key per window of `window_s` (reference §1.1: 1 s)."""
+    """At most `limit` events per key per window of `window_s` (Coder's AI Gateway: 1 s)."""
 
     def __init__(self, limit: int, window_s: float = 1.0) -> None:
         self._limit = limit

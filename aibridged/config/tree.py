@@ -58,7 +58,7 @@ class AIGatewayConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProviderSeed:
-    """A provider to insert on first boot (SPEC 5.4); the key material is resolved by the seeder."""
+    """A provider to insert on first boot; the key material is resolved by the seeder."""
 
     type: str
     name: str

@@ -58,6 +58,7 @@ class RecordedRequest:
     path: str
     raw_path: str  # as sent on the request line, percent-encoding kept
     query: str
+    peer: str = ""  # the client's host:port (one value per connection)
     headers: list[tuple[str, str]]
     body: bytes
 
@@ -110,6 +111,7 @@ async def read_request(scope: Scope, receive: Receive) -> RecordedRequest | None
         path=scope["path"],
         raw_path=(scope.get("raw_path") or scope["path"].encode()).decode("latin-1"),
         query=scope["query_string"].decode("latin-1"),
+        peer=":".join(map(str, scope.get("client") or ())),
         headers=[(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]],
         body=bytes(body),
     )

@@ -1,4 +1,4 @@
-"""Which request headers go upstream and which response headers come back (reference §1.4-1.5)."""
+"""Which request headers go upstream and which come back, as in Coder's AI Gateway."""
 
 from __future__ import annotations
 

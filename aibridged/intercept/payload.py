@@ -1,4 +1,4 @@
-"""The request body: parsed once, checked, and rewritten only where the reference requires it.
+"""The request body: parsed once, checked, and rewritten only where Coder's gateway rewrites.
 
 The raw bytes go upstream as the client sent them. The only rewrites are on Chat Completions:
 `n` forced to 1, and streaming requests asked for their usage (`stream_options.include_usage`).
@@ -41,7 +41,7 @@ class PreparedBody:
 
 
 def prepare_body(api: Api, raw: bytes) -> PreparedBody:
-    """Parse the client's JSON and apply only the reference's rewrites (raises BodyRejected)."""
+    """Parse the client's JSON and apply only Coder's rewrites (raises BodyRejected)."""
     try:
         parsed = orjson.loads(raw)  # ~4x faster than json on the 40-75 KB bodies agents send
     except orjson.JSONDecodeError:
@@ -76,7 +76,7 @@ def _parse_slowly(raw: bytes) -> Any:
 
 
 def _rewrite_chat(raw: bytes, parsed: dict[str, Any], stream: bool) -> bytes:
-    """`n` forced to 1; streaming requests always ask for usage (reference §1.4)."""
+    """`n` forced to 1; streaming requests always ask for usage (as Coder's AI Gateway does)."""
     wrong_n = parsed.get("n", 1) != 1
     options = parsed.get("stream_options")
     asks_usage = isinstance(options, dict) and options.get("include_usage") is True

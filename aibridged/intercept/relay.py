@@ -160,6 +160,9 @@ class _Relay:
                         collected = None
                 if relayed == length:  # the whole declared body: end the response with it
                     await self._end(chunk)
+                    # Read on to the end of the message, or the connection cannot be reused.
+                    while await response.receive_some():
+                        pass
                     break
                 outcome.bytes_out += len(chunk)
                 await self.send({"type": "http.response.body", "body": chunk, "more_body": True})

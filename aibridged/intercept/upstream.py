@@ -13,9 +13,10 @@ Nothing has reached the client at that point, so a caller may try another key or
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -132,11 +133,12 @@ class UpstreamResponse:
         upstream raises an `UpstreamError`."""
         if self._body is None:
             self._body = self._response.stream.__aiter__()  # type: ignore[union-attr]
-        with _translated():
-            try:
-                chunk: bytes = await self._body.__anext__()
-            except StopAsyncIteration:
-                return b""
+        try:
+            chunk: bytes = await self._body.__anext__()
+        except StopAsyncIteration:
+            return b""
+        except _LIBRARY_ERRORS as exc:
+            raise _translate(exc) from exc
         return chunk or await self.receive_some()
 
     async def read(self, limit: int) -> tuple[bytes, UpstreamError | None]:
@@ -153,7 +155,7 @@ class UpstreamResponse:
         return bytes(body[:limit]), None
 
     async def aclose(self) -> None:
-        with _translated(quiet=True):
+        with contextlib.suppress(*_LIBRARY_ERRORS):
             await self._response.aclose()
 
 
@@ -194,8 +196,10 @@ class UpstreamClient:
         )
         pool = self._pools[self._next]
         self._next = (self._next + 1) % len(self._pools)
-        with _translated():
+        try:
             return UpstreamResponse(await pool.handle_async_request(core))
+        except _LIBRARY_ERRORS as exc:
+            raise _translate(exc) from exc
 
 
 @asynccontextmanager
@@ -227,17 +231,12 @@ _CONNECTION_ERRORS = (
     httpcore2.ConnectionNotAvailable,
     OSError,
 )
+_LIBRARY_ERRORS = (httpcore2.TimeoutException, *_CONNECTION_ERRORS)
 
 
-@contextmanager
-def _translated(*, quiet: bool = False) -> Iterator[None]:
-    """The one place where httpcore2's errors become ours."""
-    try:
-        yield
-    except httpcore2.TimeoutException as exc:
-        if not quiet:
-            raise UpstreamTimeout(f"upstream timed out ({type(exc).__name__})") from exc
-    except _CONNECTION_ERRORS as exc:
-        if not quiet:
-            detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            raise UpstreamConnectError(f"upstream connection failed ({detail})") from exc
+def _translate(exc: BaseException) -> UpstreamError:
+    """The one place where httpcore2's errors become ours (`raise _translate(e) from e`)."""
+    if isinstance(exc, httpcore2.TimeoutException):
+        return UpstreamTimeout(f"upstream timed out ({type(exc).__name__})")
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return UpstreamConnectError(f"upstream connection failed ({detail})")

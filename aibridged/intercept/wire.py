@@ -1,4 +1,4 @@
-"""The two upstream wire formats. Every provider type speaks one of them (SPEC §5.1)."""
+"""The two upstream wire formats. Every provider type speaks one of them."""
 
 from __future__ import annotations
 

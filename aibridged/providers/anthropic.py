@@ -2,7 +2,7 @@
 
 Messages is intercepted; the base URL has no `/v1`. Keys go in `X-Api-Key`. In BYOK mode the
 caller's own `X-Api-Key` (a personal key) wins; else its `Authorization: Bearer` (a Claude Pro/Max
-OAuth token) goes as it is (reference §1.5).
+OAuth token) goes as it is (as Coder's AI Gateway does).
 """
 
 from __future__ import annotations

@@ -77,7 +77,7 @@ class ProviderFamily:
 
     def credential(self, provider: Provider, call: UpstreamCall) -> Credential:
         """The credential of the next attempt: the caller's own in BYOK mode when it sent one
-        (reference §2.8), else the provider's key."""
+        (as Coder's AI Gateway does), else the provider's key."""
         if call.byok:
             own = self.byok_secret(call)
             if own is not None:

@@ -32,7 +32,7 @@ from aibridged.providers.types import TYPES, ProviderType
 log = structlog.get_logger("aibridged.providers")
 
 NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
-# Management endpoints share the /api/v2/aibridge/ prefix with provider routes (SPEC §8, §11):
+# Management endpoints share the /api/v2/aibridge/ prefix with provider routes:
 # a provider by one of these names could never be reached.
 RESERVED_NAMES = frozenset({"sessions", "interceptions", "models", "clients", "proxy"})
 # Providers defined in configuration get ids derived from their names: stable across restarts.

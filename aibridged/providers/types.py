@@ -15,7 +15,7 @@ class ProviderType:
     name: str
     family: ProviderFamily
     default_base_url: str  # "" = the operator must set one
-    supported: bool = True  # False: known to SPEC, not implemented by this build
+    supported: bool = True  # False: a known type not implemented by this build
     why_unsupported: str = ""
 
     @property

@@ -4,7 +4,7 @@ This package is the only place in the tree that runs asyncio code. Callers hand 
 asyncio-flavoured function taking a connection; it runs on the trio-asyncio loop while the calling
 trio task waits, so SQL stays here and the rest of the daemon stays pure trio.
 
-Measured pitfalls (ARCHITECTURE.md):
+Measured pitfalls (docs/architecture.md):
 - asyncpg arms a timer on every pool release when `max_inactive_connection_lifetime` > 0, and
   trio-asyncio keeps cancelled timers until they would have fired: memory and GC stalls grow under
   load. The pool is created with that lifetime at 0 and no asyncpg `timeout=` is ever passed

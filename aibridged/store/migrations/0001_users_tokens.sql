@@ -1,4 +1,4 @@
--- Users and their API tokens (SPEC §4). Only a SHA-256 hash of a token's secret is stored.
+-- Users and their API tokens. Only a SHA-256 hash of a token's secret is stored.
 CREATE TABLE users (
     id          uuid PRIMARY KEY,
     username    text NOT NULL UNIQUE CHECK (username = lower(username) AND username ~ '^[a-z0-9][a-z0-9_.-]{0,62}$'),

@@ -13,7 +13,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
-from aibridged.api import h11_strict
+from aibridged.api import h11_strict, idle_timer
 from aibridged.errors import StartupError
 
 # Loose on purpose: Quart, prometheus_client and our handlers spell the ASGI types differently.
@@ -63,6 +63,7 @@ async def serve_asgi(
     Calls `task_status.started(bound_urls)` once accepting connections.
     """
     h11_strict.install()
+    idle_timer.install()
     config = _hypercorn_config(settings)
     try:
         config.create_ssl_context()  # fail here, with a clear message, on a bad certificate

@@ -18,7 +18,7 @@
         ├── UpstreamProtocolError an answer the gateway cannot relay faithfully (502)
         └── UpstreamStatusError   an error status; carries the provider-shaped body to relay
 
-Library exceptions (asyncpg, httpx2, trio streams, OSError) are translated once, where they enter
+Library exceptions (asyncpg, h11, trio streams, OSError) are translated once, where they enter
 our code, with ``raise X from exc``.
 """
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpcore2
 import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,8 +18,8 @@ from aibridged.intercept.payload import prepare_body
 from aibridged.intercept.relay import RelayPlan, relay_response
 from aibridged.intercept.routes import Api
 from aibridged.intercept.sse import SSEParser, last_event_end
-from aibridged.intercept.upstream import UpstreamResponse
 from aibridged.intercept.wire import WireFormat
+from tests.canned import open_canned
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -73,22 +72,16 @@ def test_the_relay_is_byte_faithful_and_bounded_for_any_stream(
     sent: list[dict[str, Any]] = []
 
     async def relay() -> RelayOutcome:
-        async def body() -> Any:
-            for piece in _pieces(data, cuts):
-                yield piece
-
-        response = UpstreamResponse(
-            httpcore2.Response(
-                200, headers=[(b"content-type", b"text/event-stream")], content=body()
-            )
-        )
         outcome = RelayOutcome()
 
         async def send(message: dict[str, Any]) -> None:
             sent.append(message)
 
         plan = RelayPlan(WireFormat.ANTHROPIC, intercepted=True, max_event_bytes=limit)
-        await relay_response(response, plan, send, outcome, observer=None, before_end=lambda: None)
+        async with open_canned(_pieces(data, cuts)) as response:
+            await relay_response(
+                response, plan, send, outcome, observer=None, before_end=lambda: None
+            )
         return outcome
 
     outcome = trio.run(relay)

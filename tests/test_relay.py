@@ -5,19 +5,17 @@ the fixture holds, whatever the upstream's chunking; broken, oversized and forei
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-import httpcore2
 import pytest
-import trio
 
 from aibridged.errors import UpstreamProtocolError
 from aibridged.intercept.client import RelayOutcome
 from aibridged.intercept.relay import RelayPlan, relay_response
 from aibridged.intercept.sse import SSEEvent
-from aibridged.intercept.upstream import UpstreamResponse
 from aibridged.intercept.wire import WireFormat
+from tests.canned import open_canned
 
 # Each fixture is its list of events; the wire bytes are built from that list, and the expected
 # events are the list itself, never what the parser under test makes of the bytes.
@@ -109,26 +107,14 @@ class Client:
         return self.sent[-1].get("more_body") is False
 
 
-def upstream(
-    pieces: Iterable[bytes],
-    content_type: str = "text/event-stream",
-    *,
-    fail_with: Exception | None = None,
-    extra_headers: Iterable[tuple[bytes, bytes]] = (),
-) -> UpstreamResponse:
-    async def body() -> AsyncIterator[bytes]:
-        for piece in pieces:
-            yield piece
-        if fail_with is not None:
-            raise fail_with
-
-    headers = [(b"content-type", content_type.encode()), *extra_headers]
-    return UpstreamResponse(httpcore2.Response(200, headers=headers, content=body()))
-
-
 async def relay(
-    response: UpstreamResponse,
+    pieces: Iterable[bytes | float],
     fmt: WireFormat = WireFormat.ANTHROPIC,
+    *,
+    content_type: str = "text/event-stream",
+    cut_connection: bool = False,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+    chunked: bool = True,
     **plan: Any,
 ) -> tuple[Client, Collector, RelayOutcome]:
     client, observer, outcome = Client(), Collector(), RelayOutcome()
@@ -138,14 +124,17 @@ async def relay(
         finished.append(len(client.sent))
 
     settings = {"intercepted": True, **plan}
-    await relay_response(
-        response,
-        RelayPlan(fmt, **settings),
-        client.send,
-        outcome,
-        observer=observer,
-        before_end=before_end,
-    )
+    async with open_canned(
+        pieces, content_type, cut=cut_connection, headers=headers, chunked=chunked
+    ) as response:
+        await relay_response(
+            response,
+            RelayPlan(fmt, **settings),
+            client.send,
+            outcome,
+            observer=observer,
+            before_end=before_end,
+        )
     if outcome.complete:
         assert finished == [len(client.sent) - 1], "before_end runs once, just before the end"
     return client, observer, outcome
@@ -166,7 +155,7 @@ async def test_streams_relay_byte_for_byte_at_every_chunk_size(
     payload: bytes, events: list[tuple[str | None, str]], fmt: WireFormat
 ) -> None:
     for size in range(1, len(payload) + 1, 1 if len(payload) < 600 else 3):
-        client, observer, outcome = await relay(upstream(cut(payload, size)), fmt)
+        client, observer, outcome = await relay(cut(payload, size), fmt)
         assert client.body == payload, size
         assert observer.events == expected(events), size
         assert client.sent[0]["status"] == 200 and client.ended
@@ -177,7 +166,7 @@ async def test_split_points_cover_every_byte_boundary() -> None:
     """Two-piece splits at every offset: the upstream's first chunk ends at byte i."""
     for i in range(1, len(ANTHROPIC_STREAM)):
         pieces = [ANTHROPIC_STREAM[:i], ANTHROPIC_STREAM[i:]]
-        client, observer, _ = await relay(upstream(pieces))
+        client, observer, _ = await relay(pieces)
         assert client.body == ANTHROPIC_STREAM, i
         assert observer.events == expected(ANTHROPIC_EVENTS), i
 
@@ -185,7 +174,7 @@ async def test_split_points_cover_every_byte_boundary() -> None:
 async def test_only_whole_events_reach_the_client_at_every_cut() -> None:
     """Whatever the chunking, each body message the client gets ends at an event boundary."""
     for size in (1, 2, 5, 17, 64):
-        client, _, _ = await relay(upstream(cut(ANTHROPIC_STREAM, size)))
+        client, _, _ = await relay(cut(ANTHROPIC_STREAM, size))
         for message in client.sent[1:]:
             assert message["body"] == b"" or message["body"].endswith(b"\n\n"), size
 
@@ -199,10 +188,7 @@ async def test_a_stream_broken_mid_event_ends_with_an_error_event_not_half_an_ev
         wire(ANTHROPIC_EVENTS[:3]) if fmt is WireFormat.ANTHROPIC else wire(CHAT_EVENTS[:2], "\r\n")
     )
     broken_at = len(whole) + 25  # inside the next event
-    client, _observer, outcome = await relay(
-        upstream(cut(payload[:broken_at], 40), fail_with=httpcore2.ReadError("connection reset")),
-        fmt,
-    )
+    client, _observer, outcome = await relay(cut(payload[:broken_at], 40), fmt, cut_connection=True)
     assert client.body.startswith(whole)
     error_event = client.body[len(whole) :]
     parsed = [line for line in error_event.split(b"\n") if line.startswith(b"data: ")]
@@ -221,7 +207,7 @@ async def test_a_blocking_body_is_relayed_and_observed_whole() -> None:
     payload = b'{"id":"msg_1","type":"message","content":[{"type":"text","text":"hi"}],"usage":{"input_tokens":3,"output_tokens":1}}'
     length = [(b"content-length", str(len(payload)).encode())]
     client, observer, outcome = await relay(
-        upstream(cut(payload, 7), "application/json", extra_headers=length)
+        cut(payload, 7), content_type="application/json", headers=length, chunked=False
     )
     assert client.body == payload and client.ended
     assert observer.bodies == [payload]
@@ -233,7 +219,7 @@ async def test_a_blocking_body_cut_upstream_is_not_ended_cleanly() -> None:
     """The only way to tell the client is to leave the response unfinished (the server then
     drops the connection), not to end it with what arrived."""
     client, observer, outcome = await relay(
-        upstream([b'{"id":"x","choi'], "application/json", fail_with=httpcore2.ReadError("reset"))
+        [b'{"id":"x","choi'], content_type="application/json", cut_connection=True
     )
     assert outcome.error and not outcome.complete
     assert all(m.get("more_body", True) for m in client.sent[1:])
@@ -242,20 +228,21 @@ async def test_a_blocking_body_cut_upstream_is_not_ended_cleanly() -> None:
 
 async def test_an_answer_the_relay_does_not_understand_is_refused_before_any_byte() -> None:
     client = Client()
-    with pytest.raises(UpstreamProtocolError, match=r"application/vnd\.amazon\.eventstream"):
-        await relay_response(
-            upstream([b"\x00\x00\x00\x10binary"], "application/vnd.amazon.eventstream"),
-            RelayPlan(WireFormat.ANTHROPIC, intercepted=True),
-            client.send,
-            RelayOutcome(),
-            observer=None,
-            before_end=lambda: None,
-        )
+    async with open_canned([b"\x00\x00\x10binary"], "application/vnd.amazon.eventstream") as r:
+        with pytest.raises(UpstreamProtocolError, match=r"application/vnd\.amazon\.eventstream"):
+            await relay_response(
+                r,
+                RelayPlan(WireFormat.ANTHROPIC, intercepted=True),
+                client.send,
+                RelayOutcome(),
+                observer=None,
+                before_end=lambda: None,
+            )
     assert client.sent == []
 
 
 async def test_passthrough_relays_any_content_type_as_it_is() -> None:
-    client, _, _ = await relay(upstream([b"\x89PNG..."], "image/png"), intercepted=False)
+    client, _, _ = await relay([b"\x89PNG..."], content_type="image/png", intercepted=False)
     assert (
         client.body == b"\x89PNG..."
         and (b"content-type", b"image/png") in client.sent[0]["headers"]
@@ -281,7 +268,7 @@ class UpperCaser:
 
 async def test_the_event_path_parses_transforms_and_re_emits_as_sse() -> None:
     client, observer, outcome = await relay(
-        upstream(cut(b"one\ntwo\nthr", 2), "text/plain"), transcoder=UpperCaser()
+        cut(b"one\ntwo\nthr", 2), content_type="text/plain", transcoder=UpperCaser()
     )
     assert (
         client.body
@@ -295,7 +282,7 @@ async def test_the_event_path_parses_transforms_and_re_emits_as_sse() -> None:
 async def test_an_event_larger_than_the_limit_is_relayed_unparsed() -> None:
     big = b"event: content_block_delta\ndata: " + b"x" * 5000 + b"\n\n"
     payload = wire(ANTHROPIC_EVENTS[:1]) + big + wire(ANTHROPIC_EVENTS[-1:])
-    client, observer, outcome = await relay(upstream(cut(payload, 512)), max_event_bytes=1024)
+    client, observer, outcome = await relay(cut(payload, 512), max_event_bytes=1024)
     assert client.body == payload
     assert outcome.parse_abandoned
     assert observer.events == expected(ANTHROPIC_EVENTS[:1])  # nothing after it is parsed
@@ -305,7 +292,7 @@ async def test_an_event_larger_than_the_limit_is_relayed_unparsed() -> None:
 async def test_an_oversized_blocking_body_is_relayed_but_not_observed() -> None:
     payload = b'{"a":"' + b"y" * 4000 + b'"}'
     client, observer, outcome = await relay(
-        upstream(cut(payload, 100), "application/json"), max_event_bytes=1000
+        cut(payload, 100), content_type="application/json", max_event_bytes=1000
     )
     assert client.body == payload and outcome.parse_abandoned and observer.bodies == []
 
@@ -313,19 +300,32 @@ async def test_an_oversized_blocking_body_is_relayed_but_not_observed() -> None:
 async def test_pings_go_between_whole_events_while_the_upstream_is_silent(
     autojump_clock: object,
 ) -> None:
-    async def slow() -> AsyncIterator[bytes]:
-        yield wire(ANTHROPIC_EVENTS[:1])
-        yield b"event: content_block_start\ndata: {"  # half an event, then silence
-        await trio.sleep(25)
-        yield b'"type":"content_block_start"}\n\n'
-
-    response = UpstreamResponse(
-        httpcore2.Response(200, headers=[(b"content-type", b"text/event-stream")], content=slow())
-    )
-    client, _observer, outcome = await relay(response, ping_interval_s=10)
+    pieces: list[bytes | float] = [
+        wire(ANTHROPIC_EVENTS[:1]),
+        b"event: content_block_start\ndata: {",  # half an event, then silence
+        25.0,
+        b'"type":"content_block_start"}\n\n',
+    ]
+    client, _observer, outcome = await relay(pieces, ping_interval_s=10)
     assert outcome.pings == 2
     assert client.body == (
         wire(ANTHROPIC_EVENTS[:1])
         + b'event: ping\ndata: {"type": "ping"}\n\n' * 2
         + b'event: content_block_start\ndata: {"type":"content_block_start"}\n\n'
     )
+
+
+async def test_a_silent_upstream_times_out_into_an_error_event(autojump_clock: object) -> None:
+    client = Client()
+    outcome = RelayOutcome()
+    async with open_canned([wire(ANTHROPIC_EVENTS[:1]), 700.0], read_timeout_s=600) as r:
+        await relay_response(
+            r,
+            RelayPlan(WireFormat.ANTHROPIC, intercepted=True, ping_interval_s=10),
+            client.send,
+            outcome,
+            observer=None,
+            before_end=lambda: None,
+        )
+    assert "timed out" in outcome.error and outcome.pings == 59  # every 10 s of the 600 s
+    assert client.body.endswith(b"\n\n") and b"event: error" in client.body

@@ -187,40 +187,36 @@ class _Relay:
         response, outcome, limit = self.response, self.outcome, self.plan.max_event_bytes
         headers = stream_headers(client_response_headers(response.headers))
         await start_response(self.send, outcome, response.status, headers)
-        writer = _StreamWriter(self.send, outcome)
+        writer = _StreamWriter(self.send, outcome, self.plan.ping_interval_s)
         parser: sse.SSEParser | None = sse.SSEParser()
         tail = b""  # the unfinished event: not sent until it is whole
-        async with trio.open_nursery() as nursery:
-            if self.plan.ping_interval_s:
-                nursery.start_soon(_ping_when_idle, writer, self.plan.ping_interval_s)
-            try:
-                while chunk := await response.receive_some():
-                    self._received()
-                    if not writer.aligned:
-                        await writer.write(chunk)
-                        continue
-                    data = tail + chunk if tail else chunk
-                    end = sse.last_event_end(data)
-                    if end:
-                        await writer.write(data if end == len(data) else data[:end])
-                    tail = data[end:]
-                    if parser is not None:
-                        self._observe(parser.feed(chunk))
-                    if len(tail) > limit:  # give up on events: relay bytes as they come
-                        self._abandon_parsing(len(tail))
-                        writer.aligned, parser = False, None
-                        await writer.write(tail)
-                        tail = b""
-            except UpstreamError as exc:
-                outcome.error = str(exc)
-                log.warning("relay.upstream_failed_mid_stream", error=outcome.error)
-                # The held tail is half an event: dropped. The error event parses on its own.
-                prefix = b"" if writer.aligned else b"\n\n"
-                await writer.write(prefix + _stream_error(self.plan.wire_format, outcome.error))
-            else:
-                if tail:  # the upstream ended cleanly on an unterminated event: relay it as is
+        try:
+            while chunk := await writer.next_chunk(response):
+                self._received()
+                if not writer.aligned:
+                    await writer.write(chunk)
+                    continue
+                data = tail + chunk if tail else chunk
+                end = sse.last_event_end(data)
+                if end:
+                    await writer.write(data if end == len(data) else data[:end])
+                tail = data[end:]
+                if parser is not None:
+                    self._observe(parser.feed(chunk))
+                if len(tail) > limit:  # give up on events: relay bytes as they come
+                    self._abandon_parsing(len(tail))
+                    writer.aligned, parser = False, None
                     await writer.write(tail)
-            nursery.cancel_scope.cancel()
+                    tail = b""
+        except UpstreamError as exc:
+            outcome.error = str(exc)
+            log.warning("relay.upstream_failed_mid_stream", error=outcome.error)
+            # The held tail is half an event: dropped. The error event parses on its own.
+            prefix = b"" if writer.aligned else b"\n\n"
+            await writer.write(prefix + _stream_error(self.plan.wire_format, outcome.error))
+        else:
+            if tail:  # the upstream ended cleanly on an unterminated event: relay it as is
+                await writer.write(tail)
         await self._end()
 
     def _observe(self, events: list[sse.SSEEvent]) -> None:
@@ -239,20 +235,16 @@ class _Relay:
         ]
         headers.append((b"content-type", b"text/event-stream; charset=utf-8"))
         await start_response(self.send, outcome, response.status, stream_headers(headers))
-        writer = _StreamWriter(self.send, outcome)
-        async with trio.open_nursery() as nursery:
-            if self.plan.ping_interval_s:
-                nursery.start_soon(_ping_when_idle, writer, self.plan.ping_interval_s)
-            try:
-                while chunk := await response.receive_some():
-                    self._received()
-                    await self._emit(writer, transcoder.feed(chunk))
-                await self._emit(writer, transcoder.finish())
-            except UpstreamError as exc:
-                outcome.error = str(exc)
-                log.warning("relay.upstream_failed_mid_stream", error=outcome.error)
-                await writer.write(_stream_error(self.plan.wire_format, outcome.error))
-            nursery.cancel_scope.cancel()
+        writer = _StreamWriter(self.send, outcome, self.plan.ping_interval_s)
+        try:
+            while chunk := await writer.next_chunk(response):
+                self._received()
+                await self._emit(writer, transcoder.feed(chunk))
+            await self._emit(writer, transcoder.finish())
+        except UpstreamError as exc:
+            outcome.error = str(exc)
+            log.warning("relay.upstream_failed_mid_stream", error=outcome.error)
+            await writer.write(_stream_error(self.plan.wire_format, outcome.error))
         await self._end()
 
     async def _emit(self, writer: _StreamWriter, events: list[sse.SSEEvent]) -> None:
@@ -262,36 +254,44 @@ class _Relay:
 
 
 class _StreamWriter:
-    """Serialises writes from the relay and the pinger. While `aligned`, the client has only
-    ever been sent whole events, so a ping may go between any two writes."""
+    """Writes a stream to the client, and pings it while the upstream is silent.
 
-    def __init__(self, send: Send, outcome: RelayOutcome) -> None:
+    One task does both: the wait for the next upstream chunk ends at the next ping's time, and
+    reading on afterwards is safe (`UpstreamResponse.receive_within` is cancel-safe). While
+    `aligned`, the client has only ever been sent whole events, so a ping may go between any two
+    writes.
+    """
+
+    def __init__(self, send: Send, outcome: RelayOutcome, ping_interval_s: float | None) -> None:
         self._send = send
-        self._lock = trio.Lock()
+        self._ping_interval_s = ping_interval_s
         self.outcome = outcome
         self.aligned = True
         self.last_write = trio.current_time()
 
-    async def write(self, chunk: bytes) -> None:
-        async with self._lock:
-            self.outcome.bytes_out += len(chunk)
-            await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
-            self.last_write = trio.current_time()
-
-    async def ping_if_idle(self, interval_s: float) -> None:
-        async with self._lock:
-            if self.aligned and trio.current_time() - self.last_write >= interval_s:
-                ping = sse.anthropic_ping()
-                self.outcome.bytes_out += len(ping)
-                await self._send({"type": "http.response.body", "body": ping, "more_body": True})
+    async def next_chunk(self, response: UpstreamResponse) -> bytes:
+        """The next chunk from the upstream (b"" at its end), pinging the client meanwhile."""
+        interval = self._ping_interval_s
+        if not interval:
+            return await response.receive_some()
+        while True:
+            wait = self.last_write + interval - trio.current_time()
+            chunk = await response.receive_within(max(wait, 0.0))
+            if chunk is not None:
+                return chunk
+            if self.aligned:
+                await self._ping()
+            else:  # mid-event: a ping would corrupt it; wait out another interval
                 self.last_write = trio.current_time()
-                self.outcome.pings += 1
 
+    async def write(self, chunk: bytes) -> None:
+        self.outcome.bytes_out += len(chunk)
+        await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
+        self.last_write = trio.current_time()
 
-async def _ping_when_idle(writer: _StreamWriter, interval_s: float) -> None:
-    while writer.aligned:
-        await trio.sleep_until(writer.last_write + interval_s)
-        await writer.ping_if_idle(interval_s)
+    async def _ping(self) -> None:
+        await self.write(sse.anthropic_ping())
+        self.outcome.pings += 1
 
 
 def _stream_error(fmt: WireFormat, reason: str) -> bytes:

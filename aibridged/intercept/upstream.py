@@ -1,29 +1,37 @@
-"""The upstream HTTP client: sharded httpcore2 connection pools, one attempt per call.
+"""The upstream HTTP client: HTTP/1.1 on h11 and trio streams, idle connections kept per origin.
 
-httpcore2 (the transport under httpx2) is called directly with a request built here. There is no
-client object with a cookie jar, an auth flow or a redirect policy, so nothing one user's response
-sets can reach another user's request, and a 3xx is relayed, never followed: a provider key never
-goes to another host. Building the request by hand also skips httpx2's per-call URL parsing and
-header normalisation; a provider's `Origin` is parsed once, when the provider is built.
+There is no client object with a cookie jar, an auth flow or a redirect policy: nothing one user's
+response sets can reach another user's request, and a 3xx is relayed, never followed, so a
+provider key never goes to another host. A provider's `Origin` is parsed once, when the provider
+is built; each request is bytes from there on.
 
-`UpstreamClient.send` is one attempt: connect, send, read the status and headers. Failures come
-out as `UpstreamTimeout` or `UpstreamConnectError`; reading the body afterwards raises the same.
-Nothing has reached the client at that point, so a caller may try another key or give up.
+`UpstreamClient.send` is one attempt: connect (or reuse an idle connection), send, read the status
+and headers. Failures come out as `UpstreamTimeout` or `UpstreamConnectError`; reading the body
+afterwards raises the same. Nothing has reached the client at that point, so a caller may try
+another key or give up.
+
+Why not httpx2/httpcore2: profiled under load, their per-request machinery (pool bookkeeping that
+probes every idle connection, trace hooks, exception-mapping context managers per read) was a
+quarter of the gateway's CPU, and httpcore2 closes a response whose read is cancelled, which rules
+out waiting on the upstream with a deadline (the stream pings). h11 still does all of the
+protocol.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+import math
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
-import httpcore2
+import h11
+import trio
 
-from aibridged.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout
+from aibridged.errors import UpstreamError, UpstreamTimeout
+from aibridged.intercept.h1 import H1Connection, open_h1_connection
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -33,11 +41,12 @@ class UpstreamSettings:
     connect_timeout_s: float = 10.0
     # Longest silence allowed between two bytes from the upstream (models pause to think).
     read_timeout_s: float = 600.0
-    # Keep-alive connections kept per shard; concurrency itself is bounded by
+    # Idle connections kept per origin for reuse; concurrency itself is bounded by
     # ai_gateway.max_concurrency, not by the pool (thousands of streams may be open at once).
-    max_keepalive_per_shard: int = 64
-    keepalive_expiry_s: float = 90.0
-    shards: int = 8
+    max_keepalive: int = 256
+    # Shorter than the idle timeout of common load balancers (60 s), so a connection is not
+    # reused just as the far end gives up on it.
+    keepalive_expiry_s: float = 55.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,15 +110,20 @@ class UpstreamRequest:
 
 
 class UpstreamResponse:
-    """An upstream answer whose status and headers are in; the body is read with `chunks`."""
+    """An upstream answer whose status and headers are in; the body is read with
+    `receive_some`. Read to its end, its connection goes back to the pool."""
 
-    __slots__ = ("_body", "_response", "headers", "media_type", "status")
+    __slots__ = ("_client", "_conn", "_key", "_silent_since", "headers", "media_type", "status")
 
-    def __init__(self, response: httpcore2.Response) -> None:
-        self._response = response
-        self._body: Any = None
-        self.status: int = response.status
-        self.headers: list[tuple[bytes, bytes]] = [(k.lower(), v) for k, v in response.headers]
+    def __init__(
+        self, client: UpstreamClient, key: _PoolKey, conn: H1Connection, head: h11.Response
+    ) -> None:
+        self._client = client
+        self._key = key
+        self._conn: H1Connection | None = conn
+        self._silent_since = trio.current_time()
+        self.status: int = head.status_code
+        self.headers: list[tuple[bytes, bytes]] = [(k, v) for k, v in head.headers]
         content_type = self.header(b"content-type") or b""
         self.media_type = content_type.split(b";", 1)[0].strip().lower().decode("latin-1")
 
@@ -131,15 +145,34 @@ class UpstreamResponse:
     async def receive_some(self) -> bytes:
         """The next piece of the body as it arrives, b"" at its end. A broken or silent
         upstream raises an `UpstreamError`."""
-        if self._body is None:
-            self._body = self._response.stream.__aiter__()  # type: ignore[union-attr]
-        try:
-            chunk: bytes = await self._body.__anext__()
-        except StopAsyncIteration:
+        chunk = await self.receive_within(math.inf)
+        assert chunk is not None  # with no wait limit, only the read timeout ends the wait
+        return chunk
+
+    async def receive_within(self, wait_s: float) -> bytes | None:
+        """Like `receive_some`, but None when nothing arrived within `wait_s` (cancel-safe:
+        the body goes on where it was). Silence past the read timeout still raises."""
+        conn = self._conn
+        if conn is None:
             return b""
-        except _LIBRARY_ERRORS as exc:
-            raise _translate(exc) from exc
-        return chunk or await self.receive_some()
+        read_timeout = self._client.read_timeout_s
+        silence_ends = self._silent_since + read_timeout
+        deadline = min(silence_ends, trio.current_time() + wait_s)
+        try:
+            chunk = await conn.receive_body(deadline)
+        except UpstreamError:
+            self._discard()
+            raise
+        if chunk is None:
+            if trio.current_time() < silence_ends:
+                return None
+            self._discard()
+            raise UpstreamTimeout(f"upstream timed out (silent for {read_timeout:g}s)")
+        self._silent_since = trio.current_time()
+        if not chunk:
+            self._conn = None
+            self._client._release(self._key, conn)
+        return chunk
 
     async def read(self, limit: int) -> tuple[bytes, UpstreamError | None]:
         """Up to `limit` bytes of the body, and the error that cut it short, if any."""
@@ -154,89 +187,122 @@ class UpstreamResponse:
             return bytes(body[:limit]), exc
         return bytes(body[:limit]), None
 
+    def _discard(self) -> None:
+        if self._conn is not None:
+            self._conn.close_now()
+            self._conn = None
+
     async def aclose(self) -> None:
-        with contextlib.suppress(*_LIBRARY_ERRORS):
-            await self._response.aclose()
+        """Give the connection back (the body was read to its end) or close it."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.aclose()
+
+
+_PoolKey = tuple[bytes, bytes, int | None]
+# How a new connection to an origin is made (tests hand in in-memory streams).
+Connector = Callable[[Origin], Awaitable[H1Connection]]
 
 
 class UpstreamClient:
-    """Several independent connection pools, used in turn.
+    """HTTP/1.1 to the providers, keeping idle connections per origin for reuse.
 
-    httpcore2 probes the socket of every idle pooled connection (a `select` each) whenever a
-    request is added to or leaves its pool. With one pool and 64 requests in flight that was
-    ~15 % of the gateway's CPU (bench/results/2026-11-23-hotpath.md); spreading requests over a
-    few pools keeps each scan short while connections are still reused.
+    Each request takes the most recently used idle connection of its origin (or opens one),
+    and gives it back when its answer was read to the end. Idle connections past
+    `keepalive_expiry_s`, or that have something to read (the peer closed them), are dropped
+    when met: only the connection about to be used is checked, never all of them.
     """
 
-    def __init__(self, pools: list[httpcore2.AsyncConnectionPool], settings: UpstreamSettings):
-        self._pools = pools
-        self._next = 0
-        self._extensions: dict[str, Any] = {
-            "timeout": {
-                "connect": settings.connect_timeout_s,
-                "read": settings.read_timeout_s,
-                "write": settings.read_timeout_s,
-                "pool": None,  # waiting for a pool slot is bounded by max_concurrency instead
-            }
-        }
+    def __init__(
+        self,
+        settings: UpstreamSettings,
+        tls: ssl.SSLContext,
+        *,
+        connect: Connector | None = None,
+    ) -> None:
+        self._settings = settings
+        self._tls = tls
+        self._connect = connect or self._open_connection
+        self._idle: dict[_PoolKey, list[H1Connection]] = {}
+        self.read_timeout_s = settings.read_timeout_s
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
-        """One attempt: connect, send, read status and headers. The caller closes the answer."""
+        """One attempt: connect (or reuse), send, read status and headers. The caller reads
+        the body and closes the answer."""
         origin = request.origin
+        key = (origin.scheme, origin.host, origin.port)
+        conn = self._take_idle(key) or await self._connect(origin)
         headers = [(b"host", origin.host_header), *request.headers]
         if request.body or request.method in ("POST", "PUT", "PATCH"):
             headers.append((b"content-length", b"%d" % len(request.body)))
-        target = (origin.base_path + request.target).encode("ascii")
-        core = httpcore2.Request(
-            request.method.encode("ascii"),
-            httpcore2.URL(scheme=origin.scheme, host=origin.host, port=origin.port, target=target),
-            headers=headers,
-            content=request.body,
-            extensions=self._extensions,
-        )
-        pool = self._pools[self._next]
-        self._next = (self._next + 1) % len(self._pools)
         try:
-            return UpstreamResponse(await pool.handle_async_request(core))
-        except _LIBRARY_ERRORS as exc:
-            raise _translate(exc) from exc
+            await conn.send_request(
+                request.method.encode("ascii"),
+                (origin.base_path + request.target).encode("ascii"),
+                headers,
+                request.body,
+                timeout_s=self._settings.read_timeout_s,
+            )
+            head = await conn.receive_head(timeout_s=self._settings.read_timeout_s)
+        except BaseException:
+            conn.close_now()
+            raise
+        return UpstreamResponse(self, key, conn, head)
+
+    async def _open_connection(self, origin: Origin) -> H1Connection:
+        return await open_h1_connection(
+            origin.host.decode("ascii"),
+            origin.port or _DEFAULT_PORTS[origin.scheme.decode()],
+            tls=self._tls if origin.scheme == b"https" else None,
+            timeout_s=self._settings.connect_timeout_s,
+        )
+
+    def _take_idle(self, key: _PoolKey) -> H1Connection | None:
+        idle = self._idle.get(key)
+        expired_before = trio.current_time() - self._settings.keepalive_expiry_s
+        while idle:
+            conn = idle.pop()
+            if conn.idle_since > expired_before and not conn.is_stale():
+                return conn
+            conn.close_now()
+        return None
+
+    def _release(self, key: _PoolKey, conn: H1Connection) -> None:
+        if not conn.ready_for_reuse():
+            conn.close_now()
+            return
+        idle = self._idle.setdefault(key, [])
+        conn.idle_since = trio.current_time()
+        idle.append(conn)
+        expired_before = conn.idle_since - self._settings.keepalive_expiry_s
+        while idle and (
+            len(idle) > self._settings.max_keepalive or idle[0].idle_since <= expired_before
+        ):
+            idle.pop(0).close_now()  # the oldest first
+
+    def statistics(self) -> UpstreamStatistics:
+        return UpstreamStatistics(idle=sum(len(idle) for idle in self._idle.values()))
+
+    def close(self) -> None:
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.close_now()
+        self._idle.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamStatistics:
+    idle: int  # connections kept for reuse
 
 
 @asynccontextmanager
 async def open_upstream_client(settings: UpstreamSettings) -> AsyncIterator[UpstreamClient]:
-    ssl_context = httpcore2.default_ssl_context(_trust_env=False)
-    async with AsyncExitStack() as stack:
-        pools = [
-            await stack.enter_async_context(
-                httpcore2.AsyncConnectionPool(
-                    ssl_context=ssl_context,
-                    max_connections=None,
-                    max_keepalive_connections=settings.max_keepalive_per_shard,
-                    keepalive_expiry=settings.keepalive_expiry_s,
-                    http1=True,
-                    http2=False,
-                    retries=0,
-                )
-            )
-            for _ in range(settings.shards)
-        ]
-        yield UpstreamClient(pools, settings)
-
-
-_CONNECTION_ERRORS = (
-    httpcore2.NetworkError,
-    httpcore2.ProtocolError,
-    httpcore2.UnsupportedProtocol,
-    httpcore2.ProxyError,
-    httpcore2.ConnectionNotAvailable,
-    OSError,
-)
-_LIBRARY_ERRORS = (httpcore2.TimeoutException, *_CONNECTION_ERRORS)
-
-
-def _translate(exc: BaseException) -> UpstreamError:
-    """The one place where httpcore2's errors become ours (`raise _translate(e) from e`)."""
-    if isinstance(exc, httpcore2.TimeoutException):
-        return UpstreamTimeout(f"upstream timed out ({type(exc).__name__})")
-    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return UpstreamConnectError(f"upstream connection failed ({detail})")
+    # The system's trust store (and SSL_CERT_FILE / SSL_CERT_DIR): where operators put a
+    # corporate or internal CA.
+    tls = ssl.create_default_context()
+    tls.set_alpn_protocols(["http/1.1"])
+    client = UpstreamClient(settings, tls)
+    try:
+        yield client
+    finally:
+        client.close()

@@ -3,14 +3,17 @@ connections, partial reads, interim answers, timeouts and broken peers."""
 
 from __future__ import annotations
 
+import math
 import ssl
 from collections.abc import Awaitable, Callable
 from functools import partial
 
 import pytest
 import trio
+import trio.testing
 
 from aibridged.errors import UpstreamConnectError, UpstreamTimeout
+from aibridged.intercept.h1 import H1Connection
 from aibridged.intercept.upstream import (
     Origin,
     UpstreamClient,
@@ -190,3 +193,23 @@ async def test_a_refused_connection_is_a_connect_error() -> None:
         port = sock.getsockname()[1]
     with pytest.raises(UpstreamConnectError):
         await _get(_client(), Origin.from_url(f"http://127.0.0.1:{port}"))
+
+
+async def test_chunks_already_received_come_out_in_one_piece(nursery: trio.Nursery) -> None:
+    """Several chunks of a chunked body that arrived in one read are one piece (one write to
+    the client). A lockstep stream hands over exactly what one send wrote: the whole answer."""
+    events = [b"data: %d\n\n" % i for i in range(10)]
+    ours, theirs = trio.testing.lockstep_stream_pair()
+
+    async def burst() -> None:
+        await theirs.receive_some()
+        framed = b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in events)
+        head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+        await theirs.send_all(head + b"transfer-encoding: chunked\r\n\r\n" + framed + b"0\r\n\r\n")
+
+    nursery.start_soon(burst)
+    conn = H1Connection(ours)
+    await conn.send_request(b"GET", b"/x", [(b"host", b"h")], b"", timeout_s=5)
+    await conn.receive_head(timeout_s=5)
+    assert await conn.receive_body(math.inf) == b"".join(events)
+    assert await conn.receive_body(math.inf) == b""

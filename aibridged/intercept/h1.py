@@ -59,7 +59,7 @@ async def open_h1_connection(
 
 
 class H1Connection:
-    __slots__ = ("_h11", "_peer_closed", "_socket", "_stream", "idle_since")
+    __slots__ = ("_body_ended", "_h11", "_peer_closed", "_socket", "_stream", "idle_since")
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self._stream = stream
@@ -67,6 +67,7 @@ class H1Connection:
         transport: Any = getattr(stream, "transport_stream", stream)
         self._socket: Any = getattr(transport, "socket", None)
         self._peer_closed = False
+        self._body_ended = False  # the body's end was parsed along with its last data
         self.idle_since = 0.0
 
     # -- one exchange ---------------------------------------------------------------------------
@@ -107,16 +108,31 @@ class H1Connection:
                 raise UpstreamTimeout("upstream timed out (waiting for the response)")
 
     async def receive_body(self, deadline: float) -> bytes | None:
-        """The next piece of the body, b"" at its end, None when `deadline` came first."""
+        """The body that has arrived (at least one byte), b"" at its end, None when `deadline`
+        came first.
+
+        Everything already received is returned at once: a read from the socket often holds
+        several chunks of a chunked body (several SSE events), and one write of them to the
+        client costs a fraction of one write each, with no added wait.
+        """
+        if self._body_ended:
+            return b""
         while True:
             event = await self._next_event(deadline, "before the end of the body")
             if event is None:
                 return None
-            if isinstance(event, h11.Data):
-                if event.data:
-                    return bytes(event.data)
-            elif isinstance(event, h11.EndOfMessage):
+            if isinstance(event, h11.EndOfMessage):
                 return b""
+            if isinstance(event, h11.Data) and event.data:
+                break
+        pieces = [bytes(event.data)]
+        while (more := self._h11.next_event()) is not h11.NEED_DATA:
+            if isinstance(more, h11.EndOfMessage):
+                self._body_ended = True
+                break
+            if isinstance(more, h11.Data):
+                pieces.append(bytes(more.data))
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     async def _next_event(self, deadline: float, closed_what: str) -> Any:
         """The next h11 event, reading as needed; None once `deadline` passes with no event."""
@@ -148,6 +164,7 @@ class H1Connection:
         """True once the exchange ended cleanly and both sides keep the connection alive; the
         connection is then reset for its next request."""
         if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
+            self._body_ended = False
             try:
                 self._h11.start_next_cycle()
             except h11.LocalProtocolError:

@@ -103,12 +103,15 @@ class TokenCache:
         parsed = parse_token(presented)
         if parsed is None:
             raise AuthError("malformed token")
-        grant = await self._grant(parsed.id)
-        if grant is None:
-            raise AuthError("unknown token id")
-        if not secret_matches(parsed.secret, grant.hashed_secret):
-            raise AuthError("wrong token secret")
-        return _principal(grant)
+        return _check(parsed.secret, await self._grant(parsed.id))
+
+    def verify_from_memory(self, presented: str) -> Principal | None:
+        """`verify` when memory can answer (the usual case: no await, no deadline), else None."""
+        parsed = parse_token(presented)
+        if parsed is None:
+            raise AuthError("malformed token")
+        found, grant = self._from_memory(parsed.id)
+        return _check(parsed.secret, grant) if found else None
 
     def is_known(self, presented: str) -> bool:
         """True when `presented` is a valid token answered from memory right now (no query)."""
@@ -121,25 +124,32 @@ class TokenCache:
         grant = entry.grant
         return grant is not None and secret_matches(parsed.secret, grant.hashed_secret)
 
+    def _from_memory(self, token_id: str) -> tuple[bool, TokenGrant | None]:
+        """(True, what memory knows) while an entry is fresh, else (False, None)."""
+        now = trio.current_time()
+        entry = self._positive.get(token_id)
+        if entry is not None and now - entry.loaded_at < self._ttl_s:
+            self._hits += 1
+            if now - entry.loaded_at >= self._refresh_after_s:
+                self._refresh_soon(token_id)
+            return True, entry.grant
+        negative = self._negative.get(token_id)
+        if negative is not None and now - negative.loaded_at < self._ttl_s:
+            self._hits += 1
+            return True, negative.grant  # None, or a revoked / expired / suspended grant
+        return False, None
+
     async def _grant(self, token_id: str) -> TokenGrant | None:
         while True:
-            now = trio.current_time()
-            entry = self._positive.get(token_id)
-            known = entry is not None
-            if entry is not None and now - entry.loaded_at < self._ttl_s:
-                self._hits += 1
-                if now - entry.loaded_at >= self._refresh_after_s:
-                    self._refresh_soon(token_id)
-                return entry.grant
-            negative = self._negative.get(token_id)
-            if negative is not None and now - negative.loaded_at < self._ttl_s:
-                self._hits += 1
-                return negative.grant  # None, or a revoked / expired / suspended grant
+            found, grant = self._from_memory(token_id)
+            if found:
+                return grant
             pending = self._loading.get(token_id)
             if pending is None:
                 break
             await pending.wait()  # someone else is loading it; use their answer
         self._misses += 1
+        known = token_id in self._positive
         return await self._load_now(token_id, self._known_gate if known else self._miss_gate)
 
     async def _load_now(self, token_id: str, gate: trio.Semaphore) -> TokenGrant | None:
@@ -223,7 +233,11 @@ def _usable(grant: TokenGrant) -> bool:
     )
 
 
-def _principal(grant: TokenGrant) -> Principal:
+def _check(secret: str, grant: TokenGrant | None) -> Principal:
+    if grant is None:
+        raise AuthError("unknown token id")
+    if not secret_matches(secret, grant.hashed_secret):
+        raise AuthError("wrong token secret")
     if grant.revoked:
         raise AuthError("token revoked")
     if grant.expires_at is not None and grant.expires_at <= datetime.now(UTC):

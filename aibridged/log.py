@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import contextvars
 import io
 import json
 import logging
@@ -39,6 +40,12 @@ _LEVELS = {
     "error": logging.ERROR,
 }
 REDACTED = "[REDACTED]"
+# Fields bound to the request being handled (interception_id, provider, initiator): one context
+# variable holding them all, so adding them to a line is one lookup (structlog's own
+# merge_contextvars walks every context variable of the task).
+_REQUEST_FIELDS: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "aibridged_request_fields", default=None
+)
 FLUSH_INTERVAL_S = 0.2
 _URGENT = frozenset({"warning", "error", "critical", "exception"})
 
@@ -116,6 +123,22 @@ STRUCTURED_FIELDS = frozenset(
         "type", "version", "restart_in_s", "failures",
     }
 )  # fmt: skip
+
+
+def bind_request(**fields: Any) -> None:
+    """Add `fields` to every line logged from here on in this task (and the tasks it starts)."""
+    _REQUEST_FIELDS.set({**(_REQUEST_FIELDS.get() or {}), **fields})
+
+
+def merge_request_fields(
+    logger: object, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: the fields `bind_request` bound (a line's own fields win)."""
+    fields = _REQUEST_FIELDS.get()
+    if fields:
+        for key, value in fields.items():
+            event_dict.setdefault(key, value)
+    return event_dict
 
 
 class RedactSecrets:
@@ -298,7 +321,7 @@ def configure_logging(targets: LogTargets) -> None:
     _active = _Sinks(sinks)
     structlog.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,
+            merge_request_fields,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,

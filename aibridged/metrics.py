@@ -6,6 +6,8 @@ client-chosen model name is capped per provider (`model_label`).
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
@@ -94,6 +96,18 @@ class Metrics:
             registry=registry,
         )
         self._models: dict[str, set[str]] = {}
+        # Labelled children, found by their label values: `labels()` validates and locks on every
+        # call, and the data plane asks for the same few series on every request. Bounded as
+        # the label values are.
+        self._children: dict[tuple[object, ...], Any] = {}
+
+    def child(self, metric: Counter | Gauge | Histogram, *values: str) -> Any:
+        """`metric.labels(*values)`, cached."""
+        key = (id(metric), *values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found
 
     def model_label(self, provider: str, model: str) -> str:
         """The label for `model` before its outcome is known: itself once admitted, else "other"."""

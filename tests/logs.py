@@ -9,6 +9,8 @@ from typing import Any
 import structlog
 import trio
 
+from aibridged.log import merge_request_fields
+
 
 class LogWatch:
     """A structlog processor that keeps every event and wakes whoever waits for one."""
@@ -46,7 +48,7 @@ def watch_logs() -> Iterator[LogWatch]:
     """Like structlog.testing.capture_logs, with `await watch.wait_for(...)`."""
     watch = LogWatch()
     previous = structlog.get_config()["processors"]
-    structlog.configure(processors=[structlog.contextvars.merge_contextvars, watch])
+    structlog.configure(processors=[merge_request_fields, watch])
     try:
         yield watch
     finally:

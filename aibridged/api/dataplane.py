@@ -41,6 +41,7 @@ from aibridged.intercept.routes import KNOWN_METHODS, Api, UpstreamCall
 from aibridged.intercept.shapes import error_body
 from aibridged.intercept.upstream import UpstreamClient
 from aibridged.intercept.wire import WireFormat
+from aibridged.log import bind_request
 from aibridged.metrics import Metrics
 from aibridged.providers.attempts import open_upstream
 from aibridged.providers.pool import Provider, ProviderRegistry
@@ -118,7 +119,7 @@ class DataPlane:
             # Unknown methods are refused before any other work; unusable providers (status
             # "error") and unknown names have no routes at all.
             raise route_not_supported(method, scope["path"])
-        structlog.contextvars.bind_contextvars(provider=provider.name)
+        bind_request(provider=provider.name)
         limit = self._settings.max_concurrency
         if limit and self._inflight >= limit:
             raise Rejected(
@@ -155,7 +156,7 @@ class DataPlane:
         method: str = scope["method"]
         client = scope.get("client")
         caller = await self._auth.authenticate(headers, method, client[0] if client else "")
-        structlog.contextvars.bind_contextvars(initiator=caller.principal.username)
+        bind_request(initiator=caller.principal.username)
         if not provider.enabled:
             raise Rejected(
                 503,
@@ -174,7 +175,7 @@ class DataPlane:
         if body is None:
             return  # the client left while sending its request
         interception = Interception(uuid.uuid4(), provider, route, method, caller, outcome)
-        structlog.contextvars.bind_contextvars(interception_id=str(interception.id))
+        bind_request(interception_id=str(interception.id))
         extra: list[tuple[bytes, bytes]] = []
         if route.intercepted:
             body = await self._prepare(interception, headers, body)

@@ -58,8 +58,9 @@ class Finisher:
         if interception.route.intercepted:
             name = interception.provider.name
             model = self._metrics.model_label(name, interception.model)
-            gauge = self._metrics.interceptions_inflight.labels(
-                name, model, interception.route.api.value
+            metrics = self._metrics
+            gauge = metrics.child(
+                metrics.interceptions_inflight, name, model, interception.route.api.value
             )
             gauge.inc()
             interception._inflight = gauge
@@ -74,11 +75,12 @@ class Finisher:
             outcome.error = CUT_BY_GATEWAY
         provider = interception.provider.name
         duration = trio.current_time() - interception.started_at
+        metrics = self._metrics
         if outcome.parse_abandoned:
-            self._metrics.stream_parse_abandoned.labels(provider).inc()
+            metrics.child(metrics.stream_parse_abandoned, provider).inc()
         if not interception.route.intercepted:
             route = interception.route.pattern
-            self._metrics.passthrough.labels(provider, route, interception.method).inc()
+            metrics.child(metrics.passthrough, provider, route, interception.method).inc()
             self._log("passthrough.finished", interception, duration)
             return
         gauge = interception._inflight
@@ -91,10 +93,10 @@ class Finisher:
             model = self._metrics.model_label(provider, interception.model)
         client = str(interception.client or Client.UNKNOWN)
         api = interception.route.api.value
-        self._metrics.interceptions.labels(
-            provider, model, status, api, interception.method, client
+        metrics.child(
+            metrics.interceptions, provider, model, status, api, interception.method, client
         ).inc()
-        self._metrics.interceptions_duration.labels(provider, model).observe(duration)
+        metrics.child(metrics.interceptions_duration, provider, model).observe(duration)
         self._log("interception.finished", interception, duration)
 
     def _log(self, event: str, interception: Interception, duration: float) -> None:

@@ -22,6 +22,7 @@ import httpx2
 import pytest
 import trio
 import trio.lowlevel
+import trio.testing
 
 from aibridged.demo import serve_demo_upstream
 from tests.fakes import FakeUpstream
@@ -396,3 +397,28 @@ async def _wait_ready(url: str) -> None:
                 except httpx2.TransportError:
                     pass
                 await trio.sleep(0.1)
+
+
+def _tasks_named(fragment: str) -> int:
+    def walk(task: trio.lowlevel.Task) -> int:
+        own = 1 if fragment in task.name else 0
+        return own + sum(walk(t) for n in task.child_nurseries for t in n.child_tasks)
+
+    return walk(trio.lowlevel.current_root_task())
+
+
+async def test_closed_connections_leave_no_tasks_behind(gateway: Gateway) -> None:
+    """hypercorn kept a closed keep-alive connection's tasks for the whole keep-alive timeout
+    (75 s): two tasks per connection a client had closed."""
+    before = _tasks_named("_run_handler")
+
+    def connect_request_close() -> None:
+        for _ in range(50):
+            with socket.create_connection(_address(gateway)) as sock:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert sock.recv(1000).startswith(b"HTTP/1.1 200")
+
+    await trio.to_thread.run_sync(connect_request_close)
+    await trio.testing.wait_all_tasks_blocked(cushion=0.1)  # every close has been handled
+    assert _tasks_named("_run_handler") == before
+    assert _tasks_named("idle_timer") <= before

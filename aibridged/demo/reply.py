@@ -164,17 +164,19 @@ def prompt_tokens(request: Mapping[str, Any], fields: Iterable[str]) -> int:
 
 
 def content_text(content: Any, *, part_types: frozenset[str]) -> str:
-    """The text of a message's ``content``: a string, or the text parts of a list of parts."""
+    """The text of a message's ``content``: a string, or the last text part of a list of parts
+    (coding clients put reminders and context in parts before the user's own words)."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return " ".join(
+        texts = [
             part["text"]
             for part in content
             if isinstance(part, Mapping)
             and part.get("type") in part_types
             and isinstance(part.get("text"), str)
-        )
+        ]
+        return texts[-1] if texts else ""
     return ""
 
 

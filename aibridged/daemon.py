@@ -20,6 +20,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import structlog
 import trio
@@ -34,6 +35,7 @@ from aibridged.api.http import ListenerSettings, serve_asgi
 from aibridged.auth import TokenCache
 from aibridged.config import Config
 from aibridged.demo import DemoUpstream, serve_demo_upstream
+from aibridged.demo.asgi import answer_lifespan
 from aibridged.demo.banner import demo_banner
 from aibridged.errors import StartupError, StoreError
 from aibridged.intercept.upstream import UpstreamSettings, open_upstream_client
@@ -343,7 +345,14 @@ async def _serve_metrics(
     *,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    app = make_asgi_app(metrics.registry)
+    scrape = make_asgi_app(metrics.registry)
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":  # prometheus_client's app speaks only HTTP
+            await answer_lifespan(receive, send)
+        else:
+            await scrape(scope, receive, send)
+
     await serve_asgi(app, settings, what="metrics listener", task_status=task_status)
 
 

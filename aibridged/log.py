@@ -173,33 +173,49 @@ def render_json(event_dict: MutableMapping[str, Any]) -> bytes:
         return (json.dumps(event_dict, default=str) + "\n").encode("ascii")
 
 
-_FIRST_FIELDS = ("timestamp", "level", "event")
+_HEAD_FIELDS = frozenset({"timestamp", "level", "event", "exception"})
 
 
 def render_human(event_dict: MutableMapping[str, Any]) -> str:
     """`<timestamp> <level> <event> key=value ...`; a traceback goes on the following lines."""
-    fields = dict(event_dict)
-    head = " ".join(
-        [
-            str(fields.pop("timestamp", "")),
-            f"[{fields.pop('level', '')}]".ljust(9),
-            str(fields.pop("event", "")).ljust(28),
-        ]
-    )
-    trace = fields.pop("exception", None)
-    parts = [head]
-    parts += [f"{key}={_human_value(value)}" for key, value in fields.items() if value is not None]
+    parts = [
+        str(event_dict.get("timestamp", "")),
+        f"[{event_dict.get('level', '')}]".ljust(9),
+        str(event_dict.get("event", "")).ljust(28),
+    ]
+    for key, value in event_dict.items():
+        if value is not None and key not in _HEAD_FIELDS:
+            parts.append(f"{key}={_human_value(value)}")
     line = " ".join(parts)
+    trace = event_dict.get("exception")
     return f"{line}\n{trace}" if trace else line
-
-
-_NEEDS_QUOTES = re.compile(r'[ ="\n]')
 
 
 def _human_value(value: Any) -> str:
     if isinstance(value, str):
-        return value if value and not _NEEDS_QUOTES.search(value) else json.dumps(value)
+        plain = value and not (" " in value or "=" in value or '"' in value or "\n" in value)
+        return value if plain else json.dumps(value)
     return str(value)
+
+
+class Timestamp:
+    """structlog processor: `timestamp` in ISO 8601, UTC, to the microsecond. The date and time
+    to the second are formatted once a second, not for every line."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(
+        self, logger: object, method_name: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        event_dict["timestamp"] = f"{self._prefix}.{int((now - second) * 1e6):06d}Z"
+        return event_dict
 
 
 class _Sink:
@@ -323,7 +339,7 @@ def configure_logging(targets: LogTargets) -> None:
         processors=[
             merge_request_fields,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            Timestamp(),
             structlog.processors.format_exc_info,
             RedactSecrets(),
             _active,

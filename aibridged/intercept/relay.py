@@ -159,11 +159,10 @@ class _Relay:
                         self._abandon_parsing(len(collected))
                         collected = None
                 if relayed == length:  # the whole declared body: end the response with it
+                    self._observe_body(collected)
                     await self._end(chunk)
-                    # Read on to the end of the message, or the connection cannot be reused.
-                    while await response.receive_some():
-                        pass
-                    break
+                    await self._read_to_the_end()
+                    return
                 outcome.bytes_out += len(chunk)
                 await self.send({"type": "http.response.body", "body": chunk, "more_body": True})
         except UpstreamError as exc:
@@ -176,10 +175,23 @@ class _Relay:
             # the truncated JSON as whole).
             outcome.error = outcome.error or "upstream body shorter than its Content-Length"
             return
+        self._observe_body(collected)
+        await self._end()
+
+    def _observe_body(self, collected: bytearray | None) -> None:
+        """The whole body to the observer, before the response ends (and the interception
+        with it), so what recording learns from it comes first."""
         if collected is not None and self.observer is not None:
             self.observer.on_body(bytes(collected))
-        if not outcome.complete:
-            await self._end()
+
+    async def _read_to_the_end(self) -> None:
+        """Read on past the declared length to the end of the message: only then can the
+        connection be reused. The client has its whole answer already."""
+        try:
+            while await self.response.receive_some():
+                pass
+        except UpstreamError:
+            pass  # the connection is discarded; nothing else is affected
 
     # -- SSE, bytes -----------------------------------------------------------------------------
 

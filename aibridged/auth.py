@@ -32,6 +32,7 @@ from aibridged.tokens import parse_token, secret_matches
 log = structlog.get_logger("aibridged.auth")
 
 GrantLoader = Callable[[str], Awaitable[TokenGrant | None]]
+REFRESH_RETRY_S = 1.0  # after a failed background refresh of an entry
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,10 @@ class TokenCache:
         self._positive: OrderedDict[str, _Entry] = OrderedDict()
         self._negative: OrderedDict[str, _Entry] = OrderedDict()
         self._loading: dict[str, trio.Event] = {}
+        # When each id was last invalidated (a load that started before that is stale news),
+        # and until when a refresh that failed is not tried again. Both small and short-lived.
+        self._invalidated_at: dict[str, float] = {}
+        self._refresh_after_failure: dict[str, float] = {}
         self._miss_gate = trio.Semaphore(miss_concurrency)
         self._known_gate = trio.Semaphore(refresh_concurrency)
         self._nursery: trio.Nursery | None = None
@@ -166,6 +171,11 @@ class TokenCache:
     def _refresh_soon(self, token_id: str) -> None:
         if self._nursery is None or token_id in self._loading:
             return
+        retry_at = self._refresh_after_failure.get(token_id)
+        if retry_at is not None:
+            if trio.current_time() < retry_at:
+                return  # the database just failed this refresh: not once per request
+            del self._refresh_after_failure[token_id]
         self._refreshes += 1
         # Marked as loading right away, so no second refresh of it is scheduled meanwhile.
         done = self._loading[token_id] = trio.Event()
@@ -180,6 +190,7 @@ class TokenCache:
                 self._remember(token_id, grant, started)
         except StoreError as exc:
             # The entry keeps being served until its TTL; then the request path tries again.
+            self._refresh_after_failure[token_id] = trio.current_time() + REFRESH_RETRY_S
             log.warning("auth.refresh_failed", error=str(exc))
         finally:
             self._done_loading(token_id, done)
@@ -190,6 +201,9 @@ class TokenCache:
         done.set()
 
     def _remember(self, token_id: str, grant: TokenGrant | None, loaded_at: float) -> None:
+        invalidated = self._invalidated_at.get(token_id)
+        if invalidated is not None and loaded_at <= invalidated:
+            return  # read before an invalidation: the next request loads it again
         entry = _Entry(grant, loaded_at)
         if grant is not None and _usable(grant):
             self._negative.pop(token_id, None)
@@ -200,12 +214,16 @@ class TokenCache:
 
     def invalidate(self, token_id: str | None = None) -> None:
         """Forget one token (or all): used after a local revoke so it applies at once here."""
-        if token_id is None:
-            self._positive.clear()
-            self._negative.clear()
-        else:
-            self._positive.pop(token_id, None)
-            self._negative.pop(token_id, None)
+        now = trio.current_time()
+        ids = [*self._positive, *self._negative, *self._loading] if token_id is None else [token_id]
+        for known in ids:
+            self._positive.pop(known, None)
+            self._negative.pop(known, None)
+            self._invalidated_at[known] = now
+        # Entries older than a TTL cannot be overtaken by a load any more.
+        for known, at in list(self._invalidated_at.items()):
+            if now - at > self._ttl_s:
+                del self._invalidated_at[known]
 
     def statistics(self) -> TokenCacheStatistics:
         return TokenCacheStatistics(

@@ -75,14 +75,18 @@ class _Lifecycle:
     """What the signal watcher, the store watch and the listener share."""
 
     root: trio.CancelScope
+    notifier: SdNotifier
     shutdown: trio.Event = field(default_factory=trio.Event)
     failure: BaseException | None = None  # why the daemon stops, when it is not a signal
+    signalled: bool = False  # a stop signal arrived (the next one cuts everything at once)
 
     def stop(self, failure: BaseException | None = None) -> None:
         """Ask for the graceful shutdown (listener drains, writers flush, store closes)."""
         if failure is not None and self.failure is None:
             self.failure = failure
-        self.shutdown.set()
+        if not self.shutdown.is_set():
+            self.notifier.stopping()
+            self.shutdown.set()
 
 
 async def run_daemon(
@@ -103,10 +107,10 @@ async def run_daemon(
     _warn_about_settings_not_in_effect(config)
     _raise_open_file_limit()
     async with trio.open_nursery() as root:
-        life = _Lifecycle(root.cancel_scope)
+        life = _Lifecycle(root.cancel_scope, notifier)
         root.start_soon(run_log_flusher)
         if handle_signals:
-            await root.start(_watch_signals, life, notifier)
+            await root.start(_watch_signals, life)
         await root.start(notifier.run_watchdog)
         metrics_urls: list[str] = []
         if config.prometheus.enabled:
@@ -379,7 +383,6 @@ async def _watch_store(store: Store, life: _Lifecycle) -> None:
 
 async def _watch_signals(
     life: _Lifecycle,
-    notifier: SdNotifier,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -392,9 +395,9 @@ async def _watch_signals(
                 log.info(
                     "daemon.sighup", action="nothing to reload: providers come from the config file"
                 )
-            elif not life.shutdown.is_set():
+            elif not life.signalled:  # the first stop signal, even after a failure asked to stop
+                life.signalled = True
                 log.info("daemon.stopping", signal=signal.Signals(signum).name)
-                notifier.stopping()
                 life.stop()
             else:
                 log.warning("daemon.stopping_now", signal=signal.Signals(signum).name)

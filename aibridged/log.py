@@ -56,7 +56,7 @@ _SECRET_KEYS = re.compile(
 # Secret-looking substrings inside any string value, as one alternation: one pass per string.
 _SECRET_TEXT = re.compile(
     r"(?P<token>\b[A-Za-z0-9]{10}-[A-Za-z0-9]{22}\b)"  # our API tokens
-    r"|(?P<key>\bsk-[A-Za-z0-9_\-]{8,})"  # OpenAI / Anthropic style keys
+    r"|(?P<key>sk-[A-Za-z0-9_\-]{8,})"  # OpenAI / Anthropic style keys (even in "\\nsk-...")
     r"|(?P<bearer>(?i:\bbearer\s+)[A-Za-z0-9._~+/=\-]{8,})"
     r"|(?<=://)(?P<user>[^:/@\s]+):(?P<password>\S+)(?=@)"  # passwords in URLs (may hold '@')
     r"|(?<=[?&])(?P<param>(?i:password|passfile|sslpassword|sslkey))=[^&\s'\"]*"

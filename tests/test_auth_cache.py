@@ -183,3 +183,51 @@ async def test_many_requests_for_a_stale_entry_schedule_one_refresh(
             burst.start_soon(cache.verify, token)
     await trio.sleep(1.0)
     assert db.loads == 2 and cache.statistics().refreshes == 1
+
+
+async def test_an_invalidation_is_not_undone_by_a_load_already_in_flight(
+    nursery: trio.Nursery, autojump_clock: object
+) -> None:
+    tid, secret = generate_token()
+    current = {"grant": _grant(tid, secret)}
+
+    async def load(token_id: str) -> TokenGrant | None:
+        read = current["grant"]  # what the database said when the query ran
+        await trio.sleep(1.0)
+        return read
+
+    cache = TokenCache(load, ttl_s=5.0)
+    token = format_token(tid, secret)
+    nursery.start_soon(cache.verify, token)  # a load starts...
+    await trio.sleep(0.5)
+    current["grant"] = replace(current["grant"], revoked=True)
+    cache.invalidate(tid)  # ...and the token is revoked here while it runs
+    await trio.sleep(1.0)  # the old answer arrives: it must not be remembered
+    with pytest.raises(AuthError, match="revoked"):
+        await cache.verify(token)
+
+
+async def test_a_failing_refresh_is_not_retried_on_every_request(
+    nursery: trio.Nursery, autojump_clock: object
+) -> None:
+    from aibridged.errors import StoreUnavailable
+
+    tid, secret = generate_token()
+    db = _Db(_grant(tid, secret), latency_s=0.01)
+    cache = TokenCache(db.load, ttl_s=5.0)
+    await nursery.start(cache.run_refresher)
+    token = format_token(tid, secret)
+    await cache.verify(token)
+
+    async def down(token_id: str) -> TokenGrant | None:
+        db.loads += 1
+        await trio.sleep(0.01)
+        raise StoreUnavailable("database unavailable")
+
+    cache._load = down
+    await trio.sleep(3.0)  # stale: every request would refresh
+    loads = db.loads
+    for _ in range(50):  # 50 requests in half a second
+        await cache.verify(token)
+        await trio.sleep(0.01)
+    assert db.loads - loads == 1

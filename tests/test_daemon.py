@@ -213,13 +213,20 @@ async def test_a_database_that_stops_answering_asks_for_a_graceful_shutdown(
     autojump_clock: object,
 ) -> None:
     store = _SilentStore()
-    life = _Lifecycle(trio.CancelScope())
+    notifications: list[str] = []
+
+    class Notifier:
+        def stopping(self) -> None:
+            notifications.append("STOPPING=1")
+
+    life = _Lifecycle(trio.CancelScope(), Notifier())  # type: ignore[arg-type]
     with capture_logs():
         await _watch_store(store, life)  # type: ignore[arg-type]
     assert store.pings == [5.0, 10.0, 15.0]
     assert life.shutdown.is_set()  # the listener drains, streams keep their grace
     assert isinstance(life.failure, StoreError) and "stopped answering" in str(life.failure)
     assert not life.root.cancel_called  # nothing was cut at once
+    assert notifications == ["STOPPING=1"] and not life.signalled  # a SIGTERM still drains
 
 
 async def test_tls_listener_serves_https(

@@ -4,11 +4,13 @@ own token; management paths never reach a provider; a token flood does not lock 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 import httpx2
 import pytest
 import trio
+import trio.testing
 
 from aibridged.store import open_store
 from aibridged.store import users as u
@@ -174,3 +176,34 @@ async def test_a_flood_of_made_up_tokens_does_not_fail_a_known_users_requests(
     assert set(flood_statuses) <= {403, 429} and 429 in flood_statuses  # the address got blocked
     blocked = [s for s in flood_statuses if s == 429]
     assert len(blocked) > len(flood_statuses) // 2
+
+
+async def test_callers_waiting_on_a_token_lookup_hold_no_concurrency_slot(
+    nursery: trio.Nursery, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Made-up tokens whose lookups queue (a slow database) must not fill max_concurrency:
+    authentication comes before a slot is taken."""
+    from aibridged import daemon
+    from aibridged.store.users import lookup_grant
+
+    async def slow_for_strangers(store: object, token_id: str) -> object:
+        grant = await lookup_grant(store, token_id)  # type: ignore[arg-type]
+        if grant is None:
+            await trio.sleep(3)
+        return grant
+
+    monkeypatch.setattr(daemon, "lookup_grant", slow_for_strangers)
+    gw = await start_gateway(
+        nursery,
+        database_url=database_url,
+        state_dir=tmp_path,
+        flags={"ai_gateway.max_concurrency": "1", "ai_gateway.auth_failure_limit": "0"},
+    )
+    url = gw.base("anthropic") + "/v1/messages"
+    async with httpx2.AsyncClient(timeout=30) as http, trio.open_nursery() as strangers:
+        for i in range(4):
+            bogus = f"{i:010d}-" + "x" * 22
+            strangers.start_soon(partial(http.post, url, json=MSG, headers={"x-api-key": bogus}))
+        await trio.sleep(0.5)  # they are all waiting on their lookups now
+        r = await http.post(url, json=MSG, headers={"x-api-key": gw.token})
+        assert r.status_code == 200

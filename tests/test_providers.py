@@ -98,3 +98,18 @@ def test_a_base_url_the_upstream_client_cannot_use_is_an_error_status() -> None:
     for url in ("http://", "http://user:pw@host/v1", "http://h/v1?x=1", "http://h:99999"):
         provider = build_provider(name="x", type_name="openai-compat", base_url=url, keys=())
         assert provider.status == "error", url
+
+
+def test_keys_a_header_cannot_carry_put_the_provider_in_error() -> None:
+    provider = build_provider(
+        name="x", type_name="openai", base_url="", keys=("sk-ok-0123456789", "sk-bad\nline")
+    )
+    assert provider.status == "error" and "key 2" in provider.error
+    assert "sk-bad" not in provider.error
+
+
+def test_several_keys_in_one_variable_are_split_like_a_key_file() -> None:
+    provider = provider_from_seed(
+        _seed(key_env="K"), {"K": " sk-one-0123456789\nsk-two-0123456789 "}
+    )
+    assert provider.keys == ("sk-one-0123456789", "sk-two-0123456789") and not provider.error

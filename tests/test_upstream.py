@@ -213,3 +213,78 @@ async def test_chunks_already_received_come_out_in_one_piece(nursery: trio.Nurse
     await conn.receive_head(timeout_s=5)
     assert await conn.receive_body(math.inf) == b"".join(events)
     assert await conn.receive_body(math.inf) == b""
+
+
+async def test_bytes_past_the_end_of_an_answer_never_become_the_next_answer(
+    nursery: trio.Nursery,
+) -> None:
+    """An upstream that sends more than its Content-Length (or a body on a HEAD answer): the
+    connection is not reused, so the extra bytes cannot pose as another request's answer."""
+    smuggled = (
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 9\r\n\r\nSMUGGLED!"
+    )
+
+    async def overflow(stream: trio.SocketStream) -> None:
+        while head := await _request_head(stream):
+            if head.startswith(b"HEAD"):
+                await stream.send_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}" + smuggled)
+            else:
+                await stream.send_all(OK + smuggled)
+
+    origin, connections = await _serve(nursery, overflow)
+    client = _client()
+    assert await _get(client, origin) == b"{}"
+    assert await _get(client, origin) == b"{}"  # not b"SMUGGLED!"
+    assert await _get(client, origin, "HEAD") == b""
+    assert await _get(client, origin) == b"{}"
+    assert len(connections) == 4 and client.statistics().idle == 0
+
+
+async def test_a_malformed_chunk_after_good_data_is_a_connect_error_after_the_data(
+    nursery: trio.Nursery,
+) -> None:
+    async def bad_chunk(stream: trio.SocketStream) -> None:
+        await _request_head(stream)
+        head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+        await stream.send_all(head + b"transfer-encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n")
+        await trio.sleep_forever()
+
+    origin, _ = await _serve(nursery, bad_chunk)
+    response = await _client().send(UpstreamRequest("GET", origin, "/x", [], b""))
+    await trio.testing.wait_all_tasks_blocked(cushion=0.05)  # all of it has arrived
+    assert await response.receive_some() == b"hello"
+    with pytest.raises(UpstreamConnectError):
+        await response.receive_some()
+
+
+async def test_a_pooled_connection_closed_as_the_request_went_out_is_retried_once(
+    nursery: trio.Nursery,
+) -> None:
+    """The provider keeps the connection after the first answer, then closes it without
+    answering the next request (its idle timeout): the request goes again, on a new one."""
+
+    async def answer_once_then_hang_up(stream: trio.SocketStream) -> None:
+        await _request_head(stream)
+        await stream.send_all(OK)
+        await _request_head(stream)  # the next request arrives, and the peer closes
+
+    origin, connections = await _serve(nursery, answer_once_then_hang_up)
+    client = _client()
+    assert await _get(client, origin) == b"{}"
+    assert await _get(client, origin) == b"{}"
+    assert len(connections) == 2
+
+
+async def test_a_header_h11_refuses_is_never_quoted_in_the_error(nursery: trio.Nursery) -> None:
+    origin, connections = await _serve(nursery, _answer_forever)
+    secret = b"Bearer sk-first-0123456789\nsk-second-0123456789"
+    with pytest.raises(UpstreamConnectError, match="not valid HTTP") as info:
+        await _client().send(
+            UpstreamRequest("GET", origin, "/x", [(b"authorization", secret)], b"")
+        )
+    await trio.testing.wait_all_tasks_blocked()
+    assert "sk-" not in str(info.value) and len(connections) == 1  # it did connect
+
+
+def test_a_non_ascii_base_path_is_percent_encoded() -> None:
+    assert Origin.from_url("http://h/ünï/v1").base_path == "/%C3%BCn%C3%AF/v1"

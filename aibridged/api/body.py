@@ -6,6 +6,7 @@ import trio
 
 from aibridged.errors import Rejected
 from aibridged.intercept.client import Receive
+from aibridged.intercept.headers import is_json_media
 
 
 def human_size(n: int) -> str:
@@ -51,6 +52,5 @@ async def read_body(
 def is_json(headers: list[tuple[bytes, bytes]]) -> bool:
     for name, value in headers:
         if name == b"content-type":
-            media = value.split(b";", 1)[0].strip().lower()
-            return media == b"application/json" or media.endswith(b"+json")
+            return is_json_media(value.split(b";", 1)[0].strip().lower().decode("latin-1"))
     return False

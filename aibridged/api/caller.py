@@ -99,6 +99,10 @@ class CallerAuth:
             log.info("auth.rejected", reason=exc.reason)
             raise Rejected(403, "unauthorized", "unauthorized") from exc
         except (StoreError, trio.TooSlowError) as exc:
+            if self._failures is not None and isinstance(exc, trio.TooSlowError):
+                # A lookup that timed out counts against its address: a flood large enough to
+                # make lookups queue past the deadline still gets the address blocked.
+                self._failures.failed(address)
             log.error("auth.store_unavailable", error=str(exc) or "token lookup timed out")
             raise Rejected(
                 503, "could not verify the token: database unavailable", "store_unavailable"

@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 import trio
 
+from aibridged.api.asgi import DATAPLANE_PREFIXES
 from aibridged.api.body import is_json, read_body
 from aibridged.api.caller import Caller, CallerAuth
 from aibridged.api.finish import Finisher, Interception
@@ -48,8 +49,6 @@ from aibridged.providers.pool import Provider, ProviderRegistry
 from aibridged.safe import bounded_text
 
 log = structlog.get_logger("aibridged.dataplane")
-
-PREFIXES = ("/api/v2/aibridge/", "/api/v2/ai-gateway/")
 
 
 def route_not_supported(method: str, path: str) -> Rejected:
@@ -86,7 +85,7 @@ class DataPlane:
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         path: str = scope["path"]
-        prefix = PREFIXES[0] if path.startswith(PREFIXES[0]) else PREFIXES[1]
+        prefix = next(p for p in DATAPLANE_PREFIXES if path.startswith(p))
         name, slash, sub = path[len(prefix) :].partition("/")
         # The snapshot is read once: a provider swap never changes a request already admitted.
         provider = self._providers.current.get(name)
@@ -120,6 +119,13 @@ class DataPlane:
             # "error") and unknown names have no routes at all.
             raise route_not_supported(method, scope["path"])
         bind_request(provider=provider.name)
+        client = scope.get("client")
+        # Authenticated before taking a concurrency slot: callers with made-up tokens, waiting
+        # on their lookups, never hold slots real users need.
+        caller = await self._auth.authenticate(
+            scope["headers"], method, client[0] if client else ""
+        )
+        bind_request(initiator=caller.principal.username)
         limit = self._settings.max_concurrency
         if limit and self._inflight >= limit:
             raise Rejected(
@@ -127,7 +133,7 @@ class DataPlane:
             )
         self._inflight += 1
         try:
-            await self._handle(scope, receive, send, provider, sub, outcome)
+            await self._handle(scope, receive, send, provider, caller, sub, outcome)
         finally:
             self._inflight -= 1
 
@@ -149,14 +155,12 @@ class DataPlane:
         receive: Receive,
         send: Send,
         provider: Provider,
+        caller: Caller,
         sub: str,
         outcome: RelayOutcome,
     ) -> None:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         method: str = scope["method"]
-        client = scope.get("client")
-        caller = await self._auth.authenticate(headers, method, client[0] if client else "")
-        bind_request(initiator=caller.principal.username)
         if not provider.enabled:
             raise Rejected(
                 503,
@@ -194,6 +198,9 @@ class DataPlane:
         self._finisher.started(interception)
         try:
             await run_watched(receive, outcome, partial(self._exchange, interception, call, send))
+        except Exception as exc:  # a bug: finished as such, not as a cut at the deadline
+            outcome.error = outcome.error or f"internal error ({type(exc).__name__})"
+            raise
         finally:
             self._finisher.finish(interception)
 

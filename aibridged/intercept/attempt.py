@@ -54,6 +54,8 @@ async def send_upstream_error(
 ) -> None:
     """Answer with `error` before any byte of an upstream answer was relayed."""
     outcome.error = str(error)
+    if outcome.started:
+        return  # a response is already out: a second one cannot follow (the relay ended it)
     if isinstance(error, UpstreamStatusError):
         await send_simple(send, error.status, error.body, error.headers, outcome, before_end)
         return

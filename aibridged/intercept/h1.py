@@ -9,7 +9,6 @@ has consumed nothing, so the connection is still consistent. Library errors leav
 from __future__ import annotations
 
 import contextlib
-import math
 import ssl
 from typing import Any
 
@@ -43,23 +42,41 @@ async def open_h1_connection(
     timeout_s: float,
 ) -> H1Connection:
     """Connect (and handshake) within `timeout_s`."""
-    stream: trio.abc.Stream
-    with trio.move_on_after(timeout_s) as scope:
-        try:
-            tcp = await trio.open_tcp_stream(host, port)
-            stream = tcp
-            if tls is not None:
-                stream = trio.SSLStream(tcp, tls, server_hostname=host, https_compatible=True)
-                await stream.do_handshake()
-        except _BROKEN as exc:
-            raise connection_error(exc) from exc
-    if scope.cancelled_caught:
+    stream: trio.abc.Stream | None = None
+    tcp: trio.SocketStream | None = None
+    try:
+        with trio.move_on_after(timeout_s):
+            try:
+                tcp = await trio.open_tcp_stream(host, port)
+                if tls is None:
+                    stream = tcp
+                else:
+                    ssl_stream = trio.SSLStream(
+                        tcp, tls, server_hostname=host, https_compatible=True
+                    )
+                    await ssl_stream.do_handshake()
+                    stream = ssl_stream
+            except _BROKEN as exc:
+                raise connection_error(exc) from exc
+    finally:
+        if stream is None and tcp is not None:  # failed, timed out or cancelled mid-handshake
+            tcp.socket.close()
+    if stream is None:
         raise UpstreamTimeout(f"upstream timed out (connecting to {host}:{port})")
     return H1Connection(stream)
 
 
 class H1Connection:
-    __slots__ = ("_body_ended", "_h11", "_peer_closed", "_socket", "_stream", "idle_since")
+    __slots__ = (
+        "_answered",
+        "_body_ended",
+        "_failure",
+        "_h11",
+        "_peer_closed",
+        "_socket",
+        "_stream",
+        "idle_since",
+    )
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self._stream = stream
@@ -68,6 +85,8 @@ class H1Connection:
         self._socket: Any = getattr(transport, "socket", None)
         self._peer_closed = False
         self._body_ended = False  # the body's end was parsed along with its last data
+        self._failure: UpstreamConnectError | None = None  # met after data still handed over
+        self._answered = False  # a byte of the current answer has arrived
         self.idle_since = 0.0
 
     # -- one exchange ---------------------------------------------------------------------------
@@ -86,8 +105,11 @@ class H1Connection:
             if body:
                 parts.append(self._h11.send(h11.Data(data=body)))
             parts.append(self._h11.send(h11.EndOfMessage()))
-        except h11.LocalProtocolError as exc:  # a header our side should never have built
-            raise connection_error(exc) from exc
+        except h11.LocalProtocolError as exc:
+            # h11's message quotes the offending header, which may be a credential: never
+            # pass it on (to the client, the log).
+            message = "upstream request not sent (a header value is not valid HTTP)"
+            raise UpstreamConnectError(message) from exc
         data = b"".join(part for part in parts if part)
         with trio.move_on_after(timeout_s) as scope:
             try:
@@ -117,6 +139,8 @@ class H1Connection:
         """
         if self._body_ended:
             return b""
+        if self._failure is not None:
+            raise self._failure
         while True:
             event = await self._next_event(deadline, "before the end of the body")
             if event is None:
@@ -126,12 +150,16 @@ class H1Connection:
             if isinstance(event, h11.Data) and event.data:
                 break
         pieces = [bytes(event.data)]
-        while (more := self._h11.next_event()) is not h11.NEED_DATA:
-            if isinstance(more, h11.EndOfMessage):
-                self._body_ended = True
-                break
-            if isinstance(more, h11.Data):
-                pieces.append(bytes(more.data))
+        try:
+            while (more := self._h11.next_event()) is not h11.NEED_DATA:
+                if isinstance(more, h11.EndOfMessage):
+                    self._body_ended = True
+                    break
+                if isinstance(more, h11.Data):
+                    pieces.append(bytes(more.data))
+        except h11.RemoteProtocolError as exc:
+            # What parsed before the bad bytes is good: hand it over; the error comes next.
+            self._failure = connection_error(exc)
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     async def _next_event(self, deadline: float, closed_what: str) -> Any:
@@ -155,6 +183,7 @@ class H1Connection:
                     raise connection_error(exc) from exc
                 self._h11.receive_data(data)  # type: ignore[arg-type]
                 self._peer_closed = not data
+                self._answered = self._answered or bool(data)
                 continue
             return None
 
@@ -163,14 +192,26 @@ class H1Connection:
     def ready_for_reuse(self) -> bool:
         """True once the exchange ended cleanly and both sides keep the connection alive; the
         connection is then reset for its next request."""
-        if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
-            self._body_ended = False
-            try:
-                self._h11.start_next_cycle()
-            except h11.LocalProtocolError:
-                return False
-            return True
-        return False
+        if self._h11.our_state is not h11.DONE or self._h11.their_state is not h11.DONE:
+            return False
+        leftover, closed = self._h11.trailing_data
+        if leftover or closed:
+            # Bytes past the end of the answer (more than its Content-Length, a body on a HEAD
+            # or 204 answer): the next request on this connection would read them as its own
+            # answer. The connection is not reused.
+            return False
+        self._body_ended = False
+        self._answered = False
+        try:
+            self._h11.start_next_cycle()
+        except h11.LocalProtocolError:
+            return False
+        return True
+
+    @property
+    def answered(self) -> bool:
+        """False while no byte of the current answer has arrived."""
+        return self._answered
 
     def is_stale(self) -> bool:
         """True when an idle connection has something to read: the peer closed it (or sent
@@ -185,7 +226,3 @@ class H1Connection:
     async def aclose(self) -> None:
         with trio.CancelScope(shield=True), trio.move_on_after(1), contextlib.suppress(*_BROKEN):
             await self._stream.aclose()
-
-
-def deadline_after(seconds: float) -> float:
-    return trio.current_time() + seconds if math.isfinite(seconds) else math.inf

@@ -75,9 +75,9 @@ def forwarded_headers(
     return out
 
 
-def has_client_credential(headers: Iterable[tuple[bytes, bytes]]) -> bool:
-    """True when forwarded headers still carry a credential of the client's own (BYOK)."""
-    return any(name in CLIENT_AUTH for name, _ in headers)
+def is_json_media(media_type: str) -> bool:
+    """True for `application/json` and any `+json` type (media type only, lower-case)."""
+    return media_type == "application/json" or media_type.endswith("+json")
 
 
 def stream_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

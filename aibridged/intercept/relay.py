@@ -34,7 +34,7 @@ import trio
 from aibridged.errors import UpstreamError, UpstreamProtocolError
 from aibridged.intercept import sse
 from aibridged.intercept.client import RelayOutcome, Send, start_response
-from aibridged.intercept.headers import client_response_headers, stream_headers
+from aibridged.intercept.headers import client_response_headers, is_json_media, stream_headers
 from aibridged.intercept.upstream import UpstreamResponse
 from aibridged.intercept.wire import WireFormat
 
@@ -77,13 +77,6 @@ class RelayPlan:
     transcoder: StreamTranscoder | None = None
 
 
-_JSON_MEDIA_TYPES = frozenset({"application/json"})
-
-
-def _is_json(media_type: str) -> bool:
-    return media_type in _JSON_MEDIA_TYPES or media_type.endswith("+json")
-
-
 async def relay_response(
     response: UpstreamResponse,
     plan: RelayPlan,
@@ -100,7 +93,7 @@ async def relay_response(
         await relay.transcoded(plan.transcoder)
     elif media == SSE_MEDIA_TYPE:
         await relay.events()
-    elif plan.intercepted and response.status < 300 and not _is_json(media):
+    elif plan.intercepted and response.status < 300 and not is_json_media(media):
         raise UpstreamProtocolError(
             f"upstream answered with content type {media or 'none'!r}, "
             "which the gateway cannot relay on this route"
@@ -201,25 +194,32 @@ class _Relay:
         await start_response(self.send, outcome, response.status, headers)
         writer = _StreamWriter(self.send, outcome, self.plan.ping_interval_s)
         parser: sse.SSEParser | None = sse.SSEParser()
-        tail = b""  # the unfinished event: not sent until it is whole
+        tail = bytearray()  # the unfinished event: not sent until it is whole
         try:
             while chunk := await writer.next_chunk(response):
                 self._received()
                 if not writer.aligned:
                     await writer.write(chunk)
                     continue
-                data = tail + chunk if tail else chunk
-                end = sse.last_event_end(data)
-                if end:
-                    await writer.write(data if end == len(data) else data[:end])
-                tail = data[end:]
+                if tail:
+                    searched = max(0, len(tail) - 3)  # a boundary may straddle the old end
+                    tail += chunk
+                    end = sse.last_event_end(tail, searched)
+                    if end:
+                        await writer.write(bytes(tail[:end]))
+                        del tail[:end]
+                else:
+                    end = sse.last_event_end(chunk)
+                    if end:
+                        await writer.write(chunk if end == len(chunk) else chunk[:end])
+                    tail += chunk[end:]
                 if parser is not None:
                     self._observe(parser.feed(chunk))
                 if len(tail) > limit:  # give up on events: relay bytes as they come
                     self._abandon_parsing(len(tail))
                     writer.aligned, parser = False, None
-                    await writer.write(tail)
-                    tail = b""
+                    await writer.write(bytes(tail))
+                    tail.clear()
         except UpstreamError as exc:
             outcome.error = str(exc)
             log.warning("relay.upstream_failed_mid_stream", error=outcome.error)
@@ -228,7 +228,7 @@ class _Relay:
             await writer.write(prefix + _stream_error(self.plan.wire_format, outcome.error))
         else:
             if tail:  # the upstream ended cleanly on an unterminated event: relay it as is
-                await writer.write(tail)
+                await writer.write(bytes(tail))
         await self._end()
 
     def _observe(self, events: list[sse.SSEEvent]) -> None:

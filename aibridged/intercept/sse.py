@@ -276,19 +276,22 @@ class SSEParser:
         return self._pending_len + size
 
 
-def last_event_end(data: bytes | bytearray) -> int:
-    """The offset just past the last event boundary (a blank line) in `data`, 0 if it has none.
+def last_event_end(data: bytes | bytearray, start: int = 0) -> int:
+    """The offset just past the last event boundary (a blank line) in `data` that ends after
+    `start`, 0 if there is none.
 
     `data` must start at an event boundary. What lies before the offset is whole events (or
     comments), which can go to a client without ever leaving it inside a half-received event.
     A trailing CR counts as a line ending: a LF that follows in the next chunk is part of it, and
-    every SSE parser (ours included) skips it as such.
+    every SSE parser (ours included) skips it as such. With `start`, only the bytes from there on
+    are searched (a boundary is at most 4 bytes long: a caller that appends chunks passes the old
+    length minus 3), so holding a long event costs linear time, not quadratic.
     """
-    if b"\r" not in data:
-        end = data.rfind(b"\n\n")
+    if data.find(b"\r", start) < 0:
+        end = data.rfind(b"\n\n", start)
         return end + 2 if end >= 0 else 0
     last = 0
-    for match in _EVENT_END.finditer(data):
+    for match in _EVENT_END.finditer(data, start):
         last = match.end()
     return last
 

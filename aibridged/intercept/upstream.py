@@ -25,12 +25,12 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import h11
 import trio
 
-from aibridged.errors import UpstreamError, UpstreamTimeout
+from aibridged.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout
 from aibridged.intercept.h1 import H1Connection, open_h1_connection
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -75,13 +75,14 @@ class Origin:
             raise ValueError(f"base_url {url!r} must not hold credentials, a query or a fragment")
         if any(c in parts.path for c in " \t\r\n\x00?#"):
             raise ValueError(f"base_url {url!r} has characters that need escaping in its path")
+        path = quote(parts.path, safe="/:@!$&'()*+,;=-._~%")  # non-ASCII: percent-encoded
         host = _encode_host(parts.hostname)
         shown = b"[" + host + b"]" if b":" in host else host
         if port is not None and port != _DEFAULT_PORTS[parts.scheme]:
             shown += b":%d" % port
         else:
             port = None
-        return cls(parts.scheme.encode(), host, port, shown, parts.path.rstrip("/"))
+        return cls(parts.scheme.encode(), host, port, shown, path.rstrip("/"))
 
 
 def _encode_host(hostname: str) -> bytes:
@@ -102,11 +103,6 @@ class UpstreamRequest:
     target: str  # percent-encoded path (after the origin's base path) and query
     headers: list[tuple[bytes, bytes]]  # without Host and Content-Length: added here
     body: bytes
-
-    @property
-    def url(self) -> str:
-        o = self.origin
-        return f"{o.scheme.decode()}://{o.host_header.decode()}{o.base_path}{self.target}"
 
 
 class UpstreamResponse:
@@ -228,17 +224,40 @@ class UpstreamClient:
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         """One attempt: connect (or reuse), send, read status and headers. The caller reads
-        the body and closes the answer."""
+        the body and closes the answer.
+
+        A pooled connection the provider closed just as the request went out (it closes idle
+        connections on its own schedule) fails before any byte of an answer: the request is
+        then sent once more, on a new connection.
+        """
         origin = request.origin
         key = (origin.scheme, origin.host, origin.port)
-        conn = self._take_idle(key) or await self._connect(origin)
         headers = [(b"host", origin.host_header), *request.headers]
         if request.body or request.method in ("POST", "PUT", "PATCH"):
             headers.append((b"content-length", b"%d" % len(request.body)))
+        target = (origin.base_path + request.target).encode("ascii")
+        pooled = self._take_idle(key)
+        if pooled is not None:
+            try:
+                return await self._exchange(key, pooled, request, target, headers)
+            except UpstreamConnectError:
+                if pooled.answered:
+                    raise
+        conn = await self._connect(origin)
+        return await self._exchange(key, conn, request, target, headers)
+
+    async def _exchange(
+        self,
+        key: _PoolKey,
+        conn: H1Connection,
+        request: UpstreamRequest,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+    ) -> UpstreamResponse:
         try:
             await conn.send_request(
                 request.method.encode("ascii"),
-                (origin.base_path + request.target).encode("ascii"),
+                target,
                 headers,
                 request.body,
                 timeout_s=self._settings.read_timeout_s,

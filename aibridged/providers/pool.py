@@ -141,6 +141,8 @@ def build_provider(
     elif not url:
         error = f"provider type {type_name} needs a base_url"
     if not error:
+        error = _unusable_key(keys)
+    if not error:
         try:
             origin = Origin.from_url(url)
         except ValueError as exc:
@@ -158,6 +160,17 @@ def build_provider(
     )
 
 
+def _unusable_key(keys: tuple[str, ...]) -> str:
+    """Why a key cannot go in a header (it would be refused, or split into two), or ""."""
+    for index, key in enumerate(keys):
+        if not key or not all("!" <= c <= "~" for c in key):
+            return (
+                f"key {index + 1} holds characters an HTTP header cannot carry"
+                " (spaces, line breaks, non-ASCII)"
+            )
+    return ""
+
+
 def _revision(type_name: str, url: str, keys: tuple[str, ...], enabled: bool) -> str:
     digest = hashlib.sha256()
     for part in (type_name, url, str(enabled), *keys):
@@ -170,9 +183,9 @@ def provider_from_seed(seed: ProviderSeed, environ: Mapping[str, str] | None = N
     keys = list(seed.keys)
     problem = ""
     if seed.key_env:
-        value = env.get(seed.key_env, "").strip()
-        if value:
-            keys.append(value)
+        value = env.get(seed.key_env, "")
+        if value.strip():
+            keys.extend(value.split())  # several keys, whitespace-separated, as in key_file
         else:
             problem = f"environment variable {seed.key_env} (key_env) is not set"
     if seed.key_file:

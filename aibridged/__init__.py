@@ -4,13 +4,13 @@ Layers, highest first; a module imports only from its own layer or the ones belo
 (tests/test_layers.py enforces this):
 
     cli, admin_cli                       command line; trio.run happens only here
-    daemon, reload                       composition root, supervisor of the root nursery
+    daemon, startup, reload              composition root, providers' startup, reload loop
     api, proxy                           listeners: data plane (raw ASGI), control plane (Quart)
     providers, mcp, demo                 vendor facts, provider snapshots; the built-in upstream
     intercept, clients                   relaying and parsing the wire formats; client detection
     recorder, dump, auth                 consumers of the store
     store                                PostgreSQL (the only asyncio code)
-    records, config, errors, log, metrics, safe, tokens, sdnotify, supervisor
+    records, config, errors, log, metrics, safe, tokens, sdnotify, supervisor, secretbox
 """
 
 __version__ = "0.1.0"

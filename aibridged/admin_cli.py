@@ -1,4 +1,4 @@
-"""`aibridged migrate|users|tokens`: local-database administration."""
+"""`aibridged migrate|users|tokens|secrets`: local-database administration."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ from typing import Any
 from aibridged.config import Config, parse_duration
 from aibridged.daemon import open_database
 from aibridged.errors import InvalidInput
+from aibridged.secretbox import write_key_file
+from aibridged.startup import check_secret_box, open_secret_box
 from aibridged.store import Store, apply_migrations
+from aibridged.store import providers as p
 from aibridged.store import users as u
 
 
@@ -23,6 +26,8 @@ async def run(config: Config, args: argparse.Namespace) -> int:
             return 0
         if args.command == "users":
             return await _users(store, args)
+        if args.command == "secrets":
+            return await _secrets(store, config, args)
         return await _tokens(store, args)
 
 
@@ -80,6 +85,33 @@ async def _tokens(store: Store, args: argparse.Namespace) -> int:
     else:
         token = await u.revoke_token(store, args.token_id)
         print(f"token {token.id} revoked")
+    return 0
+
+
+async def _secrets(store: Store, config: Config, args: argparse.Namespace) -> int:
+    path = config.server.secrets_key_path
+    box = open_secret_box(path)
+    await check_secret_box(store, box, path)
+    if args.action == "rotate":
+        rotated = box.rotated()
+        # The file first: it holds the old keys too, so whatever happens next still opens.
+        write_key_file(path, rotated)
+        count = await p.reseal_all(
+            store, lambda sealed, context: rotated.seal(box.open(sealed, context=context),
+                                                        context=context)
+        )  # fmt: skip
+        print(f"new key {rotated.key_ids[0]} first in {path}; {count} secrets sealed again")
+        print("copy the file to every replica, restart them, then run `aibridged secrets prune`")
+        return 0
+    stale = [v for v in await p.all_sealed(store) if not box.sealed_by_current(v)]
+    if stale:
+        raise InvalidInput(
+            f"{len(stale)} stored secrets are sealed under older keys: run"
+            " `aibridged secrets rotate` first"
+        )
+    pruned = box.only_current()
+    write_key_file(path, pruned)
+    print(f"{path} holds one key now: {pruned.key_ids[0]}")
     return 0
 
 

@@ -64,6 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
     tlist.add_argument("--user")
     tokens_sub.add_parser("revoke", help="revoke a token by id").add_argument("token_id")
 
+    secrets = with_config(sub.add_parser("secrets", help="the key ring sealing provider keys"))
+    secrets_sub = secrets.add_subparsers(dest="action", required=True, metavar="ACTION")
+    secrets_sub.add_parser(
+        "rotate", help="put a new key first in the key file and seal every stored secret again"
+    )
+    secrets_sub.add_parser(
+        "prune", help="drop the old keys from the key file once nothing is sealed under them"
+    )
+
     sub.add_parser("version", help="print the version")
     return parser
 

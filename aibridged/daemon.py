@@ -15,7 +15,7 @@ import os
 import resource
 import signal
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -32,6 +32,8 @@ from aibridged.api.asgi import GatewayApp
 from aibridged.api.control import create_control_app
 from aibridged.api.dataplane import DataPlane
 from aibridged.api.http import ListenerSettings, serve_asgi
+from aibridged.api.manage import Management
+from aibridged.api.provider_routes import ProviderRoutes
 from aibridged.auth import TokenCache
 from aibridged.config import Config
 from aibridged.demo import DemoUpstream, serve_demo_upstream
@@ -41,14 +43,8 @@ from aibridged.errors import StartupError, StoreError
 from aibridged.intercept.upstream import UpstreamSettings, open_upstream_client
 from aibridged.log import flush_logs, run_log_flusher
 from aibridged.metrics import Metrics
-from aibridged.providers.pool import (
-    ProviderRegistry,
-    ProviderSet,
-    build_provider,
-    provider_from_seed,
-    provider_set,
-)
 from aibridged.sdnotify import SdNotifier
+from aibridged.startup import ProviderRuntime, open_providers
 from aibridged.store import Store, apply_migrations, open_store
 from aibridged.store.embedded import start_embedded_postgres
 from aibridged.store.users import bootstrap_admin, lookup_grant
@@ -62,6 +58,7 @@ STORE_CHECK_FAILURES = 3  # consecutive failed pings before the store counts as 
 GC_YOUNG_THRESHOLD = 50_000  # allocations between collections of the youngest generation
 # Connections of the pool token lookups may use: a flood of unknown tokens cannot take the rest.
 AUTH_CONNECTIONS = 3
+MANAGEMENT_CONNECTIONS = 3  # the management API's share
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +76,7 @@ class _Lifecycle:
     shutdown: trio.Event = field(default_factory=trio.Event)
     failure: BaseException | None = None  # why the daemon stops, when it is not a signal
     signalled: bool = False  # a stop signal arrived (the next one cuts everything at once)
+    on_sighup: Callable[[], None] | None = None  # set once the providers can be reloaded
 
     def stop(self, failure: BaseException | None = None) -> None:
         """Ask for the graceful shutdown (listener drains, writers flush, store closes)."""
@@ -130,21 +128,23 @@ async def run_daemon(
                     partial(lookup_grant, store.budget("auth", AUTH_CONNECTIONS)),
                     ttl_s=config.ai_gateway.token_cache_ttl_s,
                 )
-                providers = ProviderRegistry(
-                    _first_provider_set(config, demo_url, environ, metrics)
+                providers = await open_providers(
+                    config, store, metrics, notifier, demo_url=demo_url, environ=environ
                 )
                 dataplane = DataPlane(
                     settings=config.ai_gateway,
-                    providers=providers,
+                    providers=providers.registry,
                     tokens=token_cache,
                     upstream=upstream,
                     metrics=metrics,
                 )
-                app = _build_app(config, store, dataplane, life)
+                app = _build_app(config, store, dataplane, life, token_cache, providers)
                 async with trio.open_nursery() as services:
                     await services.start(
                         run_supervised, "token_refresher", token_cache.run_refresher, metrics
                     )
+                    await providers.run(store, metrics, services)
+                    life.on_sighup = partial(providers.reloader.request, sighup=True)
                     services.start_soon(_watch_store, store, life)
                     http_urls = await services.start(
                         _run_listener, app, config, life, services.cancel_scope
@@ -259,39 +259,6 @@ def _upstream_settings(config: Config) -> UpstreamSettings:
     )
 
 
-def _first_provider_set(
-    config: Config, demo_url: str | None, environ: Mapping[str, str] | None, metrics: Metrics
-) -> ProviderSet:
-    providers = [provider_from_seed(seed, environ) for seed in config.providers]
-    if demo_url is not None:
-        providers += [
-            build_provider(
-                name="demo-openai",
-                type_name="openai-compat",
-                base_url=demo_url + "/v1",
-                keys=("demo-key",),
-            ),
-            build_provider(
-                name="demo-anthropic", type_name="anthropic", base_url=demo_url, keys=("demo-key",)
-            ),
-        ]
-    try:
-        built = provider_set(providers)
-    except ValueError as exc:
-        raise StartupError(str(exc)) from exc
-    metrics.provider_info.clear()
-    for provider in built.providers.values():
-        metrics.provider_info.labels(provider.name, provider.type.name, provider.status).set(1)
-        log.info(
-            "provider.loaded",
-            provider=provider.name,
-            type=provider.type.name,
-            status=provider.status,
-            base_url=provider.base_url,
-        )
-    return built
-
-
 def _warn_about_settings_not_in_effect(config: Config) -> None:
     gateway = config.ai_gateway
     for key, is_set in (
@@ -303,7 +270,14 @@ def _warn_about_settings_not_in_effect(config: Config) -> None:
             log.warning("config.not_in_effect", key=key, reason="not implemented by this build yet")
 
 
-def _build_app(config: Config, store: Store, dataplane: DataPlane, life: _Lifecycle) -> GatewayApp:
+def _build_app(
+    config: Config,
+    store: Store,
+    dataplane: DataPlane,
+    life: _Lifecycle,
+    tokens: TokenCache,
+    providers: ProviderRuntime,
+) -> GatewayApp:
     async def readiness() -> str | None:
         if life.shutdown.is_set():
             return "shutting down"
@@ -313,7 +287,15 @@ def _build_app(config: Config, store: Store, dataplane: DataPlane, life: _Lifecy
             return str(exc)
         return None
 
-    control = create_control_app(readiness, max_body_bytes=config.ai_gateway.max_body_bytes)
+    management = Management(tokens, store.budget("management", MANAGEMENT_CONNECTIONS))
+    control = create_control_app(
+        readiness,
+        max_body_bytes=config.ai_gateway.max_body_bytes,
+        management=management,
+        providers=ProviderRoutes(
+            management, providers.box, providers.describe, providers.reloader.request
+        ),
+    )
     return GatewayApp(control, dataplane if config.ai_gateway.enabled else None)
 
 
@@ -390,11 +372,9 @@ async def _watch_signals(
         task_status.started()
         async for signum in signals:
             if signum == signal.SIGHUP:
-                # Providers come from the config file for now; reloading them from the database
-                # on SIGHUP arrives with the database-backed provider store.
-                log.info(
-                    "daemon.sighup", action="nothing to reload: providers come from the config file"
-                )
+                log.info("daemon.sighup", action="reloading the providers")
+                if life.on_sighup is not None:
+                    life.on_sighup()
             elif not life.signalled:  # the first stop signal, even after a failure asked to stop
                 life.signalled = True
                 log.info("daemon.stopping", signal=signal.Signals(signum).name)

@@ -6,8 +6,11 @@
     ├── StoreError                the database failed
     │   ├── StoreUnavailable      cannot connect / connection lost
     │   └── MigrationError        a migration could not be applied
+    ├── SecretsError              the secrets key file is missing, unreadable or not the right one
+    │   └── UnknownSecretsKey     a secret was sealed under a key the key file does not hold
     ├── AuthError                 a token is missing, malformed, unknown or revoked; user suspended
     ├── InvalidInput              a value given by a user (CLI, API) is not acceptable
+    ├── PermissionDenied          the caller's role may not do this
     ├── NotFound                  a named object (user, token, provider) does not exist
     ├── Conflict                  a unique name is already taken
     ├── Rejected                  a request the gateway answers itself (status, message, reason)
@@ -49,6 +52,16 @@ class MigrationError(StoreError):
     """A schema migration failed."""
 
 
+class SecretsError(AibridgedError):
+    """Secrets at rest cannot be sealed or opened (key file missing, malformed, or not the key
+    the stored secrets were sealed with)."""
+
+
+class UnknownSecretsKey(SecretsError):
+    """A stored secret was sealed under a key the key ring does not hold (a rotation on another
+    replica, or the wrong key file): nothing of this database can be trusted to open."""
+
+
 class AuthError(AibridgedError):
     """Authentication failed. ``reason`` is for logs only; clients see a fixed text."""
 
@@ -58,7 +71,17 @@ class AuthError(AibridgedError):
 
 
 class InvalidInput(AibridgedError):
-    """A value given by a user (CLI argument, API field) is not acceptable."""
+    """A value given by a user (CLI argument, API field) is not acceptable.
+
+    `validations` names each bad field with why, (field, detail), for the API's error shape."""
+
+    def __init__(self, message: str, validations: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.validations = validations or []
+
+
+class PermissionDenied(AibridgedError):
+    """The caller is authenticated, but its role may not do what it asked."""
 
 
 class NotFound(AibridgedError):

@@ -88,6 +88,24 @@ class Metrics:
             ["provider_name", "provider_type", "status"],
             registry=registry,
         )
+        # No labels: one series each.
+        self.providers_last_reload = Gauge(
+            PREFIX + "providers_last_reload_timestamp_seconds",
+            "When the providers were last reloaded (every attempt, failed ones included).",
+            registry=registry,
+        )
+        self.providers_last_reload_success = Gauge(
+            PREFIX + "providers_last_reload_success_timestamp_seconds",
+            "When the providers were last reloaded successfully.",
+            registry=registry,
+        )
+        # Two series: result ok or failed.
+        self.provider_reloads = Counter(
+            PREFIX + "provider_reloads",
+            "Provider reloads by result (ok, failed); a failed one keeps the previous set.",
+            ["result"],
+            registry=registry,
+        )
         # One series per SSE stream parsing gave up on (bounded by provider names).
         self.stream_parse_abandoned = Counter(
             PREFIX + "stream_parse_abandoned",

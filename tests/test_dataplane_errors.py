@@ -229,7 +229,10 @@ async def test_unreachable_upstream_is_502(
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         dead_port = sock.getsockname()[1]
-    dead = f'[[providers]]\ntype = "anthropic"\nname = "dead"\nbase_url = "http://127.0.0.1:{dead_port}"\n'
+    dead = (
+        f'[[providers]]\ntype = "anthropic"\nname = "dead"\n'
+        f'base_url = "http://127.0.0.1:{dead_port}"\nkey_env = "TEST_ANTHROPIC_KEY"\n'
+    )
     gw = await gateway_with(extra_toml=dead)
     r = await http.post(gw.base("dead") + "/v1/messages", json=MSG, headers=_auth(gw))
     assert r.status_code == 502

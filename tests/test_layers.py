@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).parent.parent / "aibridged"
 # Highest first, as in aibridged/__init__.py. A module's layer is found by its longest prefix.
 LAYERS: list[tuple[str, ...]] = [
     ("cli", "admin_cli", "__main__"),
-    ("daemon", "reload"),
+    ("daemon", "reload", "startup"),
     ("api", "proxy"),
     ("providers", "mcp", "demo"),
     ("intercept", "clients"),
@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
         "tokens",
         "sdnotify",
         "supervisor",
+        "secretbox",
     ),
 ]
 

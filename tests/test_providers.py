@@ -6,17 +6,31 @@ import pytest
 from structlog.testing import capture_logs
 
 from aibridged.config import ProviderSeed
+from aibridged.errors import StartupError
 from aibridged.providers.pool import (
+    Provider,
     ProviderRegistry,
     build_provider,
-    provider_from_seed,
     provider_set,
 )
+from aibridged.providers.seeding import seeds_from_config
 
 
 def _seed(**kw: object) -> ProviderSeed:
     base: dict[str, object] = {"type": "openai", "name": "openai", "display_name": "openai"}
     return ProviderSeed(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def provider_from_seed(seed: ProviderSeed, env: dict[str, str]) -> Provider:
+    """The provider a seed gives once it is in the database (as the reload loop builds it)."""
+    (resolved,) = seeds_from_config([seed], env)
+    return build_provider(
+        name=resolved.name,
+        type_name=resolved.type,
+        base_url=resolved.base_url,
+        keys=resolved.keys,
+        enabled=resolved.enabled,
+    )
 
 
 def test_keys_come_from_env_or_file_and_never_show_in_repr(tmp_path: Path) -> None:
@@ -32,11 +46,10 @@ def test_keys_come_from_env_or_file_and_never_show_in_repr(tmp_path: Path) -> No
 @pytest.mark.parametrize(
     ("seed", "env", "reason"),
     [
-        (_seed(key_env="MISSING"), {}, "MISSING"),
+        (_seed(key_env="MISSING"), {}, "needs an API key"),
         (_seed(type="openai-compat", base_url=""), {}, "needs a base_url"),
-        (_seed(base_url="ftp://x"), {}, "http(s)"),
-        (_seed(type="bedrock", name="bedrock"), {}, "not supported"),
-        (_seed(name="sessions"), {}, "reserved"),
+        (_seed(base_url="ftp://x", key_env="K"), {"K": "sk-1"}, "http(s)"),
+        (_seed(type="bedrock", name="bedrock"), {}, "not served"),
     ],
 )
 def test_unusable_providers_get_status_error_with_a_reason(
@@ -46,19 +59,26 @@ def test_unusable_providers_get_status_error_with_a_reason(
     assert provider.status == "error" and reason in provider.error
 
 
+def test_a_reserved_name_or_a_repeated_name_in_the_seeds_stops_startup() -> None:
+    with pytest.raises(StartupError, match="reserved"):
+        seeds_from_config([_seed(name="sessions")], {})
+    with pytest.raises(StartupError, match="two provider seeds"):
+        seeds_from_config([_seed(), _seed()], {})
+
+
 def test_defaults_and_disabled_status() -> None:
-    anthropic = build_provider(name="claude", type_name="anthropic", base_url="", keys=())
+    anthropic = build_provider(name="claude", type_name="anthropic", base_url="", keys=("k",))
     assert anthropic.base_url == "https://api.anthropic.com"
-    off = build_provider(name="x", type_name="openai", base_url="", keys=(), enabled=False)
+    off = build_provider(name="x", type_name="openai", base_url="", keys=("k",), enabled=False)
     assert (off.status, off.base_url) == ("disabled", "https://api.openai.com/v1")
 
 
 def test_snapshots_swap_whole() -> None:
-    one = build_provider(name="a", type_name="openai", base_url="", keys=())
+    one = build_provider(name="a", type_name="openai", base_url="", keys=("k",))
     registry = ProviderRegistry(provider_set([one]))
     held = registry.current
     registry.swap(
-        provider_set([build_provider(name="b", type_name="openai", base_url="", keys=())], 2)
+        provider_set([build_provider(name="b", type_name="openai", base_url="", keys=("k",))], 2)
     )
     assert held.get("a") is one and registry.current.get("a") is None
 

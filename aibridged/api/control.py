@@ -1,4 +1,4 @@
-"""The control-plane app (quart-trio): health and readiness now; management API later."""
+"""The control-plane app (quart-trio): health, readiness and the management API."""
 
 from __future__ import annotations
 
@@ -10,11 +10,19 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from aibridged import __version__
+from aibridged.api.manage import Management, add_management_errors, add_user_routes
+from aibridged.api.provider_routes import ProviderRoutes, add_provider_routes
 
 ReadinessProbe = Callable[[], Awaitable[str | None]]  # None = ready, else the reason
 
 
-def create_control_app(readiness: ReadinessProbe, *, max_body_bytes: int) -> QuartTrio:
+def create_control_app(
+    readiness: ReadinessProbe,
+    *,
+    max_body_bytes: int,
+    management: Management | None = None,
+    providers: ProviderRoutes | None = None,
+) -> QuartTrio:
     app = QuartTrio("aibridged")
     # Quart's defaults would cut responses after 60 s and bodies at 16 MiB (ARCHITECTURE pitfalls).
     app.config.update(
@@ -30,6 +38,12 @@ def create_control_app(readiness: ReadinessProbe, *, max_body_bytes: int) -> Qua
         status = error.code or 500
         message = error.name if status != 404 else "not found"
         return {"message": message, "detail": f"{request.method} {request.path}"}, status
+
+    if management is not None:
+        add_management_errors(app)
+        add_user_routes(app, management)
+        if providers is not None:
+            add_provider_routes(app, providers)
 
     @app.get("/healthz")
     async def healthz() -> Response:

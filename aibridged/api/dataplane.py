@@ -95,12 +95,12 @@ class DataPlane:
             try:
                 await self._admit(scope, receive, send, provider, slash + sub, outcome)
             except Rejected as reject:
-                await self._reject(send, fmt, reject, outcome)
+                await self._reject(send, outcome.wire_format or fmt, reject, outcome)
         # The last resort: nothing a client or an upstream does may reach hypercorn as a crash.
         except Exception as exc:
             log.exception("dataplane.unhandled_error", error=f"{type(exc).__name__}: {exc}")
             if not outcome.started:
-                body = error_body(fmt, 500, "internal error in the gateway")
+                body = error_body(outcome.wire_format or fmt, 500, "internal error in the gateway")
                 await send_simple(send, 500, body, JSON_HEADERS, outcome)
             # else: leaving the response unfinished makes hypercorn drop the connection.
 
@@ -170,6 +170,7 @@ class DataPlane:
         route = provider.route(method, sub)
         if route is None:
             raise route_not_supported(method, scope["path"])
+        outcome.wire_format = route.wire_format  # rejections from here on speak the route's format
         body = await read_body(
             receive,
             headers,
@@ -195,6 +196,7 @@ class DataPlane:
             body=body,
             byok=caller.byok,
         )
+        provider.family.admit(call)
         self._finisher.started(interception)
         try:
             await run_watched(receive, outcome, partial(self._exchange, interception, call, send))
@@ -206,11 +208,12 @@ class DataPlane:
 
     async def _exchange(self, interception: Interception, call: UpstreamCall, send: Send) -> None:
         provider, outcome = interception.provider, interception.outcome
+        fmt = interception.route.wire_format
         before_end = partial(self._finisher.finish, interception)
         try:
             response = await open_upstream(self._upstream, provider, call, interception.attempts)
         except UpstreamError as exc:
-            await send_upstream_error(send, provider.wire_format, exc, outcome, before_end)
+            await send_upstream_error(send, fmt, exc, outcome, before_end)
             return
         try:
             await relay_response(
@@ -222,7 +225,7 @@ class DataPlane:
                 before_end=before_end,
             )
         except UpstreamError as exc:  # refused before any byte was relayed
-            await send_upstream_error(send, provider.wire_format, exc, outcome, before_end)
+            await send_upstream_error(send, fmt, exc, outcome, before_end)
         finally:
             with trio.CancelScope(shield=True):
                 await response.aclose()
@@ -231,7 +234,7 @@ class DataPlane:
         provider = interception.provider
         pings = interception.stream and interception.route.api is Api.MESSAGES
         return RelayPlan(
-            wire_format=provider.wire_format,
+            wire_format=interception.route.wire_format,
             intercepted=interception.route.intercepted,
             head_request=call.method == "HEAD",
             ping_interval_s=self._settings.stream_ping_interval_s if pings else None,

@@ -82,6 +82,7 @@ KEYS: tuple[Key, ...] = (
     Key("server.shutdown_grace", DURATION, 30.0, attr="shutdown_grace_s", flag="--shutdown-grace"),
     Key("server.tls_cert_file", OPTIONAL_PATH, None, flag="--tls-cert-file"),
     Key("server.tls_key_file", OPTIONAL_PATH, None, flag="--tls-key-file"),
+    Key("server.secrets_key_file", OPTIONAL_PATH, None, flag="--secrets-key-file"),
     # [database]
     Key("database.url", POSTGRES_URL, "", flag="--database-url"),
     Key("database.pool_size", INT.where(between(1, 1000)), 10),
@@ -133,6 +134,10 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("ai_gateway.auth_failure_limit", _COUNT, 60, flag="--ai-gateway-auth-failure-limit"),
     Key("ai_gateway.max_event_size", SIZE.where(positive), 16 * MIB, attr="max_event_bytes"),
+    Key(
+        "ai_gateway.providers_poll_interval", _POSITIVE_DURATION, 30.0,
+        attr="providers_poll_interval_s",
+    ),
     # [ai_gateway.circuit_breaker]
     Key(
         "ai_gateway.circuit_breaker.enabled", BOOL, False,

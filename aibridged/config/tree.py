@@ -17,6 +17,11 @@ class ServerConfig:
     shutdown_grace_s: float
     tls_cert_file: Path | None  # both or neither
     tls_key_file: Path | None
+    secrets_key_file: Path | None  # None = <state_dir>/secrets.key
+
+    @property
+    def secrets_key_path(self) -> Path:
+        return self.secrets_key_file or self.state_dir / "secrets.key"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,6 +58,7 @@ class AIGatewayConfig:
     request_body_timeout_s: float  # a client must send its whole request body within this
     auth_failure_limit: int  # failed authentications per client address per minute, 0 = off
     max_event_bytes: int  # an SSE event (or observed body) past this is relayed unparsed
+    providers_poll_interval_s: float  # reload providers this often even without a NOTIFY
     circuit_breaker: CircuitBreakerConfig
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import trio
 
+from aibridged.intercept.wire import WireFormat
+
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -36,6 +38,7 @@ class RelayOutcome:
     # that last send, which is the normal end of an exchange, not the client leaving.
     complete: bool = False
     parse_abandoned: bool = False  # events grew past the limit: relayed as bytes, unparsed
+    wire_format: WireFormat | None = None  # of the route, once known (errors speak it)
 
 
 async def start_response(

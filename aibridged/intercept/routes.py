@@ -11,6 +11,8 @@ import enum
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from aibridged.intercept.wire import WireFormat
+
 
 class Api(enum.StrEnum):
     CHAT_COMPLETIONS = "chat_completions"
@@ -24,6 +26,7 @@ class Route:
     api: Api
     upstream_path: str  # appended to the provider's base URL (decoded; see encode_path)
     pattern: str  # the allow-list entry that matched (a bounded metric label)
+    wire_format: WireFormat  # of the answers and errors (usually the provider's own)
 
     @property
     def intercepted(self) -> bool:

@@ -33,4 +33,4 @@ async def open_upstream(
     attempts.count += 1
     attempts.credential = credential
     request = family.build_request(provider, call, credential)
-    return await open_attempt(client, request, provider.wire_format)
+    return await open_attempt(client, request, call.route.wire_format)

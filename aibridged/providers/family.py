@@ -57,6 +57,8 @@ class ProviderFamily:
     passthrough: tuple[Passthrough, ...] = ()
     # Leading part of the client path the base URL already holds (OpenAI base URLs end in /v1).
     prefix_in_base_url: str = ""
+    # Surfaces answered in another format than the family's own (Copilot's Messages).
+    route_formats: Mapping[Api, WireFormat] = {}
 
     def route(self, method: str, path: str) -> Route | None:
         """The route for `method path` (relative to the provider's prefix), or None."""
@@ -67,13 +69,18 @@ class ProviderFamily:
             upstream = path[len(self.prefix_in_base_url) :]
         api = self.intercepted.get(path)
         if api is not None:
-            return Route(api, upstream, path) if method == "POST" else None
+            if method != "POST":
+                return None
+            return Route(api, upstream, path, self.route_formats.get(api, self.wire_format))
         for rule in self.passthrough:
             if rule.matches(path):
                 if method not in rule.methods:
                     return None  # read-only unless the route needs more: no writes with our key
-                return Route(Api.PASSTHROUGH, upstream, rule.path)
+                return Route(Api.PASSTHROUGH, upstream, rule.path, self.wire_format)
         return None
+
+    def admit(self, call: UpstreamCall) -> None:
+        """Refuse (`Rejected`) a call this family cannot make at all, before any upstream work."""
 
     def credential(self, provider: Provider, call: UpstreamCall) -> Credential:
         """The credential of the next attempt: the caller's own in BYOK mode when it sent one

@@ -1,4 +1,4 @@
-"""The provider set: an immutable snapshot, swapped atomically.
+"""The provider set: an immutable snapshot, swapped atomically (aibridged/reload.py).
 
 A request looks its provider up once, at its start, and keeps that `Provider` object to the end, so
 a swap never changes anything under a request or stream already in flight. Each provider has a
@@ -13,21 +13,21 @@ serving, and the reason is logged once per change (`ProviderRegistry.swap`), not
 from __future__ import annotations
 
 import hashlib
-import os
+import json
 import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 import structlog
 
-from aibridged.config import ProviderSeed
 from aibridged.intercept.routes import Route
 from aibridged.intercept.upstream import Origin
 from aibridged.intercept.wire import WireFormat
 from aibridged.providers.family import ProviderFamily
-from aibridged.providers.types import TYPES, ProviderType
+from aibridged.providers.types import TYPES, Keys, ProviderType
 
 log = structlog.get_logger("aibridged.providers")
 
@@ -35,8 +35,9 @@ NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 # Management endpoints share the /api/v2/aibridge/ prefix with provider routes:
 # a provider by one of these names could never be reached.
 RESERVED_NAMES = frozenset({"sessions", "interceptions", "models", "clients", "proxy"})
-# Providers defined in configuration get ids derived from their names: stable across restarts.
-_CONFIG_NAMESPACE = uuid.UUID("6f1c2a64-8d1e-4d52-9a43-2b8b1c9f0e71")
+# Providers built without a database id (tests, tools) get ids derived from their names.
+_NAME_NAMESPACE = uuid.UUID("6f1c2a64-8d1e-4d52-9a43-2b8b1c9f0e71")
+_NO_SETTINGS: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,10 @@ class Provider:
     enabled: bool = True
     error: str = ""  # non-empty: status "error", not served
     origin: Origin | None = field(default=None, repr=False)  # None only in status "error"
+    display_name: str = ""
+    settings: Mapping[str, Any] = field(default_factory=dict)  # the non-secret ones
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)  # secret settings
+    source: str = "api"
 
     @property
     def family(self) -> ProviderFamily:
@@ -125,12 +130,16 @@ def build_provider(
     enabled: bool = True,
     id: uuid.UUID | None = None,
     problem: str = "",
+    display_name: str = "",
+    settings: Mapping[str, Any] = _NO_SETTINGS,
+    secrets: Mapping[str, str] = _NO_SETTINGS,
+    source: str = "api",
 ) -> Provider:
     """A provider; problems put it in status "error" (left out of serving) instead of raising."""
     ptype = TYPES.get(type_name)
     if ptype is None:
         raise ValueError(f"unknown provider type {type_name!r}")
-    url = (base_url or ptype.default_base_url).rstrip("/")
+    url = (base_url or ptype.base_url_for(settings)).rstrip("/")
     origin, error = None, problem
     if not NAME_RE.match(name):
         error = f"invalid provider name {name!r}: use lowercase letters, digits and dashes"
@@ -140,6 +149,8 @@ def build_provider(
         error = ptype.why_unsupported
     elif not url:
         error = f"provider type {type_name} needs a base_url"
+    elif ptype.keys is Keys.REQUIRED and not keys:
+        error = f"provider type {type_name} needs an API key and this provider has none"
     if not error:
         error = _unusable_key(keys)
     if not error:
@@ -148,8 +159,8 @@ def build_provider(
         except ValueError as exc:
             error = str(exc)
     return Provider(
-        id=id or uuid.uuid5(_CONFIG_NAMESPACE, name),
-        revision=_revision(type_name, url, keys, enabled),
+        id=id or uuid.uuid5(_NAME_NAMESPACE, name),
+        revision=_revision(name, type_name, url, keys, enabled, settings, secrets),
         name=name,
         type=ptype,
         base_url=url,
@@ -157,6 +168,10 @@ def build_provider(
         enabled=enabled,
         error=error,
         origin=origin if not error else None,
+        display_name=display_name or name,
+        settings=MappingProxyType(dict(settings)),
+        secrets=MappingProxyType(dict(secrets)),
+        source=source,
     )
 
 
@@ -171,36 +186,21 @@ def _unusable_key(keys: tuple[str, ...]) -> str:
     return ""
 
 
-def _revision(type_name: str, url: str, keys: tuple[str, ...], enabled: bool) -> str:
+def _revision(
+    name: str,
+    type_name: str,
+    url: str,
+    keys: tuple[str, ...],
+    enabled: bool,
+    settings: Mapping[str, Any],
+    secrets: Mapping[str, str],
+) -> str:
+    """A digest of everything that configures the provider (a change of any gives a new one)."""
     digest = hashlib.sha256()
-    for part in (type_name, url, str(enabled), *keys):
+    described = json.dumps([dict(settings), dict(secrets)], sort_keys=True)
+    for part in (name, type_name, url, str(enabled), described, *keys):
         digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
     return digest.hexdigest()[:16]
-
-
-def provider_from_seed(seed: ProviderSeed, environ: Mapping[str, str] | None = None) -> Provider:
-    env = os.environ if environ is None else environ
-    keys = list(seed.keys)
-    problem = ""
-    if seed.key_env:
-        value = env.get(seed.key_env, "")
-        if value.strip():
-            keys.extend(value.split())  # several keys, whitespace-separated, as in key_file
-        else:
-            problem = f"environment variable {seed.key_env} (key_env) is not set"
-    if seed.key_file:
-        try:
-            keys.extend(k for k in Path(seed.key_file).read_text().split() if k)
-        except OSError as exc:
-            problem = f"cannot read key_file {seed.key_file}: {exc.strerror}"
-    return build_provider(
-        name=seed.name,
-        type_name=seed.type,
-        base_url=seed.base_url,
-        keys=tuple(keys),
-        enabled=seed.enabled,
-        problem=problem,
-    )
 
 
 def provider_set(providers: Iterable[Provider], version: int = 0) -> ProviderSet:

@@ -1,13 +1,33 @@
-"""Vendor facts per provider type: its family (wire format, routes, auth) and default base URL."""
+"""Vendor facts per provider type: its family (wire format, routes, auth), its default base URL,
+whether it takes keys, and the settings it accepts."""
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from aibridged.intercept.wire import WireFormat
 from aibridged.providers.anthropic import ANTHROPIC
+from aibridged.providers.copilot import COPILOT, PLAN_HOSTS
 from aibridged.providers.family import ProviderFamily
 from aibridged.providers.openai import OPENAI
+
+MAX_KEYS = 5
+
+
+class Keys(enum.Enum):
+    REQUIRED = "required"  # at least one
+    OPTIONAL = "optional"  # e.g. a local Ollama
+    NONE = "none"  # the type authenticates otherwise (the caller's token, AWS signing)
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    name: str
+    secret: bool = False  # sealed at rest, shown as a masked hint
+    choices: tuple[str, ...] = ()  # "" = any non-empty string
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,13 +35,36 @@ class ProviderType:
     name: str
     family: ProviderFamily
     default_base_url: str  # "" = the operator must set one
-    supported: bool = True  # False: a known type not implemented by this build
+    keys: Keys = Keys.REQUIRED
+    settings: tuple[Setting, ...] = ()
+    supported: bool = True  # False: a known type not served by this build
     why_unsupported: str = ""
 
     @property
     def wire_format(self) -> WireFormat:
         return self.family.wire_format
 
+    def setting(self, name: str) -> Setting | None:
+        return next((s for s in self.settings if s.name == name), None)
+
+    def base_url_for(self, settings: Mapping[str, Any]) -> str:
+        """The default base URL given the provider's settings (Copilot's plan picks its host)."""
+        if self.name == "copilot":
+            return PLAN_HOSTS[settings.get("plan") or "individual"]
+        if self.name == "bedrock" and settings.get("region"):
+            return f"https://bedrock-runtime.{settings['region']}.amazonaws.com"
+        return self.default_base_url
+
+
+_BEDROCK_SETTINGS = (
+    Setting("region"),
+    Setting("model"),
+    Setting("small_fast_model"),
+    Setting("protocol", choices=("invoke-model", "mantle")),
+    Setting("role_arn"),
+    Setting("access_key", secret=True),
+    Setting("access_key_secret", secret=True),
+)
 
 TYPES: dict[str, ProviderType] = {
     t.name: t
@@ -32,20 +75,22 @@ TYPES: dict[str, ProviderType] = {
         ProviderType("google", OPENAI, ""),
         ProviderType("openrouter", OPENAI, "https://openrouter.ai/api/v1"),
         ProviderType("vercel", OPENAI, "https://ai-gateway.vercel.sh/v1"),
-        ProviderType("openai-compat", OPENAI, ""),
+        ProviderType("openai-compat", OPENAI, "", keys=Keys.OPTIONAL),
         ProviderType(
             "copilot",
-            OPENAI,
-            "https://api.individual.githubcopilot.com",
-            supported=False,
-            why_unsupported="copilot providers are not supported by this build yet",
+            COPILOT,
+            PLAN_HOSTS["individual"],
+            keys=Keys.NONE,
+            settings=(Setting("plan", choices=tuple(PLAN_HOSTS)),),
         ),
         ProviderType(
             "bedrock",
             ANTHROPIC,
             "",
+            keys=Keys.NONE,
+            settings=_BEDROCK_SETTINGS,
             supported=False,
-            why_unsupported="bedrock providers (SigV4) are not supported by this build yet",
+            why_unsupported="bedrock providers (AWS SigV4) are stored but not served by this build",
         ),
     )
 }

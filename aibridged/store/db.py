@@ -106,6 +106,14 @@ class Store:
         async with self._gate:
             return await self._call(_with_connection, self._pool, fn, *args, **kwargs)
 
+    async def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run an asyncio-flavoured call (on a connection from `connect`), errors translated."""
+        return await self._call(fn, *args)
+
+    async def connect(self) -> Connection:
+        """A connection of its own, outside the pool (LISTEN needs one); the caller closes it."""
+        return await self._call(asyncpg.connect, self._dsn)
+
     async def ping(self) -> None:
         """Ask the database for an answer over the dedicated probe connection."""
         async with self._probe_lock:

@@ -100,7 +100,7 @@ async def list_users(store: Store) -> list[User]:
     return [User(**dict(r)) for r in rows]
 
 
-async def get_user(store: Store, ref: str) -> User:
+async def get_user(store: Runner, ref: str) -> User:
     """A user by username or id."""
     row = await store.run(
         _fetchrow, f"SELECT {_USER_COLUMNS} FROM users WHERE {_user_match(ref)}", ref

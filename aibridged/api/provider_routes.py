@@ -1,0 +1,111 @@
+"""`/api/v2/ai/providers`: providers over HTTP, owner and admin only (docs/management-api.md).
+
+Writes go to the database with a NOTIFY in the same transaction (every replica reloads), and
+this replica is asked to reload at once as well, so it does not depend on its LISTEN connection
+being up to see its own change. Keys never leave: answers carry ids and masked hints only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from quart import Response
+from quart_trio import QuartTrio
+
+from aibridged.api.manage import Management, admin, json_body, json_response
+from aibridged.providers.pool import Provider
+from aibridged.providers.spec import changed_provider, new_provider
+from aibridged.safe import mask_secret
+from aibridged.secretbox import SecretBox
+from aibridged.store import providers as stored_providers
+from aibridged.store.providers import StoredProvider
+
+log = structlog.get_logger("aibridged.api")
+
+Describe = Callable[[StoredProvider], Provider]  # a stored row as the data plane would serve it
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderRoutes:
+    management: Management
+    box: SecretBox
+    describe: Describe
+    changed: Callable[[], None]  # ask this replica to reload
+
+
+def add_provider_routes(app: QuartTrio, routes: ProviderRoutes) -> None:
+    management, box = routes.management, routes.box
+    base = "/api/v2/ai/providers"
+
+    @app.get(base)
+    async def list_all() -> Response:
+        await admin(management)
+        rows = await stored_providers.list_providers(management.store)
+        return json_response([provider_json(row, routes.describe(row)) for row in rows])
+
+    @app.post(base)
+    async def create() -> Response:
+        who = await admin(management)
+        write = new_provider(await json_body(), box)
+        row = await stored_providers.insert_provider(management.store, write)
+        _audit("provider.created", who.username, row)
+        routes.changed()
+        return json_response(provider_json(row, routes.describe(row)), 201)
+
+    @app.get(base + "/<reference>")
+    async def show(reference: str) -> Response:
+        await admin(management)
+        row = await stored_providers.get_provider(management.store, reference)
+        return json_response(provider_json(row, routes.describe(row)))
+
+    @app.patch(base + "/<reference>")
+    async def change(reference: str) -> Response:
+        who = await admin(management)
+        body = await json_body()
+        row = await stored_providers.update_provider(
+            management.store, reference, lambda current: changed_provider(body, current, box)
+        )
+        _audit("provider.changed", who.username, row, fields=sorted(body))
+        routes.changed()
+        return json_response(provider_json(row, routes.describe(row)))
+
+    @app.delete(base + "/<reference>")
+    async def delete(reference: str) -> Response:
+        who = await admin(management)
+        row = await stored_providers.delete_provider(management.store, reference)
+        _audit("provider.deleted", who.username, row)
+        routes.changed()
+        return Response(b"", status=204)
+
+
+def _audit(event: str, username: str, row: StoredProvider, **fields: Any) -> None:
+    log.info(event, by=username, provider=row.name, provider_id=str(row.id), **fields)
+
+
+def provider_json(row: StoredProvider, provider: Provider) -> dict[str, Any]:
+    settings: dict[str, Any] = dict(row.settings)
+    settings.update({name: mask_secret(value) for name, value in provider.secrets.items()})
+    return {
+        "id": str(row.id),
+        "type": row.type,
+        "name": row.name,
+        "display_name": row.display_name,
+        "enabled": row.enabled,
+        "status": provider.status,
+        "status_reason": provider.error,
+        "base_url": row.base_url,
+        "effective_base_url": provider.base_url,
+        "settings": settings,
+        "api_keys": [{"id": str(key.id), "hint": key.hint} for key in row.keys],
+        "source": row.source,
+        "created_at": _time(row.created_at),
+        "updated_at": _time(row.updated_at),
+    }
+
+
+def _time(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

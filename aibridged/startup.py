@@ -1,0 +1,157 @@
+"""Bringing the providers up: the secrets key, seeding, the first load, and live reload.
+
+`open_providers` is what `daemon.py` calls once the database is migrated: it checks the secrets
+key against the database, seeds on first boot, loads the first set (a failure here stops
+startup), and gives the registry the data plane reads, the reloader and the function the API
+uses to describe a stored row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import structlog
+import trio
+
+from aibridged.config import Config
+from aibridged.errors import SecretsError, StartupError
+from aibridged.metrics import Metrics
+from aibridged.providers.load import load_provider_set, provider_from_stored
+from aibridged.providers.pool import Provider, ProviderRegistry, ProviderSet
+from aibridged.providers.seeding import demo_seeds, seed_database, seeds_from_config
+from aibridged.reload import Reloader
+from aibridged.sdnotify import SdNotifier
+from aibridged.secretbox import SecretBox, load_secret_box
+from aibridged.store import Store
+from aibridged.store.db import Runner
+from aibridged.store.listen import run_notification_listener
+from aibridged.store.providers import (
+    CHANGED_CHANNEL,
+    SECRETS_CHECK_CONTEXT,
+    StoredProvider,
+    check_secrets_key,
+)
+from aibridged.supervisor import run_supervised
+
+log = structlog.get_logger("aibridged.providers")
+
+# Connections of the pool reloads may use (one is plenty: a reload is two queries).
+RELOAD_CONNECTIONS = 1
+_CHECK_VALUE = b"aibridged secrets check"
+
+
+def open_secret_box(path: Path) -> SecretBox:
+    try:
+        return load_secret_box(path, create=True)
+    except SecretsError as exc:
+        raise StartupError(str(exc)) from exc
+
+
+async def check_secret_box(store: Runner, box: SecretBox, path: Path) -> None:
+    """Stop startup when `box` is not the key ring the database's secrets were sealed with."""
+
+    def check(sealed: bytes) -> None:
+        box.open(sealed, context=SECRETS_CHECK_CONTEXT)
+
+    def seal() -> bytes:
+        return box.seal(_CHECK_VALUE, context=SECRETS_CHECK_CONTEXT)
+
+    try:
+        if await check_secrets_key(store, seal, check):
+            log.info("secrets.key_registered", key_file=str(path), key_id=box.key_ids[0])
+    except SecretsError as exc:
+        raise StartupError(
+            f"secrets key file {path} does not open this database's secrets: {exc}. Use the"
+            " key file this database was set up with (server.secrets_key_file)"
+        ) from exc
+
+
+@dataclass(slots=True)
+class ProviderRuntime:
+    registry: ProviderRegistry
+    reloader: Reloader[ProviderSet]
+    box: SecretBox
+    demo_url: str | None
+
+    def describe(self, stored: StoredProvider) -> Provider:
+        return provider_from_stored(stored, self.box, self.demo_url)
+
+    async def run(self, store: Store, metrics: Metrics, nursery: trio.Nursery) -> None:
+        """Start the reload loop and the LISTEN connection under supervision in `nursery`."""
+        await nursery.start(run_supervised, "provider_reloader", self.reloader.run, metrics)
+        await nursery.start(
+            run_supervised,
+            "provider_listener",
+            partial(run_notification_listener, store, CHANGED_CHANNEL, self.reloader.request),
+            metrics,
+        )
+
+
+async def open_providers(
+    config: Config,
+    store: Store,
+    metrics: Metrics,
+    notifier: SdNotifier,
+    *,
+    demo_url: str | None,
+    environ: Mapping[str, str] | None,
+) -> ProviderRuntime:
+    box = open_secret_box(config.server.secrets_key_path)
+    await check_secret_box(store, box, config.server.secrets_key_path)
+    seeds = seeds_from_config(config.providers, environ)
+    if demo_url is not None:
+        seeds += demo_seeds()
+    await seed_database(store, box, seeds)
+    runner = store.budget("providers", RELOAD_CONNECTIONS)
+    registry = ProviderRegistry(ProviderSet({}))
+    reported = _Reported(metrics)
+
+    async def build(version: int) -> ProviderSet:
+        return await load_provider_set(runner, box, demo_url, version)
+
+    def apply(snapshot: ProviderSet) -> None:
+        registry.swap(snapshot)
+        reported.update(snapshot)
+
+    reloader = Reloader(
+        build,
+        apply,
+        metrics=metrics,
+        notifier=notifier,
+        poll_interval_s=config.ai_gateway.providers_poll_interval_s,
+    )
+    if not await reloader.reload_now():
+        raise StartupError(f"cannot load the providers: {reloader.statistics().last_error}")
+    return ProviderRuntime(registry, reloader, box, demo_url)
+
+
+class _Reported:
+    """The provider_info series (reset on each successful reload) and a log line for each
+    provider that appeared or changed (not on every 30 s poll)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self._revisions: dict[str, str] = {}
+
+    def update(self, snapshot: ProviderSet) -> None:
+        self._metrics.provider_info.clear()
+        revisions: dict[str, str] = {}
+        for provider in snapshot:
+            self._metrics.provider_info.labels(
+                provider.name, provider.type.name, provider.status
+            ).set(1)
+            revisions[provider.name] = provider.revision
+            if self._revisions.get(provider.name) != provider.revision:
+                log.info(
+                    "provider.loaded",
+                    provider=provider.name,
+                    type=provider.type.name,
+                    status=provider.status,
+                    base_url=provider.base_url,
+                )
+        for name in self._revisions.keys() - revisions.keys():
+            log.info("provider.removed", provider=name)
+        self._revisions = revisions

@@ -57,15 +57,28 @@ class Reloader(Generic[S]):
         self._attempts = self._failures = self._version = 0
         self._last_error = ""
         self._done = trio.Event()  # set after each reload attempt (tests and SIGHUP wait on it)
+        self._requests = 0  # requests so far
+        self._covered = 0  # requests made before the last finished attempt started
 
     def request(self, *, sighup: bool = False) -> None:
         """Ask for a reload soon (safe from any trio task, and from asyncpg's callbacks)."""
+        self._requests += 1
         self._sighup = self._sighup or sighup
         self._wanted.set()
+
+    async def reload_soon(self, timeout_s: float = 2.0) -> None:
+        """Ask for a reload and wait (at most `timeout_s`) until one that started after this
+        request has ended: the API answers a write once this replica serves it."""
+        self.request()
+        target = self._requests
+        with trio.move_on_after(timeout_s):
+            while self._covered < target:
+                await self._done.wait()
 
     async def reload_now(self) -> bool:
         """Build and swap once; False (the previous snapshot kept) when the build failed."""
         self._attempts += 1
+        covering = self._requests
         version = self._version + 1
         self._metrics.providers_last_reload.set(time.time())
         try:
@@ -76,16 +89,20 @@ class Reloader(Generic[S]):
             self._last_error = str(exc) or "timed out"
             self._metrics.provider_reloads.labels(result="failed").inc()
             log.error("providers.reload_failed", error=self._last_error, kept_version=self._version)
+            self._attempt_ended(covering)
             return False
-        finally:
-            self._done.set()
-            self._done = trio.Event()
         self._version = version
         self._last_error = ""
         self._apply(snapshot)
         self._metrics.provider_reloads.labels(result="ok").inc()
         self._metrics.providers_last_reload_success.set(time.time())
+        self._attempt_ended(covering)
         return True
+
+    def _attempt_ended(self, covering: int) -> None:
+        self._covered = max(self._covered, covering)
+        self._done.set()
+        self._done = trio.Event()
 
     async def wait_reloaded(self) -> None:
         """Until the next reload attempt ends."""

@@ -136,7 +136,7 @@ def load_secret_box(path: Path, *, create: bool) -> SecretBox:
 
 def write_key_file(path: Path, box: SecretBox, *, exclusive: bool = False) -> None:
     """Write the ring to `path` with mode 0600, atomically (a crash leaves the old or the new)."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")  # one per writer
     try:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as file:

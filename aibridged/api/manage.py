@@ -90,7 +90,10 @@ def add_management_errors(app: QuartTrio) -> None:
 
     @app.errorhandler(InvalidInput)
     async def invalid(error: InvalidInput) -> Response:
-        detail = "; ".join(f"{f}: {d}" if f else d for f, d in error.validations) or str(error)
+        count = len(error.validations)
+        detail = f"{count} field{'s are' if count != 1 else ' is'} not valid" if count else ""
+        if count == 1 and not error.validations[0][0]:
+            detail = error.validations[0][1]  # about the body as a whole, not a field
         return error_response(400, str(error), detail, error.validations)
 
     @app.errorhandler(AuthError)
@@ -110,7 +113,7 @@ def add_management_errors(app: QuartTrio) -> None:
 
     @app.errorhandler(Conflict)
     async def conflict(error: Conflict) -> Response:
-        return error_response(409, "conflict", str(error), [("name", str(error))])
+        return error_response(409, "conflict", "the name is in use", [("name", str(error))])
 
     @app.errorhandler(StoreError)
     async def store_error(error: StoreError) -> Response:

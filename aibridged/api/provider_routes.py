@@ -1,13 +1,14 @@
 """`/api/v2/ai/providers`: providers over HTTP, owner and admin only (docs/management-api.md).
 
-Writes go to the database with a NOTIFY in the same transaction (every replica reloads), and
-this replica is asked to reload at once as well, so it does not depend on its LISTEN connection
-being up to see its own change. Keys never leave: answers carry ids and masked hints only.
+Writes go to the database with a NOTIFY in the same transaction (every replica reloads). This
+replica reloads at once as well and answers once it serves the change (read your writes: a
+client may call the new provider right after), without depending on its LISTEN connection.
+Keys never leave: answers carry ids and masked hints only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -34,7 +35,7 @@ class ProviderRoutes:
     management: Management
     box: SecretBox
     describe: Describe
-    changed: Callable[[], None]  # ask this replica to reload
+    changed: Callable[[], Awaitable[None]]  # reload this replica, return once it has
 
 
 def add_provider_routes(app: QuartTrio, routes: ProviderRoutes) -> None:
@@ -53,7 +54,7 @@ def add_provider_routes(app: QuartTrio, routes: ProviderRoutes) -> None:
         write = new_provider(await json_body(), box)
         row = await stored_providers.insert_provider(management.store, write)
         _audit("provider.created", who.username, row)
-        routes.changed()
+        await routes.changed()
         return json_response(provider_json(row, routes.describe(row)), 201)
 
     @app.get(base + "/<reference>")
@@ -70,7 +71,7 @@ def add_provider_routes(app: QuartTrio, routes: ProviderRoutes) -> None:
             management.store, reference, lambda current: changed_provider(body, current, box)
         )
         _audit("provider.changed", who.username, row, fields=sorted(body))
-        routes.changed()
+        await routes.changed()
         return json_response(provider_json(row, routes.describe(row)))
 
     @app.delete(base + "/<reference>")
@@ -78,7 +79,7 @@ def add_provider_routes(app: QuartTrio, routes: ProviderRoutes) -> None:
         who = await admin(management)
         row = await stored_providers.delete_provider(management.store, reference)
         _audit("provider.deleted", who.username, row)
-        routes.changed()
+        await routes.changed()
         return Response(b"", status=204)
 
 

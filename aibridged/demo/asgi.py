@@ -10,6 +10,8 @@ otherwise):
     POST /v1/messages                Anthropic Messages, blocking or SSE (``?beta=true`` accepted)
     POST /v1/messages/count_tokens   Anthropic token count
     GET  /v1/models                  OpenAI's list, or Anthropic's for an Anthropic-looking request
+    POST /chat/completions, /responses, GET /models
+                                     the same, at the paths GitHub Copilot's API uses (no /v1)
 
 Any key is accepted. Every request is recorded in ``DemoUpstream.requests`` (the last 100) so tests
 can check what a gateway sent upstream. While a response is being delivered the app watches
@@ -188,6 +190,10 @@ class DemoUpstream:
             "/v1/messages": ("POST", self._messages),
             "/v1/messages/count_tokens": ("POST", self._count_tokens),
             "/v1/models": ("GET", self._models),
+            # GitHub Copilot's API has no /v1 (its Messages are at /v1/messages).
+            "/chat/completions": ("POST", self._chat_completions),
+            "/responses": ("POST", self._responses),
+            "/models": ("GET", self._models),
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -29,7 +29,7 @@ def add_remote_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     _add_create(actions)
     _add_update(actions)
     _with_ref(actions.add_parser("enable", help="enable a provider"))
-    _with_ref(actions.add_parser("disable", help="disable a provider (its routes answer 404)"))
+    _with_ref(actions.add_parser("disable", help="disable a provider (its requests get 503)"))
     delete = _with_ref(actions.add_parser("delete", help="delete a provider and its keys"))
     delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 

@@ -81,30 +81,35 @@ def _create(args: argparse.Namespace, client: ApiClient, env: Mapping[str, str])
 
 
 def _update(args: argparse.Namespace, client: ApiClient, env: Mapping[str, str]) -> None:
-    path = provider_path(args.provider)
-    body: dict[str, Any] = {}
-    for field, value in (
+    fields = (
         ("name", args.new_name),
         ("display_name", args.display_name),
         ("base_url", args.base_url),
-    ):
-        if value is not None:
-            body[field] = value
+    )
+    body: dict[str, Any] = {field: value for field, value in fields if value is not None}
     if settings := parse_settings(args.setting, args.unset_setting):
         body["settings"] = settings
-    new_keys = read_keys(args.key_sources, env)
-    if args.keep_keys and not (new_keys or args.remove_key):
-        raise InvalidInput("--keep-keys goes with --key-env, --key-file or --key-stdin")
-    if args.keep_keys or args.remove_key:
-        current = _get(client, args.provider)
-        # The id, not the argument: the PATCH must reach the provider whose keys were read.
-        path = provider_path(str(current.get("id", args.provider)))
-        body["api_keys"] = [*_kept_keys(current, args.remove_key), *new_keys]
-    elif new_keys:
-        body["api_keys"] = new_keys
+    path, keys = _key_update(args, client, env)
+    if keys is not None:
+        body["api_keys"] = keys
     if not body:
         raise InvalidInput("nothing to change: see `aibridged providers update --help`")
     _print_provider(_expect_provider(client, path, client.patch(path, body)), args.format)
+
+
+def _key_update(
+    args: argparse.Namespace, client: ApiClient, env: Mapping[str, str]
+) -> tuple[str, list[Any] | None]:
+    """Where to send the PATCH, and the new `api_keys` (None: leave the keys alone)."""
+    new_keys: list[Any] = list(read_keys(args.key_sources, env))
+    if args.keep_keys and not (new_keys or args.remove_key):
+        raise InvalidInput("--keep-keys goes with --key-env, --key-file or --key-stdin")
+    if not (args.keep_keys or args.remove_key):
+        return provider_path(args.provider), new_keys or None
+    current = _get(client, args.provider)
+    # The id, not the argument: the PATCH must reach the provider whose keys were read.
+    path = provider_path(str(current.get("id", args.provider)))
+    return path, [*_kept_keys(current, args.remove_key), *new_keys]
 
 
 def _kept_keys(provider: dict[str, Any], removed: list[str]) -> list[dict[str, str]]:

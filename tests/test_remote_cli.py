@@ -9,7 +9,7 @@ import json
 import socket
 import stat
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from aibridged.safe import mask_secret
 from aibridged.store import Store
 from aibridged.store import users as u
 from tests.gateway import Gateway, start_gateway
+from tests.logs import LogWatch, watch_logs
 
 KEY_ENV = "sk-test-from-env-aaaaaaaaaaaa1111"
 KEY_FILE_1 = "sk-test-from-file-bbbbbbbbbbb2222"
@@ -81,7 +82,16 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp
 
 
 @pytest.fixture
-async def gateway(nursery: trio.Nursery, database_url: str, tmp_path: Path) -> Gateway:
+def logs() -> Iterator[LogWatch]:
+    # The gateway runs in this process and would log to stdout, where the CLI's output is read.
+    with watch_logs() as watch:
+        yield watch
+
+
+@pytest.fixture
+async def gateway(
+    nursery: trio.Nursery, database_url: str, tmp_path: Path, logs: LogWatch
+) -> Gateway:
     state_dir = tmp_path / "state"
     state_dir.mkdir()
     return await start_gateway(nursery, database_url=database_url, state_dir=state_dir)
@@ -134,8 +144,8 @@ def _assert_no_plaintext(*results: Result) -> None:
             assert key not in result.out + result.err
 
 
-async def _create(remote: Cli, *args: str, stdin: str = "") -> dict[str, Any]:
-    result = await remote("providers", "create", "--format", "json", *args, stdin=stdin)
+async def _create(remote: Cli, *args: str, stdin: str = "", tty: bool = False) -> dict[str, Any]:
+    result = await remote("providers", "create", "--format", "json", *args, stdin=stdin, tty=tty)
     assert result.code == 0, result.err
     _assert_no_plaintext(result)
     provider: dict[str, Any] = json.loads(result.out)
@@ -312,7 +322,7 @@ async def test_show_of_an_unknown_provider_fails_and_names_stay_one_path_segment
 
 
 async def test_create_reads_keys_from_env_file_and_stdin_in_order_and_never_prints_them(
-    remote: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    remote: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, logs: LogWatch
 ) -> None:
     monkeypatch.setenv("TEST_KEY", KEY_ENV)
     key_file = tmp_path / "keys"
@@ -329,13 +339,15 @@ async def test_create_reads_keys_from_env_file_and_stdin_in_order_and_never_prin
     expected = [KEY_FILE_1, KEY_FILE_2, KEY_ENV, KEY_STDIN]
     assert _hints(provider) == [mask_secret(k) for k in expected]
     assert provider["source"] == "api"
+    assert logs.matching("provider.created", provider="ordered")
+    assert not [key for key in ALL_KEYS if key in repr(logs.entries)]
 
 
 async def test_create_on_a_terminal_asks_for_keys_without_echo(
     remote: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(getpass, "getpass", lambda prompt="": f"{KEY_STDIN} {KEY_ENV}")
-    provider = await _create(remote, "--type", "openai", "--name", "typed", "--key-stdin")
+    provider = await _create(remote, "--type", "openai", "--name", "typed", "--key-stdin", tty=True)
     assert _hints(provider) == [mask_secret(KEY_STDIN), mask_secret(KEY_ENV)]
 
 
@@ -477,7 +489,8 @@ async def test_enable_and_disable_say_what_they_did(remote: Cli, api: httpx2.Asy
 
 
 async def test_enabling_a_provider_that_cannot_serve_warns_why(remote: Cli) -> None:
-    await _create(remote, "--type", "bedrock", "--name", "later", "--disabled")
+    later = ("--type", "bedrock", "--name", "later", "--setting", "region=us-east-1")
+    await _create(remote, *later, "--disabled")
     enabled = await remote("providers", "enable", "later")
     assert enabled.code == 0 and enabled.out == "provider later is enabled\n"
     assert enabled.err.startswith("aibridged: warning: provider later cannot serve: ")
@@ -521,9 +534,18 @@ async def test_an_api_validation_error_is_printed_field_by_field(
     assert any(line.startswith("  name: ") for line in result.err_lines)
 
 
-async def test_a_taken_name_is_one_error_line(remote: Cli) -> None:
+async def test_a_taken_name_is_an_error_naming_the_field(
+    remote: Cli, api: httpx2.AsyncClient
+) -> None:
     result = await remote("providers", "create", "--type", "copilot", "--name", "openai")
-    assert result.code == 1 and len(result.err_lines) == 1, result.err
+    assert result.code == 1 and result.out == ""
+    answer = await api.post(PROVIDERS, json={"type": "copilot", "name": "openai"})
+    assert answer.status_code == 409
+    body = answer.json()
+    assert result.err_lines == [
+        f"aibridged: {body['message']}: {body['detail']}",
+        *(f"  {v['field']}: {v['detail']}" for v in body["validations"]),
+    ]
 
 
 async def test_an_unreachable_gateway_is_one_line_naming_the_url(

@@ -3,7 +3,7 @@
 Layers, highest first; a module imports only from its own layer or the ones below it
 (tests/test_layers.py enforces this):
 
-    cli, admin_cli                       command line; trio.run happens only here
+    cli, admin_cli, remote               command line (remote: over HTTP); trio.run only here
     daemon, startup, reload              composition root, providers' startup, reload loop
     api, proxy                           listeners: data plane (raw ASGI), control plane (Quart)
     providers, mcp, demo                 vendor facts, provider snapshots; the built-in upstream

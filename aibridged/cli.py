@@ -15,6 +15,7 @@ from aibridged import __version__
 from aibridged.config import add_config_flags, flags_from_args, load_config
 from aibridged.errors import AibridgedError
 from aibridged.log import LogTargets, configure_logging
+from aibridged.remote import REMOTE_COMMANDS, add_remote_parsers, run_remote
 
 T = TypeVar("T")
 
@@ -74,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("version", help="print the version")
+    add_remote_parsers(sub)
     return parser
 
 
@@ -88,6 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(__version__)
         return 0
     try:
+        if args.command in REMOTE_COMMANDS:
+            # They talk to a gateway over HTTP: no configuration file, no database.
+            return run_remote(args)
         config = load_config(path=args.config, env=os.environ, flags=flags_from_args(args))
         if args.command == "check-config":
             print(f"configuration is valid ({config.source or 'defaults, environment and flags'})")

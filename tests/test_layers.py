@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).parent.parent / "aibridged"
 
 # Highest first, as in aibridged/__init__.py. A module's layer is found by its longest prefix.
 LAYERS: list[tuple[str, ...]] = [
-    ("cli", "admin_cli", "__main__"),
+    ("cli", "admin_cli", "remote", "__main__"),
     ("daemon", "reload", "startup"),
     ("api", "proxy"),
     ("providers", "mcp", "demo"),

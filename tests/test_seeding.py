@@ -111,17 +111,21 @@ def test_seeds_resolve_keys_from_variables_and_files(tmp_path: object) -> None:
             ProviderSeed(type="openai", name="a", display_name="", key_env="K"),
             ProviderSeed(type="openai", name="b", display_name="B", key_file=key_file),
             ProviderSeed(type="openai", name="c", display_name="", key_env="UNSET"),
+            ProviderSeed(
+                type="openai", name="e", display_name="", key_file=key_file.with_name("x")
+            ),
             ProviderSeed(type="copilot", name="d", display_name="", key_env="K"),
         ],
         {"K": "sk-env-1 sk-env-2"},
     )
-    assert [s.keys for s in seeds] == [
-        ("sk-env-1", "sk-env-2"),
-        ("sk-file-1", "sk-file-2"),
-        (),  # inserted without keys: status "error" until a key is added
-        (),  # copilot takes none: the caller's GitHub token is used
+    # c and e are skipped: inserted without their keys, they would differ from their seeds once
+    # the keys are there, and stop that start.
+    assert [(s.name, s.keys) for s in seeds] == [
+        ("a", ("sk-env-1", "sk-env-2")),
+        ("b", ("sk-file-1", "sk-file-2")),
+        ("d", ()),  # copilot takes none: the caller's GitHub token is used
     ]
-    assert [s.display_name for s in seeds] == ["a", "B", "c", "d"]
+    assert [s.display_name for s in seeds] == ["a", "B", "d"]
 
 
 def _env_config(env: dict[str, str]) -> list[ProviderSeed]:

@@ -19,7 +19,6 @@ import os
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import structlog
 
@@ -53,7 +52,7 @@ def seeds_from_config(
     configured: Iterable[ProviderSeed], environ: Mapping[str, str] | None = None
 ) -> list[Seed]:
     """The seeds of the configuration, their keys read from the variables and files they name
-    (a missing variable or file gives a provider without keys: status "error", with a warning)."""
+    (a seed whose variable or file gives no key is skipped, with a warning)."""
     env = os.environ if environ is None else environ
     seeds: list[Seed] = []
     names: set[str] = set()
@@ -61,14 +60,9 @@ def seeds_from_config(
         if item.name in names:
             raise StartupError(f'two provider seeds are named "{item.name}": names are unique')
         names.add(item.name)
-        keys = list(item.keys)
-        if item.key_env:
-            value = env.get(item.key_env, "")
-            keys.extend(value.split())  # several keys, whitespace-separated, as in key_file
-            if not value.strip():
-                log.warning("provider.seed_key_missing", provider=item.name, key_env=item.key_env)
-        if item.key_file:
-            keys.extend(_read_key_file(item.name, item.key_file))
+        keys = _seed_keys(item, env)
+        if keys is None:
+            continue  # its key is missing: inserted once it is there, at a later start
         if keys and TYPES[item.type].keys is Keys.NONE:
             log.warning("provider.seed_keys_ignored", provider=item.name, type=item.type)
             keys = []
@@ -94,13 +88,33 @@ def _check_seed(name: str, keys: list[str]) -> None:
         raise StartupError(f'provider "{name}": at most {MAX_KEYS} keys')
 
 
-def _read_key_file(name: str, path: Path) -> list[str]:
-    try:
-        return path.read_text().split()
-    except OSError as exc:
-        log.warning("provider.seed_key_file_unreadable", provider=name, key_file=str(path),
-                    error=exc.strerror)  # fmt: skip
-        return []
+def _skipped(item: ProviderSeed, reason: str) -> None:
+    log.warning("provider.seed_skipped", provider=item.name, reason=reason + "; set it and restart")
+
+
+def _seed_keys(item: ProviderSeed, env: Mapping[str, str]) -> list[str] | None:
+    """The seed's keys, or None when the variable or file it names gives none: such a seed is
+    skipped with a warning rather than inserted without its key (which would then differ from
+    the seed once the key is there, and stop the next start)."""
+    keys = list(item.keys)
+    if item.key_env:
+        found = env.get(item.key_env, "").split()  # whitespace-separated, as in key_file
+        if not found:
+            _skipped(item, f"environment variable {item.key_env} (key_env) is not set")
+            return None
+        keys += found
+    if item.key_file:
+        try:
+            found = item.key_file.read_text().split()
+        except OSError as exc:
+            found, why = [], exc.strerror
+        else:
+            why = "it holds no key"
+        if not found:
+            _skipped(item, f"cannot read a key from {item.key_file} (key_file): {why}")
+            return None
+        keys += found
+    return keys
 
 
 def demo_seeds() -> list[Seed]:

@@ -141,7 +141,9 @@ def build_provider(
         raise ValueError(f"unknown provider type {type_name!r}")
     url = (base_url or ptype.base_url_for(settings)).rstrip("/")
     origin, error = None, problem
-    if not NAME_RE.match(name):
+    if error:
+        pass  # the caller's reason comes first: it is why the rest may look wrong too
+    elif not NAME_RE.match(name):
         error = f"invalid provider name {name!r}: use lowercase letters, digits and dashes"
     elif name in RESERVED_NAMES:
         error = f"provider name {name!r} is reserved for the management API"

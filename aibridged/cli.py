@@ -33,6 +33,18 @@ def build_parser() -> argparse.ArgumentParser:
         add_config_flags(p)
         return p
 
+    # The same options after an action's name (`aibridged secrets rotate --config F`).
+    after_action = argparse.ArgumentParser(add_help=False)
+    after_action.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="TOML file")
+    add_config_flags(after_action, suppress=True)
+
+    def actions(p: argparse.ArgumentParser) -> Any:
+        return p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def action(group: Any, name: str, help: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = group.add_parser(name, help=help, parents=[after_action])
+        return parser
+
     serve = with_config(sub.add_parser("serve", help="run the gateway"))
     serve.add_argument(
         "--demo",
@@ -43,36 +55,32 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(sub.add_parser("migrate", help="apply database migrations and exit"))
 
     users = with_config(sub.add_parser("users", help="manage users in the local database"))
-    users_sub = users.add_subparsers(dest="action", required=True, metavar="ACTION")
-    create = users_sub.add_parser("create", help="create a user")
+    users_sub = actions(users)
+    create = action(users_sub, "create", "create a user")
     create.add_argument("username")
     create.add_argument("--role", default="member", choices=["owner", "admin", "auditor", "member"])
     create.add_argument("--name", default="")
     create.add_argument("--email", default="")
-    _add_format(users_sub.add_parser("list", help="list users"))
-    users_sub.add_parser(
-        "suspend", help="suspend a user (their tokens stop working within 5 s)"
+    _add_format(action(users_sub, "list", "list users"))
+    action(
+        users_sub, "suspend", "suspend a user (their tokens stop working within 5 s)"
     ).add_argument("username")
-    users_sub.add_parser("activate", help="re-activate a suspended user").add_argument("username")
+    action(users_sub, "activate", "re-activate a suspended user").add_argument("username")
 
     tokens = with_config(sub.add_parser("tokens", help="manage API tokens in the local database"))
-    tokens_sub = tokens.add_subparsers(dest="action", required=True, metavar="ACTION")
-    tcreate = tokens_sub.add_parser("create", help="create a token and print it once")
+    tokens_sub = actions(tokens)
+    tcreate = action(tokens_sub, "create", "create a token and print it once")
     tcreate.add_argument("--user", required=True)
     tcreate.add_argument("--name", default="")
     tcreate.add_argument("--lifetime", help="e.g. 30d; default: no expiry")
-    tlist = _add_format(tokens_sub.add_parser("list", help="list tokens (never their secrets)"))
+    tlist = _add_format(action(tokens_sub, "list", "list tokens (never their secrets)"))
     tlist.add_argument("--user")
-    tokens_sub.add_parser("revoke", help="revoke a token by id").add_argument("token_id")
+    action(tokens_sub, "revoke", "revoke a token by id").add_argument("token_id")
 
     secrets = with_config(sub.add_parser("secrets", help="the key ring sealing provider keys"))
-    secrets_sub = secrets.add_subparsers(dest="action", required=True, metavar="ACTION")
-    secrets_sub.add_parser(
-        "rotate", help="put a new key first in the key file and seal every stored secret again"
-    )
-    secrets_sub.add_parser(
-        "prune", help="drop the old keys from the key file once nothing is sealed under them"
-    )
+    secrets_sub = actions(secrets)
+    action(secrets_sub, "rotate", "put a new key first in the key file, seal every secret again")
+    action(secrets_sub, "prune", "drop the old keys from the key file once nothing uses them")
 
     sub.add_parser("version", help="print the version")
     add_remote_parsers(sub)

@@ -204,3 +204,17 @@ def test_serve_with_embedded_postgres_is_ready_and_sigterm_exits_0_leaving_no_po
     while process_alive(pg_pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not process_alive(pg_pid), "embedded postgres still running after exit"
+
+
+def test_config_options_work_before_and_after_an_actions_name() -> None:
+    from aibridged.cli import build_parser
+    from aibridged.config import flags_from_args
+
+    parser = build_parser()
+    after = parser.parse_args(["secrets", "rotate", "--config", "/a.toml", "--state-dir", "/s"])
+    before = parser.parse_args(["secrets", "--config", "/a.toml", "--state-dir", "/s", "rotate"])
+    for args in (after, before):
+        assert str(args.config) == "/a.toml"
+        assert flags_from_args(args) == {"server.state_dir": "/s"}
+    plain = parser.parse_args(["users", "--state-dir", "/s", "list"])  # not reset by the action
+    assert flags_from_args(plain) == {"server.state_dir": "/s"} and plain.config is None

@@ -182,8 +182,11 @@ def _dest(path: str) -> str:
     return "cfg__" + path.replace(".", "__")
 
 
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """Add one `--option VALUE` per flagged key; read them back with `flags_from_args`."""
+def add_config_flags(parser: argparse.ArgumentParser, *, suppress: bool = False) -> None:
+    """Add one `--option VALUE` per flagged key; read them back with `flags_from_args`.
+
+    `suppress` leaves a flag that is not given out of the namespace: for a subcommand's own
+    copy of the flags, which must not reset what was given before the subcommand's name."""
     group = parser.add_argument_group("configuration (overrides the file and the environment)")
     for key in KEYS:
         if key.flag:
@@ -191,7 +194,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
                 key.flag,
                 dest=_dest(key.path),
                 metavar=key.kind.metavar,
-                default=None,
+                default=argparse.SUPPRESS if suppress else None,
                 help=f"{key.path} (env {key.env})",
             )
 

@@ -43,12 +43,13 @@ from aibridged.errors import StartupError, StoreError
 from aibridged.intercept.upstream import UpstreamSettings, open_upstream_client
 from aibridged.log import flush_logs, run_log_flusher
 from aibridged.metrics import Metrics
+from aibridged.recorder import Recorder, ensure_partitions, run_partition_keeper
 from aibridged.sdnotify import SdNotifier
 from aibridged.startup import ProviderRuntime, open_providers
 from aibridged.store import Store, apply_migrations, open_store
 from aibridged.store.embedded import start_embedded_postgres
 from aibridged.store.users import bootstrap_admin, lookup_grant
-from aibridged.supervisor import open_writers, run_supervised
+from aibridged.supervisor import Writers, open_writers, run_supervised
 
 log = structlog.get_logger("aibridged.daemon")
 
@@ -59,6 +60,7 @@ GC_YOUNG_THRESHOLD = 50_000  # allocations between collections of the youngest g
 # Connections of the pool token lookups may use: a flood of unknown tokens cannot take the rest.
 AUTH_CONNECTIONS = 3
 MANAGEMENT_CONNECTIONS = 3  # the management API's share
+RECORDER_CONNECTIONS = 2  # starts (group commit) and the batch writer
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +125,8 @@ async def run_daemon(
             await _prepare_database(store, config.server.state_dir)
             # Writers (the recorder, the dump writer) start here: they outlive the listener and
             # drain before the store closes.
-            async with open_writers(metrics):
+            async with open_writers(metrics) as writers:
+                recorder = await _open_recorder(config, store, metrics, writers)
                 token_cache = TokenCache(
                     partial(lookup_grant, store.budget("auth", AUTH_CONNECTIONS)),
                     ttl_s=config.ai_gateway.token_cache_ttl_s,
@@ -137,6 +140,7 @@ async def run_daemon(
                     tokens=token_cache,
                     upstream=upstream,
                     metrics=metrics,
+                    recorder=recorder,
                 )
                 app = _build_app(config, store, dataplane, life, token_cache, providers)
                 async with trio.open_nursery() as services:
@@ -144,6 +148,13 @@ async def run_daemon(
                         run_supervised, "token_refresher", token_cache.run_refresher, metrics
                     )
                     await providers.run(store, metrics, services)
+                    if recorder is not None:
+                        await services.start(
+                            run_supervised,
+                            "partition_keeper",
+                            partial(run_partition_keeper, store),
+                            metrics,
+                        )
                     life.on_sighup = partial(providers.reloader.request, sighup=True)
                     services.start_soon(_watch_store, store, life)
                     http_urls = await services.start(
@@ -165,6 +176,25 @@ async def run_daemon(
         root.cancel_scope.cancel()  # the signal watcher, the metrics listener, the log flusher
     if life.failure is not None:
         raise life.failure
+
+
+async def _open_recorder(
+    config: Config, store: Store, metrics: Metrics, writers: Writers
+) -> Recorder | None:
+    """The recorder, a writer: it drains after the listener stops, before the store closes."""
+    if not config.ai_gateway.recording:
+        log.warning("recorder.off", reason="ai_gateway.recording = false: nothing is recorded")
+        return None
+    created = await ensure_partitions(store)
+    if created:
+        log.info("recorder.partitions_created", count=created)
+    recorder = Recorder(
+        store.budget("recorder", RECORDER_CONNECTIONS),
+        metrics,
+        structured_logging=config.ai_gateway.structured_logging,
+    )
+    await writers.start_task("recorder", recorder.run, recorder.close)
+    return recorder
 
 
 def _settle_garbage_collector() -> None:
@@ -263,7 +293,6 @@ def _warn_about_settings_not_in_effect(config: Config) -> None:
     gateway = config.ai_gateway
     for key, is_set in (
         ("ai_gateway.api_dump_dir", bool(gateway.api_dump_dir)),
-        ("ai_gateway.structured_logging", gateway.structured_logging),
         ("ai_gateway.circuit_breaker.enabled", gateway.circuit_breaker.enabled),
     ):
         if is_set:

@@ -113,6 +113,67 @@ class Metrics:
             ["provider"],
             registry=registry,
         )
+        # Recording. provider: configured names; model: capped as above; type: 4 token kinds.
+        self.tokens = Counter(
+            PREFIX + "tokens",
+            "Tokens recorded, by type: input (not cached), output, cache_read, cache_write.",
+            ["provider", "model", "type"],
+            registry=registry,
+        )
+        self.prompts = Counter(
+            PREFIX + "prompts",
+            "Non-empty user prompts recorded.",
+            ["provider", "model"],
+            registry=registry,
+        )
+        self.tool_selections = Counter(
+            PREFIX + "non_injected_tool_selections",
+            "Tool calls the model made to the client's own tools.",
+            ["provider", "model"],
+            registry=registry,
+        )
+        self.injected_tool_invocations = Counter(
+            PREFIX + "injected_tool_invocations",
+            "Calls of tools the gateway injected (MCP) and ran itself (none until MCP is built).",
+            ["provider", "model"],
+            registry=registry,
+        )
+        # record: the 5 record kinds; no other labels.
+        self.recorder_dropped = Counter(
+            PREFIX + "recorder_dropped",
+            "Records the recorder dropped: its queue was full, or the drain at shutdown gave up.",
+            ["record"],
+            registry=registry,
+        )
+        self.recorder_rows = Counter(
+            PREFIX + "recorder_rows",
+            "Records written, by kind.",
+            ["record"],
+            registry=registry,
+        )
+        self.recorder_batches = Counter(
+            PREFIX + "recorder_batches", "Batches the recorder wrote.", registry=registry
+        )
+        self.recorder_errors = Counter(
+            PREFIX + "recorder_errors",
+            "Failed recorder writes (starts or batches; a failed batch is retried).",
+            registry=registry,
+        )
+        self.recorder_queue = Gauge(
+            PREFIX + "recorder_queue",
+            "Records waiting to be written, by kind of queue (rows, ends).",
+            ["queue"],
+            registry=registry,
+        )
+        # route: the intercepted APIs (3 values).
+        self.overhead = Histogram(
+            PREFIX + "overhead_seconds",
+            "Time spent in the gateway itself before the upstream call went out and between the"
+            " upstream's answer and the client's response start (the upstream's wait excluded).",
+            ["route"],
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
+            registry=registry,
+        )
         self._models: dict[str, set[str]] = {}
         # Labelled children, found by their label values: `labels()` validates and locks on every
         # call, and the data plane asks for the same few series on every request. Bounded as

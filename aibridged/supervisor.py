@@ -106,6 +106,7 @@ class Writers:
         self._nursery = nursery
         self._metrics = metrics
         self._inputs: list[trio.MemorySendChannel[Any]] = []
+        self._closers: list[Callable[[], None]] = []
 
     async def start(
         self, name: str, writer: WriterTask, *, capacity: int
@@ -120,10 +121,20 @@ class Writers:
         self._inputs.append(send)
         return send
 
+    async def start_task(
+        self, name: str, run: Callable[..., Awaitable[None]], close: Callable[[], None]
+    ) -> None:
+        """Start a writer with its own queue: `run(task_status=...)` supervised, `close()` called
+        when the producers are done (it must then drain and return)."""
+        await self._nursery.start(run_supervised, name, run, self._metrics)
+        self._closers.append(close)
+
     def close_inputs(self) -> None:
         """No more producers: each writer drains what is queued, then returns."""
         for send in self._inputs:
             send.close()
+        for close in self._closers:
+            close()
 
 
 @asynccontextmanager

@@ -21,8 +21,9 @@ from aibridged.api.asgi import DATAPLANE_PREFIXES
 from aibridged.api.body import is_json, read_body
 from aibridged.api.caller import Caller, CallerAuth
 from aibridged.api.finish import Finisher, Interception
+from aibridged.api.recording import begin_recording, start_fields
 from aibridged.auth import TokenCache
-from aibridged.clients import classify_client, client_session_id
+from aibridged.clients import Client, classify_client, client_session_id
 from aibridged.config import AIGatewayConfig
 from aibridged.errors import Rejected, UpstreamError
 from aibridged.intercept.attempt import send_upstream_error
@@ -35,6 +36,7 @@ from aibridged.intercept.client import (
     run_watched,
     send_simple,
 )
+from aibridged.intercept.extract import request_facts
 from aibridged.intercept.headers import forwarded_headers
 from aibridged.intercept.payload import PREPARE_IN_THREAD_BYTES, PreparedBody, prepare_body
 from aibridged.intercept.relay import RelayPlan, relay_response
@@ -46,6 +48,7 @@ from aibridged.log import bind_request
 from aibridged.metrics import Metrics
 from aibridged.providers.attempts import open_upstream
 from aibridged.providers.pool import Provider, ProviderRegistry
+from aibridged.recorder import Recorder
 from aibridged.safe import bounded_text
 
 log = structlog.get_logger("aibridged.dataplane")
@@ -70,8 +73,10 @@ class DataPlane:
         tokens: TokenCache,
         upstream: UpstreamClient,
         metrics: Metrics,
+        recorder: Recorder | None = None,
     ) -> None:
         self._settings = settings
+        self._recorder = recorder
         self._providers = providers
         self._auth = CallerAuth(settings, tokens)
         self._upstream = upstream
@@ -197,6 +202,8 @@ class DataPlane:
             byok=caller.byok,
         )
         provider.family.admit(call)
+        if interception.facts is not None:
+            await self._begin_recording(interception, call)
         self._finisher.started(interception)
         try:
             await run_watched(receive, outcome, partial(self._exchange, interception, call, send))
@@ -210,18 +217,20 @@ class DataPlane:
         provider, outcome = interception.provider, interception.outcome
         fmt = interception.route.wire_format
         before_end = partial(self._finisher.finish, interception)
+        interception.upstream_called_at = trio.current_time()
         try:
             response = await open_upstream(self._upstream, provider, call, interception.attempts)
         except UpstreamError as exc:
             await send_upstream_error(send, fmt, exc, outcome, before_end)
             return
+        interception.upstream_answered_at = trio.current_time()
         try:
             await relay_response(
                 response,
                 self._plan(interception, call),
                 send,
                 outcome,
-                observer=None,
+                observer=interception.recording,
                 before_end=before_end,
             )
         except UpstreamError as exc:  # refused before any byte was relayed
@@ -261,7 +270,35 @@ class DataPlane:
         interception.client_session_id = client_session_id(
             interception.client, text_headers, prepared.parsed
         )
+        if self._recorder is not None:
+            interception.facts = request_facts(api, prepared.parsed)
         return prepared.body
+
+    async def _begin_recording(self, interception: Interception, call: UpstreamCall) -> None:
+        """Commit the interception's start before anything goes upstream."""
+        assert self._recorder is not None and interception.facts is not None
+        provider, caller = interception.provider, interception.caller
+        credential = provider.family.credential(provider, call)  # what the first attempt uses
+        fields = start_fields(
+            call,
+            initiator_id=caller.principal.user_id,
+            api_key_id=caller.principal.token_id,
+            provider_name=provider.name,
+            wire_format=interception.route.wire_format,
+            model=interception.model,
+            client=str(interception.client or Client.UNKNOWN),
+            client_session_id=interception.client_session_id,
+            credential_kind=credential.kind,
+            credential_hint=credential.hint,
+        )
+        interception.recording = await begin_recording(
+            self._recorder,
+            interception_id=interception.id,
+            api=interception.route.api,
+            stream=interception.stream,
+            facts=interception.facts,
+            fields=fields,
+        )
 
     def _actor_headers(self, caller: Caller) -> list[tuple[bytes, bytes]]:
         if not self._settings.send_actor_headers:

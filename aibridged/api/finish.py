@@ -3,8 +3,8 @@
 `Finisher.finish` runs just before the response's last byte goes out (so a client that has its
 whole answer can rely on the counters and the log line being there), and again, as a no-op, in
 the data plane's `finally`: whatever ended the exchange (an upstream error, the client leaving, a
-cancellation at the shutdown deadline), it is counted and logged. The end record joins here when
-recording arrives.
+cancellation at the shutdown deadline), it is counted and logged, and its end is recorded with
+what was seen so far.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ import trio
 from prometheus_client import Gauge
 
 from aibridged.api.caller import Caller
+from aibridged.api.recording import Recording
 from aibridged.clients import Client
 from aibridged.intercept.client import RelayOutcome
+from aibridged.intercept.extract import RequestFacts
 from aibridged.intercept.routes import Route
 from aibridged.metrics import Metrics
 from aibridged.providers.attempts import Attempts
@@ -48,6 +50,10 @@ class Interception:
     attempts: Attempts = field(default_factory=Attempts)
     finished: bool = False
     _inflight: Gauge | None = None  # the gauge child counted at the start
+    facts: RequestFacts | None = None  # what recording reads of the request
+    recording: Recording | None = None
+    upstream_called_at: float | None = None  # for the overhead histogram
+    upstream_answered_at: float | None = None
 
 
 class Finisher:
@@ -97,7 +103,24 @@ class Finisher:
             metrics.interceptions, provider, model, status, api, interception.method, client
         ).inc()
         metrics.child(metrics.interceptions_duration, provider, model).observe(duration)
+        self._observe_overhead(interception)
+        if interception.recording is not None:
+            credential = interception.attempts.credential
+            interception.recording.end(status, outcome.error, credential.hint if credential else "")
         self._log("interception.finished", interception, duration)
+
+    def _observe_overhead(self, interception: Interception) -> None:
+        """The gateway's own time: until the upstream call went out, and from the upstream's
+        answer to the client's response start."""
+        called, answered = interception.upstream_called_at, interception.upstream_answered_at
+        if called is None:
+            return
+        own = called - interception.started_at
+        first_byte = interception.outcome.first_byte_at
+        if answered is not None and first_byte is not None and first_byte >= answered:
+            own += first_byte - answered
+        api = interception.route.api.value
+        self._metrics.child(self._metrics.overhead, api).observe(max(own, 0.0))
 
     def _log(self, event: str, interception: Interception, duration: float) -> None:
         outcome = interception.outcome

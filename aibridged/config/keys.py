@@ -97,6 +97,7 @@ KEYS: tuple[Key, ...] = (
         "ai_gateway.retention", DURATION, 60 * DAY_S, attr="retention_s",
         flag="--ai-gateway-retention", aliases=coder("RETENTION"),
     ),
+    Key("ai_gateway.recording", BOOL, True, flag="--ai-gateway-recording"),
     Key(
         "ai_gateway.structured_logging", BOOL, False,
         flag="--ai-gateway-structured-logging", aliases=coder("STRUCTURED_LOGGING"),

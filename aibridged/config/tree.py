@@ -45,7 +45,8 @@ class AIGatewayConfig:
     enabled: bool
     api_dump_dir: str  # "" = off
     retention_s: float  # 0 = keep forever
-    structured_logging: bool
+    recording: bool  # record interceptions to the database
+    structured_logging: bool  # one `interception log` line per record
     max_body_bytes: int
     allow_byok: bool
     max_concurrency: int  # 0 = unlimited

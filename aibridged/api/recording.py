@@ -1,0 +1,140 @@
+"""Recording one interception: its start before the upstream call, its records beside the relay,
+its end whatever ends it.
+
+The data plane calls `begin` once the request is checked and before anything goes upstream (a
+start that cannot be committed fails the request with 500 `failed to record interception`), hands
+`observer` to the relay, and the finisher calls `end` exactly once, on every path.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from aibridged.errors import Rejected, StoreError
+from aibridged.intercept.extract import Extractor, RequestFacts, extractor_for
+from aibridged.intercept.routes import Api, UpstreamCall
+from aibridged.intercept.sse import SSEEvent
+from aibridged.intercept.wire import WireFormat
+from aibridged.recorder import Recorder
+from aibridged.records import Extracted, InterceptionEnd, InterceptionStart, PromptUsage
+
+log = structlog.get_logger("aibridged.recorder")
+
+_WIRE_NAMES = {WireFormat.OPENAI: "openai", WireFormat.ANTHROPIC: "anthropic"}
+
+
+@dataclass(slots=True)
+class Recording:
+    """What is recorded of one interception; also the relay's observer."""
+
+    recorder: Recorder
+    start: InterceptionStart
+    extractor: Extractor | None = None
+    failures: int = 0
+
+    def on_event(self, event: SSEEvent) -> None:
+        try:
+            if self.extractor is not None:
+                self.extractor.on_event(event)
+        except Exception:  # an extractor bug must never reach the relay
+            self._failed()
+
+    def on_body(self, body: bytes) -> None:
+        try:
+            if self.extractor is not None:
+                self.extractor.on_body(body)
+        except Exception:
+            self._failed()
+
+    def emit(self, record: Extracted) -> None:
+        self.recorder.add(self.start, record)
+
+    def end(self, status: str, error: str, credential_hint: str) -> None:
+        try:
+            if self.extractor is not None:
+                self.extractor.finish()
+        except Exception:
+            self._failed()
+        self.recorder.end(
+            InterceptionEnd(
+                id=self.start.id,
+                started_at=self.start.started_at,
+                ended_at=datetime.now(UTC),
+                credential_hint=credential_hint,
+                status=status,
+                error=error,
+            )
+        )
+
+    def _failed(self) -> None:
+        self.failures += 1
+        if self.failures == 1:
+            log.exception("recorder.extraction_failed", interception_id=str(self.start.id))
+
+
+async def begin_recording(
+    recorder: Recorder,
+    *,
+    interception_id: uuid.UUID,
+    api: Api,
+    stream: bool,
+    facts: RequestFacts,
+    fields: dict[str, Any],
+) -> Recording:
+    """Commit the start (thread found from the tool call the request answers) and queue the
+    prompt; Rejected(500) if the start cannot be committed."""
+    parent = root = None
+    if facts.correlating_call_id:
+        found = await recorder.thread_of(facts.correlating_call_id)
+        if found is not None:
+            parent, root = found
+    start = InterceptionStart(
+        id=interception_id,
+        thread_parent_id=parent,
+        thread_root_id=root,
+        started_at=datetime.now(UTC),
+        **fields,
+    )
+    try:
+        await recorder.start(start)
+    except StoreError as exc:
+        log.error("recorder.start_failed", interception_id=str(interception_id), error=str(exc))
+        raise Rejected(500, "failed to record interception", "record_failed") from exc
+    recording = Recording(recorder, start)
+    recording.extractor = extractor_for(api, stream=stream, emit=recording.emit)
+    if facts.prompt:
+        recorder.add(start, PromptUsage(prompt=facts.prompt))
+    return recording
+
+
+def start_fields(
+    call: UpstreamCall,
+    *,
+    initiator_id: uuid.UUID,
+    api_key_id: str,
+    provider_name: str,
+    wire_format: WireFormat,
+    model: str,
+    client: str,
+    client_session_id: str | None,
+    credential_kind: str,
+    credential_hint: str,
+) -> dict[str, Any]:
+    user_agent = next((v for n, v in call.headers if n == b"user-agent"), b"")
+    return {
+        "initiator_id": initiator_id,
+        "api_key_id": api_key_id,
+        "provider": _WIRE_NAMES[wire_format],
+        "provider_name": provider_name,
+        "model": model,
+        "client": client,
+        "client_session_id": client_session_id,
+        "user_agent": user_agent.decode("latin-1")[:512],
+        "credential_kind": credential_kind,
+        "credential_hint": credential_hint,
+    }

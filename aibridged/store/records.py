@@ -1,0 +1,237 @@
+"""Recording's SQL: starts, ends and child rows, each kind written many rows per statement.
+
+Every statement takes whole columns as arrays (`unnest`), so a batch of any size is one round
+trip and one statement plan, whatever the batch holds.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import orjson
+
+from aibridged.records import (
+    InterceptionEnd,
+    InterceptionStart,
+    ModelThought,
+    PromptUsage,
+    TokenUsage,
+    ToolUsage,
+)
+from aibridged.store.db import Connection, Runner
+
+
+@dataclass(frozen=True, slots=True)
+class Stamped:
+    """A child record with the interception it belongs to and when it was made."""
+
+    interception_id: uuid.UUID
+    started_at: datetime  # the interception's (the partition key)
+    created_at: datetime
+    record: TokenUsage | PromptUsage | ToolUsage | ModelThought
+
+
+def _json(value: Any) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # a lone surrogate from a client: PostgreSQL's jsonb refuses it anyway
+        return orjson.dumps(_clean(value)).decode()
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, dict):
+        return {_text(str(k)): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+async def insert_starts(runner: Runner, starts: Sequence[InterceptionStart]) -> None:
+    await runner.run(_insert_starts, starts)
+
+
+async def _insert_starts(conn: Connection, starts: Sequence[InterceptionStart]) -> None:
+    await conn.execute(
+        "INSERT INTO aibridge_interceptions (id, initiator_id, api_key_id, provider, provider_name,"
+        " model, client, client_session_id, user_agent, credential_kind, credential_hint,"
+        " thread_parent_id, thread_root_id, metadata, started_at)"
+        " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],"
+        " $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::uuid[],"
+        " $13::uuid[], $14::jsonb[], $15::timestamptz[])",
+        [s.id for s in starts],
+        [s.initiator_id for s in starts],
+        [s.api_key_id for s in starts],
+        [s.provider for s in starts],
+        [s.provider_name for s in starts],
+        [_text(s.model) for s in starts],
+        [_text(s.client[:64]) for s in starts],
+        [_text(s.client_session_id[:256]) if s.client_session_id else None for s in starts],
+        [_text(s.user_agent) for s in starts],
+        [s.credential_kind for s in starts],
+        [s.credential_hint[:15] for s in starts],
+        [s.thread_parent_id for s in starts],
+        [s.thread_root_id for s in starts],
+        [_json(dict(s.metadata)) for s in starts],
+        [s.started_at for s in starts],
+    )
+
+
+async def write_batch(
+    runner: Runner, rows: Sequence[Stamped], ends: Sequence[InterceptionEnd]
+) -> None:
+    """Child rows and ends in one transaction (a batch is written whole or not at all)."""
+    await runner.run(_write_batch, rows, ends)
+
+
+async def _write_batch(
+    conn: Connection, rows: Sequence[Stamped], ends: Sequence[InterceptionEnd]
+) -> None:
+    by_kind: dict[type, list[Stamped]] = {}
+    for row in rows:
+        by_kind.setdefault(type(row.record), []).append(row)
+    async with conn.transaction():
+        for kind, items in by_kind.items():
+            await _WRITERS[kind](conn, items)
+        if ends:
+            await _end(conn, ends)
+
+
+async def _token_usages(conn: Connection, rows: list[Stamped]) -> None:
+    usages: list[TokenUsage] = [r.record for r in rows]  # type: ignore[misc]
+    await conn.execute(
+        "INSERT INTO aibridge_token_usages (id, interception_id, provider_response_id,"
+        " input_tokens, output_tokens, cache_read_input_tokens, cache_write_input_tokens,"
+        " metadata, created_at, started_at)"
+        " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bigint[], $5::bigint[],"
+        " $6::bigint[], $7::bigint[], $8::jsonb[], $9::timestamptz[], $10::timestamptz[])",
+        [uuid.uuid4() for _ in rows],
+        [r.interception_id for r in rows],
+        [u.response_id for u in usages],
+        [u.input for u in usages],
+        [u.output for u in usages],
+        [u.cache_read for u in usages],
+        [u.cache_write for u in usages],
+        [_json(dict(u.extra)) for u in usages],
+        [r.created_at for r in rows],
+        [r.started_at for r in rows],
+    )
+
+
+async def _prompts(conn: Connection, rows: list[Stamped]) -> None:
+    prompts: list[PromptUsage] = [r.record for r in rows]  # type: ignore[misc]
+    await conn.execute(
+        "INSERT INTO aibridge_user_prompts (id, interception_id, provider_response_id, prompt,"
+        " created_at, started_at)"
+        " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[],"
+        " $5::timestamptz[], $6::timestamptz[])",
+        [uuid.uuid4() for _ in rows],
+        [r.interception_id for r in rows],
+        [p.response_id for p in prompts],
+        [_text(p.prompt) for p in prompts],
+        [r.created_at for r in rows],
+        [r.started_at for r in rows],
+    )
+
+
+async def _tools(conn: Connection, rows: list[Stamped]) -> None:
+    tools: list[ToolUsage] = [r.record for r in rows]  # type: ignore[misc]
+    await conn.execute(
+        "INSERT INTO aibridge_tool_usages (id, interception_id, provider_response_id,"
+        " provider_tool_call_id, provider_item_id, tool, input, server_url, injected,"
+        " invocation_error, created_at, started_at)"
+        " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],"
+        " $6::text[], $7::text[], $8::text[], $9::boolean[], $10::text[], $11::timestamptz[],"
+        " $12::timestamptz[])",
+        [uuid.uuid4() for _ in rows],
+        [r.interception_id for r in rows],
+        [t.response_id for t in tools],
+        [t.call_id for t in tools],
+        [t.item_id for t in tools],
+        [_text(t.tool) for t in tools],
+        [_text(t.input) for t in tools],
+        [t.server_url for t in tools],
+        [t.injected for t in tools],
+        [t.invocation_error for t in tools],
+        [r.created_at for r in rows],
+        [r.started_at for r in rows],
+    )
+
+
+async def _thoughts(conn: Connection, rows: list[Stamped]) -> None:
+    thoughts: list[ModelThought] = [r.record for r in rows]  # type: ignore[misc]
+    await conn.execute(
+        "INSERT INTO aibridge_model_thoughts (interception_id, content, metadata, created_at,"
+        " started_at)"
+        " SELECT * FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::timestamptz[],"
+        " $5::timestamptz[])",
+        [r.interception_id for r in rows],
+        [_text(t.content) for t in thoughts],
+        [_json({"source": t.source}) for t in thoughts],
+        [r.created_at for r in rows],
+        [r.started_at for r in rows],
+    )
+
+
+_WRITERS = {
+    TokenUsage: _token_usages,
+    PromptUsage: _prompts,
+    ToolUsage: _tools,
+    ModelThought: _thoughts,
+}
+
+
+async def _end(conn: Connection, ends: Sequence[InterceptionEnd]) -> None:
+    await conn.execute(
+        "UPDATE aibridge_interceptions AS i SET ended_at = e.ended_at,"
+        " credential_hint = CASE WHEN e.hint = '' THEN i.credential_hint ELSE e.hint END,"
+        " metadata = i.metadata || e.extra"
+        " FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::text[], $5::jsonb[])"
+        " AS e(id, started_at, ended_at, hint, extra)"
+        " WHERE i.id = e.id AND i.started_at = e.started_at",
+        [e.id for e in ends],
+        [e.started_at for e in ends],
+        [e.ended_at for e in ends],
+        [e.credential_hint[:15] for e in ends],
+        [_json({"status": e.status, **({"error": e.error} if e.error else {})}) for e in ends],
+    )
+
+
+def _text(value: str) -> str:
+    """PostgreSQL text holds neither NUL nor lone surrogates: both are replaced, not refused."""
+    if "\0" in value:
+        value = value.replace("\0", "\ufffd")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
+async def find_thread(runner: Runner, call_id: str) -> tuple[uuid.UUID, uuid.UUID] | None:
+    """The interception that made tool call `call_id`, and its thread root."""
+    return await runner.run(_find_thread, call_id)
+
+
+async def _find_thread(conn: Connection, call_id: str) -> tuple[uuid.UUID, uuid.UUID] | None:
+    row = await conn.fetchrow(
+        "SELECT t.interception_id, coalesce(i.thread_root_id, i.id) AS root"
+        " FROM aibridge_tool_usages t JOIN aibridge_interceptions i"
+        " ON i.id = t.interception_id AND i.started_at = t.started_at"
+        " WHERE t.provider_tool_call_id = $1 ORDER BY t.created_at DESC LIMIT 1",
+        call_id,
+    )
+    return None if row is None else (row["interception_id"], row["root"])
+
+
+async def create_partitions(runner: Runner, first_day: date, days: int) -> int:
+    return int(await runner.run(_create_partitions, first_day, days))
+
+
+async def _create_partitions(conn: Connection, first_day: date, days: int) -> Any:
+    return await conn.fetchval("SELECT aibridge_create_partitions($1, $2)", first_day, days)

@@ -1,0 +1,212 @@
+"""The recorder on a real PostgreSQL: group-committed starts, batched rows, ends that are never
+dropped, bounded memory while the database is away, and the drain."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from prometheus_client import CollectorRegistry
+
+from aibridged.errors import StoreError, StoreUnavailable
+from aibridged.metrics import Metrics
+from aibridged.recorder import Recorder, ensure_partitions
+from aibridged.records import (
+    InterceptionEnd,
+    InterceptionStart,
+    ModelThought,
+    PromptUsage,
+    TokenUsage,
+    ToolUsage,
+)
+from aibridged.store import Store
+
+
+def _start(**kw: Any) -> InterceptionStart:
+    fields: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "initiator_id": uuid.uuid4(),
+        "api_key_id": "abcdefghij",
+        "provider": "openai",
+        "provider_name": "openai",
+        "model": "gpt-x",
+        "client": "Unknown",
+        "client_session_id": None,
+        "user_agent": "test",
+        "credential_kind": "centralized",
+        "credential_hint": "sk-a...bcde",
+        "thread_parent_id": None,
+        "thread_root_id": None,
+        "started_at": datetime.now(UTC),
+    }
+    return InterceptionStart(**{**fields, **kw})
+
+
+def _end(start: InterceptionStart) -> InterceptionEnd:
+    return InterceptionEnd(start.id, start.started_at, datetime.now(UTC), "", "completed")
+
+
+class CountingRunner:
+    """The store, counting the statements that reach it, failing while `down` is set."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.calls: list[str] = []
+        self.down = False
+        self.hold: trio.Event | None = None  # while set and not released, calls wait
+
+    async def run(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kw: Any) -> Any:
+        self.calls.append(fn.__name__)
+        if self.hold is not None:
+            await self.hold.wait()
+        if self.down:
+            raise StoreUnavailable("database unavailable: connection refused")
+        return await self.store.run(fn, *args, **kw)
+
+
+@pytest.fixture
+async def runner(store: Store) -> CountingRunner:
+    await ensure_partitions(store)
+    return CountingRunner(store)
+
+
+@pytest.fixture
+async def recorder(runner: CountingRunner) -> AsyncIterator[Recorder]:
+    metrics = Metrics(CollectorRegistry(), process_metrics=False)
+    rec = Recorder(runner, metrics, queue_rows=100, flush_interval_s=0.01, drain_timeout_s=1.0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rec.run)
+        yield rec
+        rec.close()
+
+
+async def _count(store: Store, table: str) -> int:
+    return int(await store.run(lambda conn: conn.fetchval(f"SELECT count(*) FROM {table}")))
+
+
+async def test_starts_arriving_together_share_one_commit(
+    recorder: Recorder, runner: CountingRunner, store: Store
+) -> None:
+    starts = [_start() for _ in range(20)]
+    runner.hold = trio.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(recorder.start, starts[0])
+        await trio.testing.wait_all_tasks_blocked()
+        assert runner.calls == ["_insert_starts"]  # the first commit is in flight
+        for start in starts[1:]:
+            nursery.start_soon(recorder.start, start)
+        await trio.testing.wait_all_tasks_blocked()
+        runner.hold.set()
+    # The 19 that arrived while the first commit was in flight shared the next one.
+    assert runner.calls.count("_insert_starts") == 2
+    assert await _count(store, "aibridge_interceptions") == 20
+
+
+async def test_child_rows_and_ends_are_written_in_batches(
+    recorder: Recorder, runner: CountingRunner, store: Store
+) -> None:
+    start = _start()
+    await recorder.start(start)
+    recorder.add(start, PromptUsage("hello"))
+    recorder.add(start, TokenUsage("r1", 10, 5, cache_read=3, cache_write=2, extra={"x": 1}))
+    recorder.add(start, ToolUsage("r1", "get_weather", "call_1", '{"city":"Paris"}'))
+    recorder.add(start, ModelThought("r1", "thinking...", "thinking"))
+    recorder.end(_end(start))
+    with trio.fail_after(5):
+        while recorder.statistics().ends_written < 1:
+            await trio.sleep(0.01)
+    assert runner.calls.count("_write_batch") == 1
+    row = await store.run(
+        lambda conn: conn.fetchrow(
+            "SELECT i.ended_at, i.metadata, t.input_tokens, t.cache_read_input_tokens,"
+            " t.cache_write_input_tokens, t.metadata AS extra FROM aibridge_interceptions i"
+            " JOIN aibridge_token_usages t ON t.interception_id = i.id"
+        )
+    )
+    assert row["ended_at"] is not None and '"status": "completed"' in row["metadata"]
+    assert (row["input_tokens"], row["cache_read_input_tokens"], row["cache_write_input_tokens"]) == (
+        10, 3, 2)  # fmt: skip
+    assert await _count(store, "aibridge_tool_usages") == 1
+    assert await recorder.thread_of("call_1") == (start.id, start.id)
+
+
+async def test_a_start_the_database_refuses_raises(
+    recorder: Recorder, runner: CountingRunner
+) -> None:
+    runner.down = True
+    with pytest.raises(StoreError, match="failed to record interception"):
+        await recorder.start(_start())
+
+
+async def test_while_the_database_is_away_rows_are_bounded_and_ends_are_kept(
+    recorder: Recorder, runner: CountingRunner, store: Store
+) -> None:
+    starts = [_start() for _ in range(3)]
+    for start in starts:
+        await recorder.start(start)
+    runner.down = True
+    for i in range(500):  # the queue holds 100
+        recorder.add(starts[0], TokenUsage(f"r{i}", 1, 1))
+    for start in starts:
+        recorder.end(_end(start))
+    stats = recorder.statistics()
+    assert stats.queued_rows == 100 and stats.dropped == 400 and stats.queued_ends == 3
+    runner.down = False
+    with trio.fail_after(20):
+        while recorder.statistics().ends_written < 3:
+            await trio.sleep(0.05)
+    assert await _count(store, "aibridge_token_usages") == 100
+    ended = "SELECT count(*) FROM aibridge_interceptions WHERE ended_at IS NOT NULL"
+    assert await store.run(lambda conn: conn.fetchval(ended)) == 3
+
+
+async def test_closing_drains_what_is_queued(runner: CountingRunner, store: Store) -> None:
+    metrics = Metrics(CollectorRegistry(), process_metrics=False)
+    rec = Recorder(runner, metrics, flush_interval_s=10.0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rec.run)
+        start = _start()
+        await rec.start(start)
+        rec.add(start, PromptUsage("last words"))
+        rec.end(_end(start))
+        rec.close()  # the writer drains, then run returns and the nursery ends
+    assert rec.statistics().rows_written == 1 and rec.statistics().ends_written == 1
+    assert await _count(store, "aibridge_user_prompts") == 1
+
+
+async def test_a_drain_that_cannot_reach_the_database_gives_up_and_counts(
+    runner: CountingRunner,
+) -> None:
+    metrics = Metrics(CollectorRegistry(), process_metrics=False)
+    rec = Recorder(runner, metrics, drain_timeout_s=1.0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rec.run)
+        start = _start()
+        await rec.start(start)
+        runner.down = True
+        rec.add(start, PromptUsage("lost"))
+        rec.end(_end(start))
+        rec.close()
+    assert rec.statistics().dropped == 2
+    dropped = metrics.recorder_dropped
+    assert dropped.labels(record="interception_end")._value.get() == 1
+    assert dropped.labels(record="prompt_usage")._value.get() == 1
+
+
+async def test_odd_strings_from_clients_are_stored_not_refused(
+    recorder: Recorder, store: Store
+) -> None:
+    start = _start(model="m\ud800", client_session_id="s\x00id")
+    await recorder.start(start)
+    recorder.add(start, PromptUsage("a\x00b \ud83d"))
+    recorder.end(_end(start))
+    with trio.fail_after(5):
+        while recorder.statistics().ends_written < 1:
+            await trio.sleep(0.01)
+    prompt = await store.run(lambda conn: conn.fetchval("SELECT prompt FROM aibridge_user_prompts"))
+    assert prompt.startswith("a\ufffdb")

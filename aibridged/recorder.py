@@ -102,6 +102,7 @@ class Recorder:
         self._next_starts = _StartBatch()
         self._starts_wanted = trio.Event()
         self._rows_wanted = trio.Event()
+        self._written = trio.Event()  # set (and replaced) after each batch written
         self._closed = False
         self._calls: OrderedDict[str, tuple[uuid.UUID, uuid.UUID]] = OrderedDict()
         self._counts = {"starts": 0, "batches": 0, "rows": 0, "ends": 0, "dropped": 0}
@@ -255,6 +256,8 @@ class Recorder:
         self._counts["batches"] += 1
         self._counts["rows"] += len(rows)
         self._counts["ends"] += len(ends)
+        self._written.set()
+        self._written = trio.Event()
         self._metrics.recorder_batches.inc()
         for row in rows:
             self._metrics.child(self._metrics.recorder_rows, _KIND[type(row.record)]).inc()
@@ -277,6 +280,11 @@ class Recorder:
         self._last_error = str(exc) or "timed out"
         self._metrics.recorder_errors.inc()
         log.warning("recorder.write_failed", error=self._last_error)
+
+    async def wait_written(self, ends: int) -> None:
+        """Until at least `ends` interception ends have been written in all."""
+        while self._counts["ends"] < ends:
+            await self._written.wait()
 
     def statistics(self) -> RecorderStatistics:
         return RecorderStatistics(

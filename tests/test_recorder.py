@@ -118,8 +118,7 @@ async def test_child_rows_and_ends_are_written_in_batches(
     recorder.add(start, ModelThought("r1", "thinking...", "thinking"))
     recorder.end(_end(start))
     with trio.fail_after(5):
-        while recorder.statistics().ends_written < 1:
-            await trio.sleep(0.01)
+        await recorder.wait_written(ends=1)
     assert runner.calls.count("_write_batch") == 1
     row = await store.run(
         lambda conn: conn.fetchrow(
@@ -129,8 +128,8 @@ async def test_child_rows_and_ends_are_written_in_batches(
         )
     )
     assert row["ended_at"] is not None and '"status": "completed"' in row["metadata"]
-    assert (row["input_tokens"], row["cache_read_input_tokens"], row["cache_write_input_tokens"]) == (
-        10, 3, 2)  # fmt: skip
+    tokens = ("input_tokens", "cache_read_input_tokens", "cache_write_input_tokens")
+    assert tuple(row[name] for name in tokens) == (10, 3, 2)
     assert await _count(store, "aibridge_tool_usages") == 1
     assert await recorder.thread_of("call_1") == (start.id, start.id)
 
@@ -158,8 +157,7 @@ async def test_while_the_database_is_away_rows_are_bounded_and_ends_are_kept(
     assert stats.queued_rows == 100 and stats.dropped == 400 and stats.queued_ends == 3
     runner.down = False
     with trio.fail_after(20):
-        while recorder.statistics().ends_written < 3:
-            await trio.sleep(0.05)
+        await recorder.wait_written(ends=3)
     assert await _count(store, "aibridge_token_usages") == 100
     ended = "SELECT count(*) FROM aibridge_interceptions WHERE ended_at IS NOT NULL"
     assert await store.run(lambda conn: conn.fetchval(ended)) == 3
@@ -206,7 +204,6 @@ async def test_odd_strings_from_clients_are_stored_not_refused(
     recorder.add(start, PromptUsage("a\x00b \ud83d"))
     recorder.end(_end(start))
     with trio.fail_after(5):
-        while recorder.statistics().ends_written < 1:
-            await trio.sleep(0.01)
+        await recorder.wait_written(ends=1)
     prompt = await store.run(lambda conn: conn.fetchval("SELECT prompt FROM aibridge_user_prompts"))
     assert prompt.startswith("a\ufffdb")

@@ -17,7 +17,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -142,7 +142,7 @@ async def run_daemon(
                     metrics=metrics,
                     recorder=recorder,
                 )
-                app = _build_app(config, store, dataplane, life, token_cache, providers)
+                app = _build_app(config, store, dataplane, life, token_cache, providers, recorder)
                 async with trio.open_nursery() as services:
                     await services.start(
                         run_supervised, "token_refresher", token_cache.run_refresher, metrics
@@ -306,6 +306,7 @@ def _build_app(
     life: _Lifecycle,
     tokens: TokenCache,
     providers: ProviderRuntime,
+    recorder: Recorder | None,
 ) -> GatewayApp:
     async def readiness() -> str | None:
         if life.shutdown.is_set():
@@ -324,8 +325,23 @@ def _build_app(
         providers=ProviderRoutes(
             management, providers.box, providers.describe, providers.reloader.reload_soon
         ),
+        details=lambda: _details(providers, recorder),
     )
     return GatewayApp(control, dataplane if config.ai_gateway.enabled else None)
+
+
+def _details(providers: ProviderRuntime, recorder: Recorder | None) -> dict[str, object]:
+    reload = providers.reloader.statistics()
+    found: dict[str, object] = {
+        "providers": {
+            "version": reload.version,
+            "reload_failures": reload.failures,
+            "last_reload_error": reload.last_error,
+        },
+    }
+    if recorder is not None:
+        found["recorder"] = asdict(recorder.statistics())
+    return found
 
 
 async def _run_listener(

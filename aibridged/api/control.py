@@ -14,6 +14,7 @@ from aibridged.api.manage import Management, add_management_errors, add_user_rou
 from aibridged.api.provider_routes import ProviderRoutes, add_provider_routes
 
 ReadinessProbe = Callable[[], Awaitable[str | None]]  # None = ready, else the reason
+Details = Callable[[], dict[str, object]]  # components' statistics shown by /readyz
 
 
 def create_control_app(
@@ -22,6 +23,7 @@ def create_control_app(
     max_body_bytes: int,
     management: Management | None = None,
     providers: ProviderRoutes | None = None,
+    details: Details | None = None,
 ) -> QuartTrio:
     app = QuartTrio("aibridged")
     # Quart's defaults would cut responses after 60 s and bodies at 16 MiB (ARCHITECTURE pitfalls).
@@ -50,12 +52,13 @@ def create_control_app(
         return Response("ok\n", content_type="text/plain")
 
     @app.get("/readyz")
-    async def readyz() -> tuple[dict[str, str], int]:
+    async def readyz() -> tuple[dict[str, object], int]:
+        extra = details() if details is not None else {}
         with trio.move_on_after(2):
             reason = await readiness()
             if reason is None:
-                return {"status": "ready", "version": __version__}, 200
-            return {"status": "not ready", "reason": reason}, 503
-        return {"status": "not ready", "reason": "readiness check timed out"}, 503
+                return {"status": "ready", "version": __version__, **extra}, 200
+            return {"status": "not ready", "reason": reason, **extra}, 503
+        return {"status": "not ready", "reason": "readiness check timed out", **extra}, 503
 
     return app

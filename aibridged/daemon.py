@@ -17,7 +17,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -43,13 +43,18 @@ from aibridged.errors import StartupError, StoreError
 from aibridged.intercept.upstream import UpstreamSettings, open_upstream_client
 from aibridged.log import flush_logs, run_log_flusher
 from aibridged.metrics import Metrics
-from aibridged.recorder import Recorder, ensure_partitions, run_partition_keeper
+from aibridged.recorder import Recorder, run_partition_keeper
 from aibridged.sdnotify import SdNotifier
-from aibridged.startup import ProviderRuntime, open_providers
+from aibridged.startup import (
+    ProviderRuntime,
+    open_providers,
+    open_recorder,
+    statistics_for_readiness,
+)
 from aibridged.store import Store, apply_migrations, open_store
 from aibridged.store.embedded import start_embedded_postgres
 from aibridged.store.users import bootstrap_admin, lookup_grant
-from aibridged.supervisor import Writers, open_writers, run_supervised
+from aibridged.supervisor import open_writers, run_supervised
 
 log = structlog.get_logger("aibridged.daemon")
 
@@ -60,7 +65,6 @@ GC_YOUNG_THRESHOLD = 50_000  # allocations between collections of the youngest g
 # Connections of the pool token lookups may use: a flood of unknown tokens cannot take the rest.
 AUTH_CONNECTIONS = 3
 MANAGEMENT_CONNECTIONS = 3  # the management API's share
-RECORDER_CONNECTIONS = 2  # starts (group commit) and the batch writer
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +130,7 @@ async def run_daemon(
             # Writers (the recorder, the dump writer) start here: they outlive the listener and
             # drain before the store closes.
             async with open_writers(metrics) as writers:
-                recorder = await _open_recorder(config, store, metrics, writers)
+                recorder = await open_recorder(config, store, metrics, writers)
                 token_cache = TokenCache(
                     partial(lookup_grant, store.budget("auth", AUTH_CONNECTIONS)),
                     ttl_s=config.ai_gateway.token_cache_ttl_s,
@@ -176,25 +180,6 @@ async def run_daemon(
         root.cancel_scope.cancel()  # the signal watcher, the metrics listener, the log flusher
     if life.failure is not None:
         raise life.failure
-
-
-async def _open_recorder(
-    config: Config, store: Store, metrics: Metrics, writers: Writers
-) -> Recorder | None:
-    """The recorder, a writer: it drains after the listener stops, before the store closes."""
-    if not config.ai_gateway.recording:
-        log.warning("recorder.off", reason="ai_gateway.recording = false: nothing is recorded")
-        return None
-    created = await ensure_partitions(store)
-    if created:
-        log.info("recorder.partitions_created", count=created)
-    recorder = Recorder(
-        store.budget("recorder", RECORDER_CONNECTIONS),
-        metrics,
-        structured_logging=config.ai_gateway.structured_logging,
-    )
-    await writers.start_task("recorder", recorder.run, recorder.close)
-    return recorder
 
 
 def _settle_garbage_collector() -> None:
@@ -325,23 +310,9 @@ def _build_app(
         providers=ProviderRoutes(
             management, providers.box, providers.describe, providers.reloader.reload_soon
         ),
-        details=lambda: _details(providers, recorder),
+        details=lambda: statistics_for_readiness(providers, recorder),
     )
     return GatewayApp(control, dataplane if config.ai_gateway.enabled else None)
-
-
-def _details(providers: ProviderRuntime, recorder: Recorder | None) -> dict[str, object]:
-    reload = providers.reloader.statistics()
-    found: dict[str, object] = {
-        "providers": {
-            "version": reload.version,
-            "reload_failures": reload.failures,
-            "last_reload_error": reload.last_error,
-        },
-    }
-    if recorder is not None:
-        found["recorder"] = asdict(recorder.statistics())
-    return found
 
 
 async def _run_listener(

@@ -1,4 +1,5 @@
-"""Bringing the providers up: the secrets key, seeding, the first load, and live reload.
+"""Bringing the providers and the recorder up: the secrets key, seeding, the first load, live
+reload; the recorder's partitions and writer.
 
 `open_providers` is what `daemon.py` calls once the database is migrated: it checks the secrets
 key against the database, seeds on first boot, loads the first set (a failure here stops
@@ -9,7 +10,7 @@ uses to describe a stored row.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from aibridged.metrics import Metrics
 from aibridged.providers.load import load_provider_set, provider_from_stored
 from aibridged.providers.pool import Provider, ProviderRegistry, ProviderSet
 from aibridged.providers.seeding import demo_seeds, seed_database, seeds_from_config
+from aibridged.recorder import Recorder, ensure_partitions
 from aibridged.reload import Reloader
 from aibridged.sdnotify import SdNotifier
 from aibridged.secretbox import SecretBox, load_secret_box
@@ -34,12 +36,13 @@ from aibridged.store.providers import (
     StoredProvider,
     check_secrets_key,
 )
-from aibridged.supervisor import run_supervised
+from aibridged.supervisor import Writers, run_supervised
 
 log = structlog.get_logger("aibridged.providers")
 
 # Connections of the pool reloads may use (one is plenty: a reload is two queries).
 RELOAD_CONNECTIONS = 1
+RECORDER_CONNECTIONS = 2  # starts (group commit) and the batch writer
 _CHECK_VALUE = b"aibridged secrets check"
 
 
@@ -155,3 +158,38 @@ class _Reported:
         for name in self._revisions.keys() - revisions.keys():
             log.info("provider.removed", provider=name)
         self._revisions = revisions
+
+
+async def open_recorder(
+    config: Config, store: Store, metrics: Metrics, writers: Writers
+) -> Recorder | None:
+    """The recorder, a writer: it drains after the listener stops, before the store closes."""
+    if not config.ai_gateway.recording:
+        log.warning("recorder.off", reason="ai_gateway.recording = false: nothing is recorded")
+        return None
+    created = await ensure_partitions(store)
+    if created:
+        log.info("recorder.partitions_created", count=created)
+    recorder = Recorder(
+        store.budget("recorder", RECORDER_CONNECTIONS),
+        metrics,
+        structured_logging=config.ai_gateway.structured_logging,
+    )
+    await writers.start_task("recorder", recorder.run, recorder.close)
+    return recorder
+
+
+def statistics_for_readiness(
+    providers: ProviderRuntime, recorder: Recorder | None
+) -> dict[str, object]:
+    reload = providers.reloader.statistics()
+    found: dict[str, object] = {
+        "providers": {
+            "version": reload.version,
+            "reload_failures": reload.failures,
+            "last_reload_error": reload.last_error,
+        },
+    }
+    if recorder is not None:
+        found["recorder"] = asdict(recorder.statistics())
+    return found

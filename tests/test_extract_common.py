@@ -105,6 +105,8 @@ def test_extras_keep_only_non_zero_counters() -> None:
     ("data", "found"),
     [
         ('{"usage":null}', False),
+        ('{"usage":null,"x":{"usage":{"n":1}}}', True),  # the key twice: the second counts
+        ('{"usage":null,"x":{"usage":null}}', False),
         ('{"usage" : null, "x": 1}', False),
         ('{"usage":{"prompt_tokens":1}}', True),
         ('{"usage": {}}', True),

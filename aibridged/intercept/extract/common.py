@@ -87,6 +87,12 @@ def has_value(data: str, key: str) -> bool:
     occurs as a real key.
     """
     start = data.find(key)
+    if start < 0:
+        return False
+    after = start + len(key)
+    # The usual case (compact JSON, the key once, null) without slicing: a third of the time.
+    if data.startswith(":null", after) and data.find(key, after) < 0:
+        return False
     while start >= 0:
         after = start + len(key)
         rest = data[after : after + 24].lstrip()

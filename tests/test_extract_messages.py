@@ -43,7 +43,8 @@ WEATHER = ToolUsage(
     MSG, "get_weather", "toolu_01T1x1fJ34qAmk2tNTrN7Up6", '{"city": "東京", "unit": "°C"}'
 )
 TIME = ToolUsage(MSG, "current_time", "toolu_01Kp9ZxWq2RtYvB7nM4cLdE8", "{}")
-DELTA_USAGE = TokenUsage(MSG, input=0, output=187)
+# message_delta reports 187 output tokens in all; message_start already recorded 3.
+DELTA_USAGE = TokenUsage(MSG, input=0, output=184)
 STREAM_RECORDS: list[Extracted] = [START_USAGE, THOUGHT, WEATHER, TIME, DELTA_USAGE]
 
 

@@ -126,11 +126,12 @@ _DELTA_MARKS = ('"thinking_delta"', '"input_json_delta"')
 
 
 class MessagesExtractor:
-    __slots__ = ("_blocks", "_emit", "_message_id")
+    __slots__ = ("_blocks", "_emit", "_message_id", "_output_recorded")
 
     def __init__(self, emit: Emit) -> None:
         self._emit = emit
         self._message_id = ""
+        self._output_recorded = 0  # output tokens of this message already recorded
         self._blocks: dict[int, _Block] = {}  # open thinking / tool_use blocks by index
 
     def on_event(self, event: SSEEvent) -> None:
@@ -167,14 +168,21 @@ class MessagesExtractor:
         self._message_id = string(message.get("id"))
         usage = mapping(message.get("usage"))
         if usage is not None:
-            self._emit(message_usage(self._message_id, usage))
+            record = message_usage(self._message_id, usage)
+            self._output_recorded = record.output
+            self._emit(record)
 
     def _message_delta(self, data: Any) -> None:
         found = mapping(data)
         usage = mapping(found.get("usage")) if found else None
         if usage is not None:
-            # Only the output count changes after message_start.
-            self._emit(TokenUsage(self._message_id, 0, integer(usage, "output_tokens")))
+            # message_delta's output count is cumulative (message_start's included): record
+            # what it adds, so the rows of a message sum to what the API reported.
+            total = integer(usage, "output_tokens")
+            added = total - self._output_recorded
+            if added > 0:
+                self._output_recorded = total
+                self._emit(TokenUsage(self._message_id, 0, added))
 
     def _start(self, data: Any) -> None:
         found = mapping(data)

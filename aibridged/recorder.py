@@ -170,17 +170,26 @@ class Recorder:
             log.warning("recorder.dropped", record=kind, queued=len(self._rows),
                         dropped_so_far=self._counts["dropped"])  # fmt: skip
 
-    def _count_metrics(self, interception: InterceptionStart, record: ChildRecord) -> None:
+    def count_prompt(self, interception: InterceptionStart, *, answered: bool) -> None:
+        """`prompts_total`, once the answer's status is known (a model name is admitted as a
+        label only after a 2xx, like the other series do)."""
         provider = interception.provider_name
-        model = self._metrics.model_label(provider, interception.model)
+        if answered:
+            model = self._metrics.admit_model(provider, interception.model)
+        else:
+            model = self._metrics.model_label(provider, interception.model)
+        self._metrics.child(self._metrics.prompts, provider, model).inc()
+
+    def _count_metrics(self, interception: InterceptionStart, record: ChildRecord) -> None:
+        # Usage, tools and thoughts come from a successful (2xx) upstream answer.
+        provider = interception.provider_name
+        model = self._metrics.admit_model(provider, interception.model)
         if isinstance(record, TokenUsage):
             for kind, value in (("input", record.input), ("output", record.output),
                                 ("cache_read", record.cache_read),
                                 ("cache_write", record.cache_write)):  # fmt: skip
                 if value:
                     self._metrics.child(self._metrics.tokens, provider, model, kind).inc(value)
-        elif isinstance(record, PromptUsage) and record.prompt:
-            self._metrics.child(self._metrics.prompts, provider, model).inc()
         elif isinstance(record, ToolUsage) and not record.injected:
             self._metrics.child(self._metrics.tool_selections, provider, model).inc()
 

@@ -691,7 +691,8 @@ def test_unknown_seed_variable_suffix_is_rejected() -> None:
 EXPECTED_FLAGS = {
     "--http-address", "--access-url", "--state-dir", "--shutdown-grace", "--tls-cert-file",
     "--tls-key-file",
-    "--secrets-key-file", "--database-url", "--ai-gateway-enabled", "--ai-gateway-dump-dir", "--ai-gateway-recording",
+    "--secrets-key-file", "--database-url", "--ai-gateway-enabled", "--ai-gateway-dump-dir",
+    "--ai-gateway-recording",
     "--ai-gateway-retention", "--ai-gateway-structured-logging", "--ai-gateway-allow-byok",
     "--ai-gateway-max-body-size", "--ai-gateway-max-concurrency", "--ai-gateway-rate-limit",
     "--ai-gateway-auth-failure-limit",

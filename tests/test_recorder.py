@@ -232,3 +232,17 @@ async def test_structured_logging_logs_one_line_per_record(runner: CountingRunne
     ]  # fmt: skip
     assert lines[2]["input_tokens"] == 7 and lines[3]["tool_call_id"] == "call_9"
     assert lines[0]["initiator_id"] == str(start.initiator_id)
+
+
+async def test_a_tool_call_made_before_a_restart_is_found_in_the_database(
+    recorder: Recorder, runner: CountingRunner
+) -> None:
+    start = _start()
+    await recorder.start(start)
+    recorder.add(start, ToolUsage("r1", "read_file", "call_before_restart", "{}"))
+    recorder.end(_end(start))
+    with trio.fail_after(5):
+        await recorder.wait_written(ends=1)
+    fresh = Recorder(runner, Metrics(CollectorRegistry(), process_metrics=False))  # no memory
+    assert await fresh.thread_of("call_before_restart") == (start.id, start.id)
+    assert await fresh.thread_of("call_never_made") is None

@@ -95,7 +95,7 @@ def _usage_sum(rows: list[dict[str, Any]]) -> tuple[int, int, int, int]:
 
 @pytest.mark.parametrize("stream", [False, True])
 async def test_chat_completions_usage_prompt_and_tool_calls_are_recorded(
-    oai: openai.AsyncOpenAI, db: Store, stream: bool
+    oai: openai.AsyncOpenAI, db: Store, gateway: Gateway, stream: bool
 ) -> None:
     messages: Any = [{"role": "user", "content": "Read the config #demo-tool"}]
     if stream:
@@ -123,6 +123,13 @@ async def test_chat_completions_usage_prompt_and_tool_calls_are_recorded(
     (tool,) = await _children(db, "aibridge_tool_usages", row["id"])
     assert (tool["tool"], tool["provider_tool_call_id"], tool["injected"]) == (
         "read_file", call_id, False)  # fmt: skip
+    sample = gateway.registry.get_sample_value
+    labels = {"provider": "openai", "model": "gpt-demo"}
+    assert sample("coder_aibridged_tokens_total", {**labels, "type": "output"}) == (
+        usage.completion_tokens)  # fmt: skip
+    assert sample("coder_aibridged_prompts_total", labels) == 1
+    assert sample("coder_aibridged_non_injected_tool_selections_total", labels) == 1
+    assert sample("coder_aibridged_overhead_seconds_count", {"route": "chat_completions"}) == 1
 
 
 @pytest.mark.parametrize("stream", [False, True])

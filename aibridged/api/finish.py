@@ -106,7 +106,12 @@ class Finisher:
         self._observe_overhead(interception)
         if interception.recording is not None:
             credential = interception.attempts.credential
-            interception.recording.end(status, outcome.error, credential.hint if credential else "")
+            interception.recording.end(
+                status,
+                outcome.error,
+                credential.hint if credential else "",
+                answered=200 <= outcome.status < 300,
+            )
         self._log("interception.finished", interception, duration)
 
     def _observe_overhead(self, interception: Interception) -> None:

@@ -36,6 +36,7 @@ class Recording:
     start: InterceptionStart
     extractor: Extractor | None = None
     failures: int = 0
+    prompted: bool = False  # a non-empty prompt was recorded
 
     def on_event(self, event: SSEEvent) -> None:
         try:
@@ -54,7 +55,9 @@ class Recording:
     def emit(self, record: Extracted) -> None:
         self.recorder.add(self.start, record)
 
-    def end(self, status: str, error: str, credential_hint: str) -> None:
+    def end(self, status: str, error: str, credential_hint: str, *, answered: bool) -> None:
+        if self.prompted:
+            self.recorder.count_prompt(self.start, answered=answered)
         try:
             if self.extractor is not None:
                 self.extractor.finish()
@@ -109,6 +112,7 @@ async def begin_recording(
     recording.extractor = extractor_for(api, stream=stream, emit=recording.emit)
     if facts.prompt:
         recorder.add(start, PromptUsage(prompt=facts.prompt))
+        recording.prompted = True
     return recording
 
 

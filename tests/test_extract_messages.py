@@ -246,3 +246,12 @@ def test_malformed_bodies_record_nothing(body: bytes) -> None:
 def test_a_tool_use_without_input_records_an_empty_object() -> None:
     body = b'{"id":"msg_1","content":[{"type":"tool_use","id":"toolu_1","name":"now"}]}'
     assert extract_body(API, body) == [ToolUsage("msg_1", "now", "toolu_1", "{}")]
+
+
+def test_a_trailing_system_message_does_not_hide_the_users_prompt() -> None:
+    # Claude Code 2.x ends its requests with a system message after the user's prompt.
+    parsed = {"messages": [
+        {"role": "user", "content": [{"type": "text", "text": "write a haiku"}]},
+        {"role": "system", "content": "Available agent types for the Agent tool: ..."},
+    ]}  # fmt: skip
+    assert request_facts(Api.MESSAGES, parsed) == RequestFacts("write a haiku", None)

@@ -33,13 +33,23 @@ THINKING = "thinking"
 
 def request_facts(parsed: Mapping[str, Any]) -> RequestFacts:
     messages = parsed.get("messages")
-    last = mapping(messages[-1]) if isinstance(messages, list) and messages else None
+    last = _last_conversational(messages) if isinstance(messages, list) else None
     if last is None or last.get("role") != "user":
         return NO_FACTS
     content = last.get("content")
     return RequestFacts(
         prompt=last_user_text(content, "text"), correlating_call_id=_tool_use_id(content)
     )
+
+
+def _last_conversational(messages: list[Any]) -> Mapping[str, Any] | None:
+    """The last message that is the user's or the assistant's. Claude Code (2.x) ends its
+    requests with a `system` message listing its agents, after the user's prompt."""
+    for message in reversed(messages):
+        found = mapping(message)
+        if found is None or found.get("role") != "system":
+            return found
+    return None
 
 
 def _tool_use_id(content: Any) -> str | None:

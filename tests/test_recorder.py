@@ -246,3 +246,11 @@ async def test_a_tool_call_made_before_a_restart_is_found_in_the_database(
     fresh = Recorder(runner, Metrics(CollectorRegistry(), process_metrics=False))  # no memory
     assert await fresh.thread_of("call_before_restart") == (start.id, start.id)
     assert await fresh.thread_of("call_never_made") is None
+
+
+async def test_the_recorders_own_connections_commit_without_waiting_for_the_disk(
+    store: Store,
+) -> None:
+    side = await store.side_pool(1, {"synchronous_commit": "off"})
+    assert await side.run(lambda conn: conn.fetchval("SHOW synchronous_commit")) == "off"
+    assert await store.run(lambda conn: conn.fetchval("SHOW synchronous_commit")) == "on"

@@ -98,6 +98,7 @@ KEYS: tuple[Key, ...] = (
         flag="--ai-gateway-retention", aliases=coder("RETENTION"),
     ),
     Key("ai_gateway.recording", BOOL, True, flag="--ai-gateway-recording"),
+    Key("ai_gateway.recording_synchronous_commit", BOOL, False),
     Key(
         "ai_gateway.structured_logging", BOOL, False,
         flag="--ai-gateway-structured-logging", aliases=coder("STRUCTURED_LOGGING"),

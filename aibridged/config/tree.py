@@ -46,6 +46,7 @@ class AIGatewayConfig:
     api_dump_dir: str  # "" = off
     retention_s: float  # 0 = keep forever
     recording: bool  # record interceptions to the database
+    recording_synchronous_commit: bool  # each record commit waits for the WAL flush
     structured_logging: bool  # one `interception log` line per record
     max_body_bytes: int
     allow_byok: bool

@@ -78,6 +78,7 @@ class Store:
         # requests must not look like a dead database (and make the daemon exit).
         self._probe: Any = None
         self._probe_lock = trio.Lock()
+        self._side_pools: list[Any] = []
 
     @property
     def loop(self) -> Any:
@@ -130,6 +131,20 @@ class Store:
         if probe is not None and not probe.is_closed():
             with trio.CancelScope(shield=True), trio.move_on_after(5):
                 await self._call(probe.close)
+
+    async def side_pool(self, size: int, settings: dict[str, str]) -> Runner:
+        """A pool of its own, with these session settings (the recorder's commits need not
+        wait for the disk: `synchronous_commit = off`), closed with the store."""
+        pool = await self._call(_create_pool, self._dsn, size, settings)
+        side = Store(self._loop, pool, size, self._dsn, self.dsn_for_humans)
+        self._side_pools.append(pool)
+        return side
+
+    async def _close_side_pools(self) -> None:
+        for pool in self._side_pools:
+            with trio.CancelScope(shield=True), trio.move_on_after(10):
+                await trio_asyncio.aio_as_trio(pool.close, loop=self._loop)()
+        self._side_pools.clear()
 
     def budget(self, name: str, size: int) -> StoreBudget:
         """A share of `size` connections (at most the pool) for one consumer."""
@@ -229,6 +244,7 @@ async def open_store(dsn: str, *, pool_size: int, connect_timeout_s: float) -> A
                 yield store
             finally:
                 await store._close_probe()
+                await store._close_side_pools()
                 with trio.CancelScope(shield=True), trio.move_on_after(10):
                     await trio_asyncio.aio_as_trio(pool.close, loop=loop)()
     except BaseExceptionGroup as group:
@@ -249,12 +265,13 @@ def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException |
     return inner
 
 
-async def _create_pool(dsn: str, pool_size: int) -> Any:
+async def _create_pool(dsn: str, pool_size: int, settings: dict[str, str] | None = None) -> Any:
     return await asyncpg.create_pool(
         dsn,
         min_size=1,
         max_size=pool_size,
         max_inactive_connection_lifetime=0,
+        server_settings=settings,
     )
 
 

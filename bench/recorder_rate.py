@@ -6,7 +6,8 @@ Each interception is what the gateway records for a blocking answer with one too
 row and a tool row (queued), then the end (queued). ``--concurrency`` interceptions are in flight at
 once (as many as a saturated gateway has requests open). The clock runs from the first start to
 the moment every end and every row has been written (or counted as dropped); the rate is
-interceptions per second over that time.
+interceptions per second over that time. Before it, ``ALONE`` starts are committed one at a time
+(what a start costs a request at concurrency 1: ``start_alone_ms``).
 
 The recorder is built as ``aibridged.startup.open_recorder`` builds it: a ``StoreBudget`` of the
 recorder's connections in front of a pool of ``database.pool_size`` connections, default queue and
@@ -45,6 +46,8 @@ from bench.latency import summary_ms
 DATABASE = "bench_recorder_rate"
 POOL_SIZE = 10  # database.pool_size's default
 ROWS_PER_INTERCEPTION = 3
+ALONE = 300  # starts committed one at a time, before the timed run
+SETTINGS = ("synchronous_commit", "fsync", "wal_sync_method", "commit_delay", "shared_buffers")
 PROMPT = (
     "Refactor the retry loop in the upstream client so that a connection reset while reading the "
     "head of the answer is retried once on a fresh connection, and add a test that fails without "
@@ -158,13 +161,18 @@ async def measure(server_uri: str, *, interceptions: int, concurrency: int, warm
             load = _Interceptions(recorder)
             await load.run(warmup, concurrency, timed=False)
             await _until_written(recorder, warmup, warmup * ROWS_PER_INTERCEPTION)
+            # One start at a time (a gateway at concurrency 1): what each commit costs alone.
+            alone = _Interceptions(recorder)
+            await alone.run(ALONE, 1, timed=True)
+            await _until_written(recorder, warmup + ALONE, (warmup + ALONE) * ROWS_PER_INTERCEPTION)
+            written_before = warmup + ALONE
             before = recorder.statistics()
             cpu_before = _cpu_s()
             started = time.perf_counter()
             deepest: dict[str, int] = {}
 
             async def watch() -> None:
-                total = warmup + interceptions
+                total = written_before + interceptions
                 deepest.update(await _until_written(recorder, total, total * ROWS_PER_INTERCEPTION))
 
             starts_done = 0.0
@@ -181,10 +189,11 @@ async def measure(server_uri: str, *, interceptions: int, concurrency: int, warm
             cpu = _cpu_s() - cpu_before
             after = recorder.statistics()
             recorder.close()
-    counts = await _counts(server_uri)
+    counts, settings = await _counts(server_uri)
     return {
         "interceptions": interceptions,
         "warmup_interceptions": warmup,
+        "alone_interceptions": ALONE,
         "concurrency": concurrency,
         "rows_per_interception": ROWS_PER_INTERCEPTION,
         "seconds": round(elapsed, 3),
@@ -193,6 +202,8 @@ async def measure(server_uri: str, *, interceptions: int, concurrency: int, warm
         "starts_done_s": round(starts_done, 3),
         "starts_per_s": round(interceptions / starts_done, 1),
         "start_wait_ms": summary_ms(load.start_s),
+        "start_alone_ms": summary_ms(alone.start_s),
+        "postgres_settings": settings,
         "batches": after.batches - before.batches,
         "rows_written": after.rows_written - before.rows_written,
         "ends_written": after.ends_written - before.ends_written,
@@ -209,22 +220,26 @@ async def measure(server_uri: str, *, interceptions: int, concurrency: int, warm
     }
 
 
-async def _counts(server_uri: str) -> dict[str, int]:
+async def _counts(server_uri: str) -> tuple[dict[str, int], dict[str, str]]:
     tables = ("aibridge_interceptions", "aibridge_token_usages", "aibridge_user_prompts",
               "aibridge_tool_usages")  # fmt: skip
 
-    async def count() -> dict[str, int]:
+    async def count() -> tuple[dict[str, int], dict[str, str]]:
         conn = await asyncpg.connect(_dsn(server_uri, DATABASE))
         try:
             out = {t: int(await conn.fetchval(f"SELECT count(*) FROM {t}")) for t in tables}
             ended = "SELECT count(*) FROM aibridge_interceptions WHERE ended_at IS NOT NULL"
             out["ended"] = int(await conn.fetchval(ended))
-            return out
+            settings = {name: str(await conn.fetchval(f"SHOW {name}")) for name in SETTINGS}
+            return out, settings
         finally:
             await conn.close()
 
     async with trio_asyncio.open_loop() as loop:
-        return await trio_asyncio.aio_as_trio(count, loop=loop)()
+        found: tuple[dict[str, int], dict[str, str]] = await trio_asyncio.aio_as_trio(
+            count, loop=loop
+        )()
+        return found
 
 
 def _cpu_s() -> float:

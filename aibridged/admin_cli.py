@@ -12,7 +12,7 @@ from aibridged.config import Config, parse_duration
 from aibridged.daemon import open_database
 from aibridged.errors import InvalidInput
 from aibridged.secretbox import write_key_file
-from aibridged.startup import check_secret_box, open_secret_box
+from aibridged.startup import prepare_secret_box
 from aibridged.store import Store, apply_migrations
 from aibridged.store import providers as p
 from aibridged.store import users as u
@@ -90,8 +90,7 @@ async def _tokens(store: Store, args: argparse.Namespace) -> int:
 
 async def _secrets(store: Store, config: Config, args: argparse.Namespace) -> int:
     path = config.server.secrets_key_path
-    box = open_secret_box(path)
-    await check_secret_box(store, box, path)
+    box = await prepare_secret_box(store, path, may_create=False)
     if args.action == "rotate":
         rotated = box.rotated()
         # The file first: it holds the old keys too, so whatever happens next still opens.

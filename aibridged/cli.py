@@ -119,6 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `aibridged providers list | head`: the reader left, not an error
+        # Python flushes stdout again at exit: point it at /dev/null so that is quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def _run(fn: Callable[[], Awaitable[T]]) -> T:

@@ -308,7 +308,10 @@ def _build_app(
         max_body_bytes=config.ai_gateway.max_body_bytes,
         management=management,
         providers=ProviderRoutes(
-            management, providers.box, providers.describe, providers.reloader.reload_soon
+            management,
+            lambda: providers.box,
+            providers.describe,
+            providers.reloader.reload_soon,
         ),
         details=lambda: statistics_for_readiness(providers, recorder),
     )

@@ -120,6 +120,17 @@ def parse_key_file(text: str, source: str) -> SecretBox:
     return SecretBox(keys)
 
 
+def _keep_owner(path: Path, fd: int) -> None:
+    """A rewritten key file keeps its owner: `sudo aibridged secrets rotate` must not leave a
+    file the service user cannot read."""
+    try:
+        current = os.stat(path)
+    except FileNotFoundError:
+        return
+    if os.geteuid() == 0 and (current.st_uid, current.st_gid) != (0, 0):
+        os.fchown(fd, current.st_uid, current.st_gid)
+
+
 def load_secret_box(path: Path, *, create: bool) -> SecretBox:
     """The key ring in `path`; with `create`, a new one (mode 0600) when it is missing."""
     try:
@@ -142,6 +153,7 @@ def write_key_file(path: Path, box: SecretBox, *, exclusive: bool = False) -> No
         with os.fdopen(fd, "w", encoding="utf-8") as file:
             file.write(box.file_text())
             file.flush()
+            _keep_owner(path, file.fileno())
             os.fsync(file.fileno())
         if exclusive:
             os.link(temporary, path)  # fails if another process created it meanwhile

@@ -18,7 +18,7 @@ import structlog
 import trio
 
 from aibridged.config import Config
-from aibridged.errors import SecretsError, StartupError
+from aibridged.errors import SecretsError, StartupError, UnknownSecretsKey
 from aibridged.metrics import Metrics
 from aibridged.providers.load import load_provider_set, provider_from_stored
 from aibridged.providers.pool import Provider, ProviderRegistry, ProviderSet
@@ -35,6 +35,7 @@ from aibridged.store.providers import (
     SECRETS_CHECK_CONTEXT,
     StoredProvider,
     check_secrets_key,
+    secrets_registered,
 )
 from aibridged.supervisor import Writers, run_supervised
 
@@ -46,11 +47,36 @@ RECORDER_CONNECTIONS = 2  # starts (group commit) and the batch writer
 _CHECK_VALUE = b"aibridged secrets check"
 
 
-def open_secret_box(path: Path) -> SecretBox:
+async def prepare_secret_box(store: Runner, path: Path, *, may_create: bool = True) -> SecretBox:
+    """The key ring, checked against the database. It is created only for a database that has
+    no secrets yet: a missing file is never silently replaced by a key that opens nothing."""
+    if not _exists(path) and (not may_create or await secrets_registered(store)):
+        raise StartupError(
+            f"secrets key file {path} is missing, and this database holds secrets sealed with"
+            " it: restore the file (from a backup, or another replica); a new key cannot open"
+            " them"
+        )
     try:
-        return load_secret_box(path, create=True)
+        box = load_secret_box(path, create=may_create)
     except SecretsError as exc:
         raise StartupError(str(exc)) from exc
+    _warn_if_readable_by_others(path)
+    await check_secret_box(store, box, path)
+    return box
+
+
+def _exists(path: Path) -> bool:
+    return path.exists()  # a stat at startup: not worth a thread
+
+
+def _warn_if_readable_by_others(path: Path) -> None:
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & 0o077:
+        log.warning("secrets.key_file_not_private", key_file=str(path), mode=oct(mode & 0o777),
+                    fix=f"chmod 600 {path}")  # fmt: skip
 
 
 async def check_secret_box(store: Runner, box: SecretBox, path: Path) -> None:
@@ -102,8 +128,8 @@ async def open_providers(
     demo_url: str | None,
     environ: Mapping[str, str] | None,
 ) -> ProviderRuntime:
-    box = open_secret_box(config.server.secrets_key_path)
-    await check_secret_box(store, box, config.server.secrets_key_path)
+    key_path = config.server.secrets_key_path
+    box = await prepare_secret_box(store, key_path)
     seeds = seeds_from_config(config.providers, environ)
     if demo_url is not None:
         seeds += demo_seeds()
@@ -113,7 +139,17 @@ async def open_providers(
     reported = _Reported(metrics)
 
     async def build(version: int) -> ProviderSet:
-        return await load_provider_set(runner, box, demo_url, version)
+        try:
+            return await load_provider_set(runner, runtime.box, demo_url, version)
+        except UnknownSecretsKey:
+            # A rotation elsewhere: the key file may hold the new key by now (copied, then
+            # SIGHUP or the next poll); without it the reload fails and the last set stays.
+            fresh = load_secret_box(key_path, create=False)
+            if fresh.key_ids == runtime.box.key_ids:
+                raise
+            log.info("secrets.key_file_reloaded", key_file=str(key_path), keys=fresh.key_ids)
+            runtime.box = fresh
+            return await load_provider_set(runner, fresh, demo_url, version)
 
     def apply(snapshot: ProviderSet) -> None:
         registry.swap(snapshot)
@@ -126,9 +162,10 @@ async def open_providers(
         notifier=notifier,
         poll_interval_s=config.ai_gateway.providers_poll_interval_s,
     )
+    runtime = ProviderRuntime(registry, reloader, box, demo_url)
     if not await reloader.reload_now():
         raise StartupError(f"cannot load the providers: {reloader.statistics().last_error}")
-    return ProviderRuntime(registry, reloader, box, demo_url)
+    return runtime
 
 
 class _Reported:

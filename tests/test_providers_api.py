@@ -257,3 +257,43 @@ async def test_a_provider_in_error_says_why_and_is_not_served(
 
     await _until(listed)
     assert 'provider_name="switched-off",provider_type="openai",status="disabled"' in metrics
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (_new("abc\n"), "name"),  # `$` would match before a final newline
+        (_new("12345678-1234-5678-1234-567812345678"), "name"),  # looks up as an id
+        (_new(base_url="https://x\u0000y.example/v1"), "base_url"),
+        (
+            _new(type="bedrock", api_keys=[], settings={"region": "us-east-1.evil.com/x?"}),
+            "settings.region",
+        ),
+    ],
+)
+async def test_names_urls_and_regions_that_would_slip_past_a_check_are_400(
+    api: httpx2.AsyncClient, body: dict[str, Any], field: str
+) -> None:
+    response = await api.post("/api/v2/ai/providers", json=body)
+    assert response.status_code == 400, response.text
+    assert field in [v["field"] for v in response.json()["validations"]]
+
+
+async def test_a_password_in_a_base_url_is_never_echoed(api: httpx2.AsyncClient) -> None:
+    response = await api.post(
+        "/api/v2/ai/providers", json=_new(base_url="https://user:pa55word@example.com/v1")
+    )
+    assert response.status_code == 400 and "pa55word" not in response.text
+
+
+async def test_odd_references_and_key_ids_and_huge_bodies_are_answered_cleanly(
+    api: httpx2.AsyncClient,
+) -> None:
+    assert (await api.get("/api/v2/ai/providers/a%00b")).status_code == 404
+    created = (await api.post("/api/v2/ai/providers", json=_new())).json()
+    key_id = created["api_keys"][0]["id"].upper()
+    kept = await api.patch("/api/v2/ai/providers/extra", json={"api_keys": [{"id": key_id}]})
+    assert kept.status_code == 200 and kept.json()["api_keys"] == created["api_keys"]
+    many = {f"k{i}": "v" for i in range(5000)}
+    refused = await api.post("/api/v2/ai/providers", json=_new("many", settings=many))
+    assert refused.status_code == 400 and len(refused.json()["validations"]) == 50

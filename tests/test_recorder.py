@@ -207,3 +207,28 @@ async def test_odd_strings_from_clients_are_stored_not_refused(
         await recorder.wait_written(ends=1)
     prompt = await store.run(lambda conn: conn.fetchval("SELECT prompt FROM aibridge_user_prompts"))
     assert prompt.startswith("a\ufffdb")
+
+
+async def test_structured_logging_logs_one_line_per_record(runner: CountingRunner) -> None:
+    from tests.logs import watch_logs
+
+    metrics = Metrics(CollectorRegistry(), process_metrics=False)
+    rec = Recorder(runner, metrics, structured_logging=True)
+    with watch_logs() as logs:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(rec.run)
+            start = _start()
+            await rec.start(start)
+            rec.add(start, PromptUsage("hello"))
+            rec.add(start, TokenUsage("r1", 7, 3))
+            rec.add(start, ToolUsage("r1", "read_file", "call_9", "{}"))
+            rec.add(start, ModelThought("r1", "hmm", "thinking"))
+            rec.end(_end(start))
+            rec.close()
+    lines = logs.matching("interception log", interception_id=str(start.id))
+    assert [line["record_type"] for line in lines] == [
+        "interception_start", "prompt_usage", "token_usage", "tool_usage", "model_thought",
+        "interception_end",
+    ]  # fmt: skip
+    assert lines[2]["input_tokens"] == 7 and lines[3]["tool_call_id"] == "call_9"
+    assert lines[0]["initiator_id"] == str(start.initiator_id)

@@ -389,14 +389,27 @@ async def test_unreadable_key_sources_are_named_and_nothing_is_sent(
         assert "s3cr3t" not in result.err and KEY_STDIN not in result.err
 
 
-def test_setting_values_are_json_when_they_parse_else_strings() -> None:
-    pairs = ["n=42", "b=true", "s=business", 'l=["a"]', "e=", "nan=NaN", "eq=a=b", 'q="7"']
+def test_setting_values_are_strings_and_secret_ones_never_arguments(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pairs = ["n=42", "model=null", "s=business", "e=", "eq=a=b"]
     assert parse_settings(pairs, ["gone"]) == {
-        "n": 42, "b": True, "s": "business", "l": ["a"], "e": "", "nan": "NaN", "eq": "a=b",
-        "q": "7", "gone": None,
+        "n": "42", "model": "null", "s": "business", "e": "", "eq": "a=b", "gone": None,
     }  # fmt: skip
     with pytest.raises(InvalidInput, match="both set and unset"):
         parse_settings(["plan=x"], ["plan"])
+    with pytest.raises(InvalidInput, match="is secret: use --setting-env") as refused:
+        parse_settings(["access_key_secret=wJalr-s3cr3t"])
+    assert "s3cr3t" not in str(refused.value)
+    monkeypatch.setenv("AWS_SECRET", "wJalr-from-env")
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("AKIA-from-file\n")
+    found = parse_settings(
+        [], from_env=["access_key_secret=AWS_SECRET"], from_files=[f"access_key={secret_file}"]
+    )
+    assert found == {"access_key_secret": "wJalr-from-env", "access_key": "AKIA-from-file"}
+    with pytest.raises(InvalidInput, match="AWS_UNSET is not set"):
+        parse_settings([], from_env=["access_key_secret=AWS_UNSET"])
 
 
 # update

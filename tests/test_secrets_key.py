@@ -99,3 +99,49 @@ async def test_rotate_then_prune_keeps_every_secret_readable(
         rows = await list_providers(store)
         assert [open_keys(pruned, row) for row in rows] == [(KEY,), (KEY,)]
         await check_secret_box(store, pruned, key_file)  # the check value was resealed too
+
+
+async def test_a_missing_key_file_on_a_database_with_secrets_stops_startup(
+    store: Store, tmp_path: Path
+) -> None:
+    from aibridged.startup import prepare_secret_box
+
+    path = tmp_path / "secrets.key"
+    await prepare_secret_box(store, path)  # first boot: created and registered
+    path.unlink()
+    with pytest.raises(StartupError, match=r"is missing.*restore the file"):
+        await prepare_secret_box(store, path)
+    assert not path.exists()  # no stray new key left behind
+
+
+async def test_a_running_gateway_picks_up_a_rotated_key_file_on_its_next_reload(
+    nursery: trio.Nursery,
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import httpx2
+
+    from tests.gateway import start_gateway
+
+    monkeypatch.setattr("aibridged.cli.configure_logging", lambda targets: None)
+    gw = await start_gateway(nursery, database_url=database_url, state_dir=tmp_path)
+    config = tmp_path / "aibridged.toml"
+    argv = ["secrets", "rotate", "--config", str(config), "--database-url", database_url]
+    assert await trio.to_thread.run_sync(main, argv) == 0
+    async with httpx2.AsyncClient(base_url=gw.url, timeout=10) as api:
+        headers = {"authorization": f"Bearer {gw.token}"}
+        # The rotation notified: this replica's reload re-reads the key file and serves on.
+        body = {"type": "openai", "name": "after", "api_keys": [KEY],
+                "base_url": gw.upstream_url + "/v1"}  # fmt: skip
+        created = await api.post("/api/v2/ai/providers", json=body, headers=headers)
+        assert created.status_code == 201 and created.json()["status"] == "enabled"
+        listed = await api.get("/api/v2/ai/providers", headers=headers)
+        assert listed.status_code == 200
+        chat = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+        served = await api.post("/api/v2/aibridge/after/v1/chat/completions", json=chat,
+                                headers=headers)  # fmt: skip
+        assert served.status_code == 200
+    rotated = load_secret_box(tmp_path / "secrets.key", create=False)
+    async with open_store(database_url, pool_size=2, connect_timeout_s=10) as store:
+        assert all(rotated.sealed_by_current(v) for v in await all_sealed(store))

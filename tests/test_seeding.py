@@ -164,3 +164,25 @@ def test_a_gap_in_the_indexes_stops_startup() -> None:
                 "CODER_AI_GATEWAY_PROVIDER_2_TYPE": "anthropic",
             }
         )
+
+
+async def test_a_renamed_seeded_provider_is_not_seeded_again(store: Store) -> None:
+    await seed_database(store, BOX, [_seed()])
+    await update_provider(
+        store, "openai", lambda current: changed_provider({"name": "openai-main"}, current, BOX)
+    )
+    assert await seed_database(store, BOX, [_seed()]) == []
+    assert [r.name for r in await list_providers(store)] == ["openai-main"]
+
+
+async def test_a_seeded_provider_whose_secret_was_altered_does_not_stop_startup(
+    store: Store,
+) -> None:
+    await seed_database(store, BOX, [_seed("a"), _seed("b")])
+    await store.run(
+        lambda conn: conn.execute(
+            "UPDATE ai_provider_keys SET sealed_key = overlay(sealed_key placing '\\x00'::bytea"
+            " from 30 for 1) WHERE provider_id = (SELECT id FROM ai_providers WHERE name = 'a')"
+        )
+    )
+    assert await seed_database(store, BOX, [_seed("a"), _seed("b"), _seed("c")]) == ["c"]

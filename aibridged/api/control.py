@@ -39,7 +39,8 @@ def create_control_app(
         # The management API's error shape (docs/api.md), also for routes that do not exist.
         status = error.code or 500
         message = error.name if status != 404 else "not found"
-        return {"message": message, "detail": f"{request.method} {request.path}"}, status
+        detail = f"{request.method} {request.path}"
+        return {"message": message, "detail": detail, "validations": []}, status
 
     if management is not None:
         add_management_errors(app)

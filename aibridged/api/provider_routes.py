@@ -33,13 +33,13 @@ Describe = Callable[[StoredProvider], Provider]  # a stored row as the data plan
 @dataclass(frozen=True, slots=True)
 class ProviderRoutes:
     management: Management
-    box: SecretBox
+    box: Callable[[], SecretBox]  # the current key ring (a reload may pick up a rotated one)
     describe: Describe
     changed: Callable[[], Awaitable[None]]  # reload this replica, return once it has
 
 
 def add_provider_routes(app: QuartTrio, routes: ProviderRoutes) -> None:
-    management, box = routes.management, routes.box
+    management = routes.management
     base = "/api/v2/ai/providers"
 
     @app.get(base)
@@ -51,7 +51,7 @@ def add_provider_routes(app: QuartTrio, routes: ProviderRoutes) -> None:
     @app.post(base)
     async def create() -> Response:
         who = await admin(management)
-        write = new_provider(await json_body(), box)
+        write = new_provider(await json_body(), routes.box())
         row = await stored_providers.insert_provider(management.store, write)
         _audit("provider.created", who.username, row)
         await routes.changed()
@@ -68,7 +68,9 @@ def add_provider_routes(app: QuartTrio, routes: ProviderRoutes) -> None:
         who = await admin(management)
         body = await json_body()
         row = await stored_providers.update_provider(
-            management.store, reference, lambda current: changed_provider(body, current, box)
+            management.store,
+            reference,
+            lambda current: changed_provider(body, current, routes.box()),
         )
         _audit("provider.changed", who.username, row, fields=sorted(body))
         await routes.changed()

@@ -143,7 +143,7 @@ def build_provider(
     origin, error = None, problem
     if error:
         pass  # the caller's reason comes first: it is why the rest may look wrong too
-    elif not NAME_RE.match(name):
+    elif not NAME_RE.fullmatch(name):
         error = f"invalid provider name {name!r}: use lowercase letters, digits and dashes"
     elif name in RESERVED_NAMES:
         error = f"provider name {name!r} is reserved for the management API"

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from aibridged.config import ProviderSeed
-from aibridged.errors import StartupError
+from aibridged.errors import SecretsError, StartupError, UnknownSecretsKey
 from aibridged.providers.pool import RESERVED_NAMES
 from aibridged.providers.sealed import open_keys, open_secret_settings, seal_key
 from aibridged.providers.types import MAX_KEYS, TYPES, Keys
@@ -159,8 +159,8 @@ def canonical_hash(
 async def seed_database(runner: Runner, box: SecretBox, seeds: list[Seed]) -> list[str]:
     """Insert the seeds that are new; returns their names. StartupError on a drifted seed."""
 
-    def decide(existing: dict[str, StoredProvider]) -> list[ProviderWrite]:
-        return [w for seed in seeds if (w := _decide(seed, existing.get(seed.name), box))]
+    def decide(existing: list[StoredProvider]) -> list[ProviderWrite]:
+        return [w for seed in seeds if (w := _decide(seed, _match(seed, existing), box))]
 
     if not seeds:
         return []
@@ -170,6 +170,15 @@ async def seed_database(runner: Runner, box: SecretBox, seeds: list[Seed]) -> li
     return [stored.name for stored in inserted]
 
 
+def _match(seed: Seed, existing: list[StoredProvider]) -> StoredProvider | None:
+    """The provider a seed stands for: the one seeded under its name (even if renamed since),
+    else the one of that name; live ones first (`existing` is ordered so)."""
+    for provider in existing:
+        if provider.seed_name == seed.name:
+            return provider
+    return next((p for p in existing if p.name == seed.name), None)
+
+
 def _decide(seed: Seed, stored: StoredProvider | None, box: SecretBox) -> ProviderWrite | None:
     if stored is None:
         return _write(seed, box)
@@ -177,9 +186,15 @@ def _decide(seed: Seed, stored: StoredProvider | None, box: SecretBox) -> Provid
         log.info("provider.seed_skipped", provider=seed.name, reason="deleted in the database")
         return None
     wanted = canonical_hash(seed.type, seed.base_url, seed.keys)
-    have = canonical_hash(
-        stored.type, stored.base_url, open_keys(box, stored), open_secret_settings(box, stored)
-    )
+    try:
+        keys, secrets = open_keys(box, stored), open_secret_settings(box, stored)
+    except UnknownSecretsKey:
+        raise
+    except SecretsError as exc:  # served as status "error" anyway; it cannot be compared
+        log.warning("provider.seed_skipped", provider=seed.name,
+                    reason=f"its stored secrets cannot be opened: {exc}")  # fmt: skip
+        return None
+    have = canonical_hash(stored.type, stored.base_url, keys, secrets)
     if wanted == have:
         return None
     if seed.source == "demo":
@@ -205,4 +220,5 @@ def _write(seed: Seed, box: SecretBox) -> ProviderWrite:
         secret_settings=None,
         keys=tuple(seal_key(box, key) for key in seed.keys),
         source=seed.source,
+        seed_name=seed.name,
     )

@@ -6,6 +6,7 @@ dashboard can show each next to its input, instead of the first one alone.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from aibridged.store.providers import ProviderWrite, StoredKey, StoredProvider
 MAX_NAME = 63
 MAX_DISPLAY_NAME = 200
 MAX_KEY_CHARS = 4096
+MAX_VALIDATIONS = 50
 _CREATE_FIELDS = frozenset(
     {"type", "name", "display_name", "enabled", "base_url", "settings", "api_keys"}
 )
@@ -35,8 +37,8 @@ class _Problems:
         self.found.append((name, detail))
 
     def raise_any(self) -> None:
-        if self.found:
-            raise InvalidInput("invalid provider", list(self.found))
+        if self.found:  # a bounded answer, whatever the body held
+            raise InvalidInput("invalid provider", self.found[:MAX_VALIDATIONS])
 
 
 def new_provider(body: Any, box: SecretBox, *, source: str = "api") -> ProviderWrite:
@@ -131,8 +133,10 @@ def _type(value: Any, problems: _Problems) -> ProviderType | None:
 def _name(value: Any, problems: _Problems) -> str:
     if value is None:
         problems.add("name", "required")
-    elif not isinstance(value, str) or not NAME_RE.match(value):
+    elif not isinstance(value, str) or not NAME_RE.fullmatch(value):
         problems.add("name", "use lowercase letters, digits and single dashes, e.g. openai-prod")
+    elif _looks_like_id(value):
+        problems.add("name", "a name cannot have the form of an id (a UUID)")
     elif len(value) > MAX_NAME:
         problems.add("name", f"at most {MAX_NAME} characters")
     elif value in RESERVED_NAMES:
@@ -140,6 +144,15 @@ def _name(value: Any, problems: _Problems) -> str:
     else:
         return value
     return ""
+
+
+def _looks_like_id(name: str) -> bool:
+    """Providers are looked up by id or by name: a name that parses as a UUID is an id."""
+    try:
+        uuid.UUID(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _display_name(value: Any, problems: _Problems) -> str:
@@ -166,6 +179,9 @@ def _base_url(
         problems.add("base_url", "must be a string")
         return ""
     url = value.strip().rstrip("/")
+    if not url.isprintable():
+        problems.add("base_url", "holds control characters")
+        return ""
     if not url:
         if ptype is not None and not ptype.base_url_for(settings):
             problems.add("base_url", f"required for type {ptype.name} (it has no default)")
@@ -173,9 +189,19 @@ def _base_url(
     try:
         Origin.from_url(url)
     except ValueError as exc:
-        problems.add("base_url", str(exc))
+        problems.add("base_url", _without_userinfo(str(exc), url))
         return ""
     return url
+
+
+def _without_userinfo(message: str, url: str) -> str:
+    """`message` without the URL's user:password part (never echo a password back)."""
+    scheme, sep, rest = url.partition("://")
+    authority = rest.split("/", 1)[0]
+    if "@" not in authority:
+        return message
+    shown = f"{scheme}{sep}***@{authority.rpartition('@')[2]}{rest[len(authority) :]}"
+    return message.replace(url, shown)
 
 
 def _settings(
@@ -205,6 +231,8 @@ def _settings(
             problems.add(where, "must be a non-empty string")
         elif spec.choices and item not in spec.choices:
             problems.add(where, f"one of {', '.join(spec.choices)}")
+        elif spec.pattern and re.fullmatch(spec.pattern, item.strip()) is None:
+            problems.add(where, "not a valid value (e.g. us-east-1)")
         elif spec.secret:
             secrets[name] = item.strip()
         else:
@@ -252,18 +280,25 @@ def _changed_keys(
     problems: _Problems,
 ) -> tuple[StoredKey, ...]:
     items = _key_list(ptype, value, problems, allow_ids=True)
-    existing = {str(key.id): key for key in current.keys}
+    existing: dict[uuid.UUID | None, StoredKey] = {key.id: key for key in current.keys}
     keys: list[StoredKey] = []
     for index, item in enumerate(items):
         if isinstance(item, str):
             keys.append(seal_key(box, item))
         elif isinstance(item, dict):
-            kept = existing.pop(str(item["id"]), None)
+            kept = existing.pop(_key_id(item["id"]), None)
             if kept is None:
                 problems.add(f"api_keys[{index}]", "no key with this id on this provider")
             else:
                 keys.append(kept)
     return tuple(keys)
+
+
+def _key_id(value: Any) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
 
 
 def _need_keys(ptype: ProviderType, keys: tuple[StoredKey, ...], problems: _Problems) -> None:

@@ -28,6 +28,7 @@ class Setting:
     name: str
     secret: bool = False  # sealed at rest, shown as a masked hint
     choices: tuple[str, ...] = ()  # "" = any non-empty string
+    pattern: str = ""  # a regular expression the whole value must match, "" = any
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +58,7 @@ class ProviderType:
 
 
 _BEDROCK_SETTINGS = (
-    Setting("region"),
+    Setting("region", pattern=r"[a-z]{2}(-[a-z]+)+-[0-9]+"),
     Setting("model"),
     Setting("small_fast_model"),
     Setting("protocol", choices=("invoke-model", "mantle")),

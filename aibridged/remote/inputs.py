@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from aibridged.errors import InvalidInput
+from aibridged.providers.types import TYPES
+
+SECRET_SETTINGS = frozenset(s.name for t in TYPES.values() for s in t.settings if s.secret)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,16 +105,38 @@ def read_token(token_file: Path | None, url: str) -> str:
     return sys.stdin.read().strip()
 
 
-def parse_settings(pairs: Sequence[str], unset: Sequence[str] = ()) -> dict[str, Any]:
-    """`KEY=VALUE` pairs as an object: VALUE as JSON when it is JSON (`42`, `true`, `["a"]`),
-    else as the string itself. Each unset key maps to None, which the API takes as "remove"."""
+def parse_settings(
+    pairs: Sequence[str],
+    unset: Sequence[str] = (),
+    *,
+    from_env: Sequence[str] = (),
+    from_files: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Settings as an object of strings (settings are strings; a value is never reinterpreted,
+    so `model=null` is the model "null"). Secret settings (Bedrock's AWS keys) come from an
+    environment variable (`KEY=VAR`) or a file (`KEY=PATH`), never from the command line. Each
+    unset key maps to None, which the API takes as "remove"."""
     settings: dict[str, Any] = {}
     for pair in pairs:
-        key, equals, raw = pair.partition("=")
-        if not equals or not key:
-            # The pair is not echoed: it may hold a secret setting's value.
-            raise InvalidInput("--setting takes KEY=VALUE")
-        settings[key] = _json_or_text(raw)
+        key, raw = _pair("--setting", pair, "KEY=VALUE")
+        if key in SECRET_SETTINGS:
+            raise InvalidInput(
+                f"setting {key!r} is secret: use --setting-env {key}=VAR or"
+                f" --setting-file {key}=PATH (arguments land in shell history and ps)"
+            )
+        settings[key] = raw
+    for pair in from_env:
+        key, variable = _pair("--setting-env", pair, "KEY=VAR")
+        value = os.environ.get(variable, "").strip()
+        if not value:
+            raise InvalidInput(f"--setting-env {key}: environment variable {variable} is not set")
+        settings[key] = value
+    for pair in from_files:
+        key, name = _pair("--setting-file", pair, "KEY=PATH")
+        try:
+            settings[key] = Path(name).read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"--setting-file {key}: cannot read {name}") from exc
     for key in unset:
         if key in settings:
             raise InvalidInput(f"setting {key!r} is both set and unset")
@@ -119,15 +144,11 @@ def parse_settings(pairs: Sequence[str], unset: Sequence[str] = ()) -> dict[str,
     return settings
 
 
-def _json_or_text(raw: str) -> Any:
-    def no_constants(name: str) -> Any:
-        # NaN and Infinity parse in Python but are not JSON; the API would refuse the body.
-        raise ValueError(name)
-
-    try:
-        return json.loads(raw, parse_constant=no_constants)
-    except ValueError:
-        return raw
+def _pair(option: str, pair: str, form: str) -> tuple[str, str]:
+    key, equals, value = pair.partition("=")
+    if not equals or not key:
+        raise InvalidInput(f"{option} takes {form}")  # not echoed: it may hold a secret
+    return key, value
 
 
 def confirm(prompt: str, expected: str) -> bool:

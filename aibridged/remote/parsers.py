@@ -79,7 +79,21 @@ def _with_settings(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="VALUE is read as JSON when it parses, else as a string",
+        help="a setting (a string); secret ones only with --setting-env or --setting-file",
+    )
+    p.add_argument(
+        "--setting-env",
+        action="append",
+        default=[],
+        metavar="KEY=VAR",
+        help="a setting from the environment variable VAR (for secret settings)",
+    )
+    p.add_argument(
+        "--setting-file",
+        action="append",
+        default=[],
+        metavar="KEY=PATH",
+        help="a setting from the file PATH (for secret settings)",
     )
 
 

@@ -73,7 +73,9 @@ def _create(args: argparse.Namespace, client: ApiClient, env: Mapping[str, str])
         body["base_url"] = args.base_url
     if args.disabled:
         body["enabled"] = False
-    if settings := parse_settings(args.setting):
+    if settings := parse_settings(
+        args.setting, from_env=args.setting_env, from_files=args.setting_file
+    ):
         body["settings"] = settings
     if keys := read_keys(args.key_sources, env):
         body["api_keys"] = keys
@@ -87,7 +89,9 @@ def _update(args: argparse.Namespace, client: ApiClient, env: Mapping[str, str])
         ("base_url", args.base_url),
     )
     body: dict[str, Any] = {field: value for field, value in fields if value is not None}
-    if settings := parse_settings(args.setting, args.unset_setting):
+    if settings := parse_settings(
+        args.setting, args.unset_setting, from_env=args.setting_env, from_files=args.setting_file
+    ):
         body["settings"] = settings
     path, keys = _key_update(args, client, env)
     if keys is not None:

@@ -41,8 +41,9 @@ async def run_notification_listener(
         try:
             async with _listening(store, channel, on_notify) as connection:
                 backoff = BACKOFF_START_S
+                # Changes made before LISTEN took effect were not notified: look once now.
+                on_notify()
                 if reconnected:
-                    on_notify()
                     log.info("store.listen_resumed", channel=channel)
                 if not started:
                     started = True

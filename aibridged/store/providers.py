@@ -45,6 +45,7 @@ class StoredProvider:
     updated_at: datetime
     keys: tuple[StoredKey, ...] = ()
     deleted: bool = False
+    seed_name: str | None = None  # the name it was seeded under, if it came from a seed
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +62,12 @@ class ProviderWrite:
     keys: tuple[StoredKey, ...]
     source: str = "api"
     id: uuid.UUID = field(default_factory=uuid.uuid4)
+    seed_name: str | None = None
 
 
 _COLUMNS = (
     "id, type, name, display_name, enabled, base_url, settings, secret_settings, source,"
-    " created_at, updated_at, deleted_at IS NOT NULL AS deleted"
+    " created_at, updated_at, deleted_at IS NOT NULL AS deleted, seed_name"
 )
 
 
@@ -109,6 +111,7 @@ def _provider(row: Any, keys: list[StoredKey]) -> StoredProvider:
         updated_at=row["updated_at"],
         keys=tuple(keys),
         deleted=row["deleted"],
+        seed_name=row["seed_name"],
     )
 
 
@@ -126,6 +129,8 @@ async def get_provider(runner: Runner, reference: str) -> StoredProvider:
 
 
 async def _get(conn: Connection, reference: str, *, lock: bool = False) -> StoredProvider:
+    if not reference.isprintable():  # PostgreSQL text cannot even hold some of it (NUL)
+        raise NotFound(f"no provider {reference!r}")
     where, value = _lookup(reference)
     row = await conn.fetchrow(
         f"SELECT {_COLUMNS} FROM ai_providers WHERE {where} AND deleted_at IS NULL"
@@ -152,7 +157,8 @@ async def _insert(conn: Connection, write: ProviderWrite) -> None:
     try:
         await conn.execute(
             "INSERT INTO ai_providers (id, type, name, display_name, enabled, base_url, settings,"
-            " secret_settings, source) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9)",
+            " secret_settings, source, seed_name)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10)",
             write.id,
             write.type,
             write.name,
@@ -162,6 +168,7 @@ async def _insert(conn: Connection, write: ProviderWrite) -> None:
             json.dumps(write.settings),
             write.secret_settings,
             write.source,
+            write.seed_name,
         )
     except asyncpg.UniqueViolationError as exc:  # the only unique column a write can clash on
         raise Conflict(f'provider name "{write.name}" is already taken') from exc
@@ -249,13 +256,13 @@ async def _notify(conn: Connection) -> None:
 
 # --- seeding ---------------------------------------------------------------------------------
 
-Seeder = Callable[[dict[str, StoredProvider]], list[ProviderWrite]]
+Seeder = Callable[[list[StoredProvider]], list[ProviderWrite]]
 
 
 async def seed_providers(runner: Runner, decide: Seeder) -> list[StoredProvider]:
-    """Under an advisory lock held for the transaction: hand `decide` every provider by name
-    (live ones, and for names with no live provider the latest deleted one, `deleted=True`) and
-    insert what it returns. Replicas starting together seed one after the other."""
+    """Under an advisory lock held for the transaction: hand `decide` every provider, live and
+    deleted (newest first), and insert what it returns. Replicas starting together seed one
+    after the other."""
     return await runner.run(_seed, decide)
 
 
@@ -263,11 +270,10 @@ async def _seed(conn: Connection, decide: Seeder) -> list[StoredProvider]:
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", SEED_LOCK_KEY)
         rows = await conn.fetch(
-            f"SELECT DISTINCT ON (name) {_COLUMNS} FROM ai_providers"
-            " ORDER BY name, deleted_at IS NOT NULL, deleted_at DESC"
+            f"SELECT {_COLUMNS} FROM ai_providers"
+            " ORDER BY deleted_at IS NOT NULL, deleted_at DESC, created_at DESC"
         )
-        existing = {p.name: p for p in await _with_keys(conn, rows)}
-        writes = decide(existing)
+        writes = decide(await _with_keys(conn, rows))
         for write in writes:
             await _insert(conn, write)
         if writes:
@@ -305,6 +311,15 @@ async def _check_secrets_key(
             check(bytes(await conn.fetchval("SELECT sealed FROM secrets_check WHERE id = 1")))
             return False
         return True
+
+
+async def secrets_registered(runner: Runner) -> bool:
+    """True once a secrets key has been registered (the database holds sealed values)."""
+    return bool(await runner.run(_secrets_registered))
+
+
+async def _secrets_registered(conn: Connection) -> bool:
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM secrets_check)"))
 
 
 Reseal = Callable[[bytes, bytes], bytes]  # (sealed, context) -> sealed again under the new key

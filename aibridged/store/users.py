@@ -64,7 +64,7 @@ _TOKEN_COLUMNS = "t.id, t.user_id, u.username, t.name, t.created_at, t.expires_a
 
 
 def validate_username(username: str) -> str:
-    if not USERNAME_RE.match(username):
+    if not USERNAME_RE.fullmatch(username):
         raise InvalidInput(
             f"invalid username {username!r}: use 1-63 lowercase letters, digits, '_', '.', '-'"
         )

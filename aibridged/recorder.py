@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,7 +40,6 @@ from aibridged.store.db import Runner
 from aibridged.store.records import (
     Stamped,
     create_partitions,
-    find_thread,
     insert_starts,
     write_batch,
 )
@@ -48,7 +47,6 @@ from aibridged.store.records import (
 log = structlog.get_logger("aibridged.recorder")
 
 START_TIMEOUT_S = 5.0
-THREAD_LOOKUP_TIMEOUT_S = 1.0
 RETRY_START_S, RETRY_MAX_S = 0.5, 5.0
 DROP_LOG_EVERY_S = 10.0
 KNOWN_CALLS = 100_000  # tool call ids remembered for threads (the database answers the rest)
@@ -79,6 +77,9 @@ class _StartBatch:
     records: list[InterceptionStart] = field(default_factory=list)
     done: trio.Event = field(default_factory=trio.Event)
     error: BaseException | None = None
+    threads: dict[uuid.UUID, tuple[uuid.UUID | None, uuid.UUID | None]] = field(
+        default_factory=dict
+    )
 
 
 class Recorder:
@@ -113,15 +114,25 @@ class Recorder:
 
     # -- the request side -----------------------------------------------------------------------
 
-    async def start(self, record: InterceptionStart) -> None:
-        """Commit `record` (with whatever starts arrive meanwhile); StoreError if it failed."""
+    async def start(self, record: InterceptionStart) -> InterceptionStart:
+        """Commit `record` (with whatever starts arrive meanwhile); StoreError if it failed.
+        Returns it with its thread as committed (found in the database when it answers a
+        tool call this replica does not know of)."""
+        if record.thread_parent_id is None and record.correlating_call_id:
+            known = self._calls.get(record.correlating_call_id)
+            if known is not None:
+                record = replace(record, thread_parent_id=known[0], thread_root_id=known[1])
         batch = self._next_starts
         batch.records.append(record)
         self._starts_wanted.set()
         await batch.done.wait()
         if batch.error is not None:
             raise StoreError(f"failed to record interception: {batch.error}") from batch.error
+        parent, root = batch.threads.get(record.id, (None, None))
+        if (parent, root) != (record.thread_parent_id, record.thread_root_id):
+            record = replace(record, thread_parent_id=parent, thread_root_id=root)
         self._log_record("interception_start", record.id, _start_fields(record))
+        return record
 
     def add(self, interception: InterceptionStart, record: ChildRecord) -> None:
         """Queue a child row (never waits; a full queue drops it, counted)."""
@@ -142,18 +153,6 @@ class Recorder:
         self._ends.append(record)
         self._rows_wanted.set()
         self._log_record("interception_end", record.id, {"ended_at": record.ended_at.isoformat()})
-
-    async def thread_of(self, call_id: str) -> tuple[uuid.UUID, uuid.UUID] | None:
-        """(parent, root) of the interception that made tool call `call_id`, if known."""
-        known = self._calls.get(call_id)
-        if known is not None:
-            return known
-        try:
-            with trio.fail_after(THREAD_LOOKUP_TIMEOUT_S):
-                return await find_thread(self._runner, call_id)
-        except (StoreError, trio.TooSlowError) as exc:
-            log.warning("recorder.thread_lookup_failed", error=str(exc) or "timed out")
-            return None
 
     def _remember_call(self, call_id: str, interception: InterceptionStart) -> None:
         root = interception.thread_root_id or interception.id
@@ -222,7 +221,7 @@ class Recorder:
                 continue
             try:
                 with trio.fail_after(START_TIMEOUT_S):
-                    await insert_starts(self._runner, batch.records)
+                    batch.threads = await insert_starts(self._runner, batch.records)
                 self._counts["starts"] += len(batch.records)
             except (StoreError, trio.TooSlowError) as exc:
                 batch.error = exc

@@ -79,6 +79,7 @@ class InterceptionStart:
     thread_parent_id: uuid.UUID | None
     thread_root_id: uuid.UUID | None
     started_at: datetime
+    correlating_call_id: str | None = None  # the tool call this request answers
     metadata: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
 
 

@@ -131,7 +131,8 @@ async def test_child_rows_and_ends_are_written_in_batches(
     tokens = ("input_tokens", "cache_read_input_tokens", "cache_write_input_tokens")
     assert tuple(row[name] for name in tokens) == (10, 3, 2)
     assert await _count(store, "aibridge_tool_usages") == 1
-    assert await recorder.thread_of("call_1") == (start.id, start.id)
+    follow = await recorder.start(_start(correlating_call_id="call_1"))  # known in memory
+    assert (follow.thread_parent_id, follow.thread_root_id) == (start.id, start.id)
 
 
 async def test_a_start_the_database_refuses_raises(
@@ -244,8 +245,24 @@ async def test_a_tool_call_made_before_a_restart_is_found_in_the_database(
     with trio.fail_after(5):
         await recorder.wait_written(ends=1)
     fresh = Recorder(runner, Metrics(CollectorRegistry(), process_metrics=False))  # no memory
-    assert await fresh.thread_of("call_before_restart") == (start.id, start.id)
-    assert await fresh.thread_of("call_never_made") is None
+    async with trio.open_nursery() as nursery:
+        await nursery.start(fresh.run)
+        calls_before = runner.calls.count("_insert_starts")
+        child = await fresh.start(_start(correlating_call_id="call_before_restart"))
+        orphan = await fresh.start(_start(correlating_call_id="call_never_made"))
+        # Found by the insert itself: one statement per start, no separate lookup.
+        assert runner.calls.count("_insert_starts") - calls_before == 2
+        assert set(runner.calls) <= {"_insert_starts", "_write_batch"}
+        fresh.close()
+    assert (child.thread_parent_id, child.thread_root_id) == (start.id, start.id)
+    assert (orphan.thread_parent_id, orphan.thread_root_id) == (None, None)
+    rows = await runner.store.run(
+        lambda conn: conn.fetch(
+            "SELECT id, thread_parent_id, session_id FROM aibridge_interceptions WHERE id = $1",
+            child.id,
+        )
+    )
+    assert rows[0]["thread_parent_id"] == start.id and rows[0]["session_id"] == str(start.id)
 
 
 async def test_the_recorders_own_connections_commit_without_waiting_for_the_disk(

@@ -91,20 +91,16 @@ async def begin_recording(
 ) -> Recording:
     """Commit the start (thread found from the tool call the request answers) and queue the
     prompt; Rejected(500) if the start cannot be committed."""
-    parent = root = None
-    if facts.correlating_call_id:
-        found = await recorder.thread_of(facts.correlating_call_id)
-        if found is not None:
-            parent, root = found
     start = InterceptionStart(
         id=interception_id,
-        thread_parent_id=parent,
-        thread_root_id=root,
+        thread_parent_id=None,
+        thread_root_id=None,
         started_at=datetime.now(UTC),
+        correlating_call_id=facts.correlating_call_id,
         **fields,
     )
     try:
-        await recorder.start(start)
+        start = await recorder.start(start)  # the thread: from memory, else found by the insert
     except StoreError as exc:
         log.error("recorder.start_failed", interception_id=str(interception_id), error=str(exc))
         raise Rejected(500, "failed to record interception", "record_failed") from exc

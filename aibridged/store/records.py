@@ -52,18 +52,38 @@ def _clean(value: Any) -> Any:
     return value
 
 
-async def insert_starts(runner: Runner, starts: Sequence[InterceptionStart]) -> None:
-    await runner.run(_insert_starts, starts)
+Threads = dict[uuid.UUID, tuple[uuid.UUID | None, uuid.UUID | None]]
 
 
-async def _insert_starts(conn: Connection, starts: Sequence[InterceptionStart]) -> None:
-    await conn.execute(
+async def insert_starts(runner: Runner, starts: Sequence[InterceptionStart]) -> Threads:
+    """Insert the starts; a start that answers a tool call its caller did not know the thread
+    of (`correlating_call_id`, no parent) gets it from the tool usages in the same statement:
+    one round trip either way. Returns each start's (parent, root)."""
+    rows = await runner.run(_insert_starts, starts)
+    return {row["id"]: (row["thread_parent_id"], row["thread_root_id"]) for row in rows}
+
+
+async def _insert_starts(conn: Connection, starts: Sequence[InterceptionStart]) -> Any:
+    return await conn.fetch(
         "INSERT INTO aibridge_interceptions (id, initiator_id, api_key_id, provider, provider_name,"
         " model, client, client_session_id, user_agent, credential_kind, credential_hint,"
         " thread_parent_id, thread_root_id, metadata, started_at)"
-        " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],"
+        " SELECT u.id, u.initiator_id, u.api_key_id, u.provider, u.provider_name, u.model,"
+        " u.client, u.client_session_id, u.user_agent, u.credential_kind, u.credential_hint,"
+        " coalesce(u.parent, t.interception_id), coalesce(u.root, t.root), u.metadata,"
+        " u.started_at"
+        " FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],"
         " $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::uuid[],"
-        " $13::uuid[], $14::jsonb[], $15::timestamptz[])",
+        " $13::uuid[], $14::jsonb[], $15::timestamptz[], $16::text[])"
+        " AS u(id, initiator_id, api_key_id, provider, provider_name, model, client,"
+        " client_session_id, user_agent, credential_kind, credential_hint, parent, root,"
+        " metadata, started_at, call_id)"
+        " LEFT JOIN LATERAL (SELECT tu.interception_id, coalesce(i.thread_root_id, i.id) AS root"
+        " FROM aibridge_tool_usages tu JOIN aibridge_interceptions i"
+        " ON i.id = tu.interception_id AND i.started_at = tu.started_at"
+        " WHERE u.parent IS NULL AND u.call_id IS NOT NULL AND tu.provider_tool_call_id = u.call_id"
+        " ORDER BY tu.created_at DESC LIMIT 1) AS t ON true"
+        " RETURNING id, thread_parent_id, thread_root_id",
         [s.id for s in starts],
         [s.initiator_id for s in starts],
         [s.api_key_id for s in starts],
@@ -79,6 +99,7 @@ async def _insert_starts(conn: Connection, starts: Sequence[InterceptionStart]) 
         [s.thread_root_id for s in starts],
         [_json(dict(s.metadata)) for s in starts],
         [s.started_at for s in starts],
+        [s.correlating_call_id for s in starts],
     )
 
 
@@ -211,22 +232,6 @@ def _text(value: str) -> str:
     except UnicodeEncodeError:
         value = value.encode("utf-8", "replace").decode("utf-8")
     return value
-
-
-async def find_thread(runner: Runner, call_id: str) -> tuple[uuid.UUID, uuid.UUID] | None:
-    """The interception that made tool call `call_id`, and its thread root."""
-    return await runner.run(_find_thread, call_id)
-
-
-async def _find_thread(conn: Connection, call_id: str) -> tuple[uuid.UUID, uuid.UUID] | None:
-    row = await conn.fetchrow(
-        "SELECT t.interception_id, coalesce(i.thread_root_id, i.id) AS root"
-        " FROM aibridge_tool_usages t JOIN aibridge_interceptions i"
-        " ON i.id = t.interception_id AND i.started_at = t.started_at"
-        " WHERE t.provider_tool_call_id = $1 ORDER BY t.created_at DESC LIMIT 1",
-        call_id,
-    )
-    return None if row is None else (row["interception_id"], row["root"])
 
 
 async def create_partitions(runner: Runner, first_day: date, days: int) -> int:

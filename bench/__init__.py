@@ -12,10 +12,13 @@ Modules:
 - ``loadgen``         closed-loop load generation: ``wrk`` when installed, else a trio generator
 - ``streamgen``       thousands of concurrent streams held open, each read to its end and checked
 - ``procs``           starting, pinning, open-file limits, sampling (CPU, RSS, speed), stopping
+- ``database``        the bench's PostgreSQL both gateways use, its CPU sampled over its processes
+- ``recorder_rate``   the recorder's sustained write rate, ``aibridged.recorder`` straight into it
 - ``litellm_proxy``   LiteLLM's proxy in its own venv, the comparison point
-- ``stack``           the upstream, gateway and LiteLLM processes, and the API surfaces
+- ``stack``           the upstream, the gateways (recording on, off) and LiteLLM, the API surfaces
 - ``latency``         interleaved concurrency-1 sampling and its statistics
-- ``measure``         relay check, added latency, stream TTFB, saturated throughput, profiles
+- ``measure``         relay check, added latency, stream TTFB, recording on vs off, saturated
+                      throughput, profiles, the recorder's write rate
 - ``streams``         the many-open-streams scenario: errors by kind, RSS per stream
 - ``profile``         py-spy recording and the own-time / inclusive-time summary
 - ``facts``           the machine, the tools and the state of the code

@@ -69,7 +69,8 @@ def interleaved(
     check: Check,
     watch_events: bool = False,
 ) -> tuple[PathSamples, PathSamples, int]:
-    """``requests`` timed exchanges per path after ``warmup`` untimed pairs.
+    """``requests`` timed exchanges per path after ``warmup`` untimed pairs (``direct`` is the
+    first path, the baseline: the upstream, or the gateway with recording off).
 
     Returns the samples of both paths and how many pairs had byte-identical bodies.
     """
@@ -113,18 +114,24 @@ def paired_difference_ms(gateway: Sequence[float], direct: Sequence[float]) -> d
 
 
 def added_latency(
-    direct: PathSamples, gateway: PathSamples, *, metric: str = "total_s", via: str = "gateway"
+    direct: PathSamples,
+    gateway: PathSamples,
+    *,
+    metric: str = "total_s",
+    via: str = "gateway",
+    base: str = "direct",
 ) -> dict[str, Any]:
     """Both paths' summaries, the difference of their percentiles, and the paired differences.
-    ``via`` names the second path in the keys (``gateway_ms``, or ``litellm_ms`` for LiteLLM)."""
+    ``via`` names the second path in the keys (``gateway_ms``, or ``litellm_ms`` for LiteLLM),
+    ``base`` the first (``direct_ms``; ``recording_off_ms`` for recording on vs off)."""
     d: list[float] = getattr(direct, metric)
     g: list[float] = getattr(gateway, metric)
     ds, gs = summary_ms(d), summary_ms(g)
     return {
-        "samples": {"direct": len(d), via: len(g)},
-        "errors": {"direct": direct.errors, via: gateway.errors},
-        "reconnects": {"direct": direct.reconnects, via: gateway.reconnects},
-        "direct_ms": ds,
+        "samples": {base: len(d), via: len(g)},
+        "errors": {base: direct.errors, via: gateway.errors},
+        "reconnects": {base: direct.reconnects, via: gateway.reconnects},
+        f"{base}_ms": ds,
         f"{via}_ms": gs,
         "added_ms": {
             key: round(gs[key] - ds[key], 3) for key in ("p50", "p90", "p99", "p99.9", "mean")

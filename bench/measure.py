@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import statistics
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -14,11 +18,19 @@ from typing import Any
 from bench.httpclient import Connection, Timed
 from bench.latency import Target, added_latency, interleaved
 from bench.loadgen import LoadResult, LoadSpec, run_load
-from bench.procs import (
-    CpuSampler,
-)
+from bench.procs import CpuSampler, pinned
 from bench.profile import py_spy_path, record, summarize
-from bench.stack import CLIENT_CPU, HOST, Api, Stack, relative, relative_cmd, response_ok
+from bench.stack import (
+    CLIENT_CPU,
+    GATEWAY_CPU,
+    HOST,
+    REPO,
+    Api,
+    Stack,
+    relative,
+    relative_cmd,
+    response_ok,
+)
 
 
 def check_relay(stack: Stack, apis: dict[str, Api]) -> dict[str, Any]:
@@ -45,6 +57,10 @@ def check_relay(stack: Stack, apis: dict[str, Api]) -> dict[str, Any]:
         ):
             raise RuntimeError(f"{api.name}: direct {_said(direct)}, gateway {_said(through)}")
         out[api.name] = {"bytes": len(through.body), "identical": direct.body == through.body}
+        norec = results["gateway_norec"]
+        if not (isinstance(norec, Timed) and response_ok(norec, stream=api.stream)):
+            raise RuntimeError(f"{api.name}: gateway with recording off {_said(norec)}")
+        out[api.name]["norec_identical"] = norec.body == through.body
         if "litellm" in results:
             answer = results["litellm"]
             ok = isinstance(answer, Timed) and response_ok(answer, stream=api.stream)
@@ -112,6 +128,87 @@ def measure_latency(
     return out
 
 
+def measure_recording_latency(
+    stack: Stack, apis: dict[str, Api], *, requests: int, warmup: int
+) -> dict[str, Any]:
+    """Concurrency 1, the gateway with recording off and with recording on interleaved request by
+    request, exactly as direct and gateway are: ``added_ms`` is what recording adds (on - off)."""
+    out: dict[str, Any] = {}
+    for name in LATENCY_APIS:
+        api = apis[name]
+        off = Target("recording_off", HOST, stack.gateway_norec_port, stack.raw(api, "gateway"))
+        on = Target("recording_on", HOST, stack.gateway_port, stack.raw(api, "gateway"))
+        started = time.monotonic()
+        sampler = CpuSampler(stack.procs())
+        sampler.start()
+        o, g, identical = interleaved(
+            off,
+            on,
+            requests=requests,
+            warmup=warmup,
+            check=partial(response_ok, stream=api.stream),
+            watch_events=api.stream,
+        )
+        metric = "first_event_s" if api.stream else "total_s"
+        result = added_latency(o, g, metric=metric, via="recording_on", base="recording_off")
+        result["body_bytes"] = len(api.body)
+        result["identical_bodies"] = identical
+        result["seconds"] = round(time.monotonic() - started, 1)
+        result["cpu_pct"] = sampler.stop()
+        out[name] = result
+        added = result["added_ms"]
+        print(
+            f"  {name:16} recording adds p50 {added['p50']:.3f} ms, p99 {added['p99']:.3f} ms "
+            f"({result['seconds']:.0f} s)",
+            flush=True,
+        )
+    return out
+
+
+def recorder_statistics(stack: Stack) -> dict[str, Any]:
+    """The recording gateway's recorder statistics, from its /readyz."""
+    url = f"http://{HOST}:{stack.gateway_port}/readyz"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            found: dict[str, Any] = json.loads(response.read()).get("recorder") or {}
+            return found
+    except (OSError, ValueError) as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def measure_recorder_rate(
+    stack: Stack, *, interceptions: int, concurrency: int, warmup: int
+) -> dict[str, Any]:
+    """``bench.recorder_rate`` pinned to the gateway's CPU, against the bench's PostgreSQL (a
+    database of its own); the database's CPU sampled meanwhile."""
+    cmd = pinned(
+        [
+            sys.executable,
+            "-m",
+            "bench.recorder_rate",
+            "--server-uri",
+            stack.database.uri,
+            "--interceptions",
+            str(interceptions),
+            "--concurrency",
+            str(concurrency),
+            "--warmup",
+            str(warmup),
+        ],
+        GATEWAY_CPU,
+    )
+    sampler = CpuSampler([stack.database.tree()])
+    sampler.start()
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    cpu = sampler.stop()
+    if done.returncode != 0:
+        return {"error": f"exit code {done.returncode}: {done.stderr[-800:]}"}
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["cpu_pct"] = cpu
+    result["command"] = shlex.join(relative_cmd(cmd))
+    return result
+
+
 def measure_litellm_latency(
     stack: Stack, apis: dict[str, Api], relay: dict[str, Any], *, requests: int, warmup: int
 ) -> dict[str, Any]:
@@ -163,6 +260,7 @@ def _one_load_run(
         **result.as_dict(),
         "cpu_pct": cpu,
         "gateway_rss_kb_after": stack.gateway.memory().rss_kb,
+        "gateway_norec_rss_kb_after": stack.gateway_norec.memory().rss_kb,
     }
     if stack.litellm.up and stack.litellm.proc is not None:
         out["litellm_rss_kb_after"] = stack.litellm.proc.memory().rss_kb
@@ -184,8 +282,9 @@ def measure_throughput(
     rounds: int,
     litellm_warmup_s: float,
 ) -> list[dict[str, Any]]:
-    """For each load and connection count, ``rounds`` x (direct, gateway, litellm), each after a
-    warm-up; only one path is under load at a time. LiteLLM also gets ``litellm_warmup_s`` of load
+    """For each load and connection count, ``rounds`` x (direct, gateway, gateway_norec, litellm),
+    each after a warm-up; only one path is under load at a time (recording on and off swap places
+    every other round). LiteLLM also gets ``litellm_warmup_s`` of load
     per kind before its first measured run (its first requests are much slower)."""
     runs: list[dict[str, Any]] = []
     for kind, name in THROUGHPUT_APIS:
@@ -202,7 +301,12 @@ def measure_throughput(
             )
         for conns in connections:
             for round_index in range(1, rounds + 1):
-                for via in vias:
+                order = list(vias)
+                if round_index % 2 == 0 and "gateway_norec" in order:
+                    # recording on and off swap places every other round (no order bias)
+                    on, off = order.index("gateway"), order.index("gateway_norec")
+                    order[on], order[off] = order[off], order[on]
+                for via in order:
                     spec = stack.spec(api, via)
                     run_load(
                         spec,
@@ -220,7 +324,7 @@ def measure_throughput(
                     )
                     errors = sum(run["errors"].values())
                     print(
-                        f"  {kind} c={conns} round {round_index} {via:7}: "
+                        f"  {kind} c={conns} round {round_index} {via:13}: "
                         f"{run['rps']:8.1f} req/s, p99 {run['latency_ms']['p99']:6.1f} ms, "
                         f"errors {errors}, "
                         f"CPU % {run['cpu_pct']}",
@@ -275,6 +379,27 @@ def summarize_throughput(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "generator_cpu_pct_gateway_run": median("gateway", "generator_cpu_pct"),
             "errors": errors("direct") + errors("gateway"),
         }
+        if any(r["path"] == "gateway_norec" for r in group):
+            norec_rps = median("gateway_norec", "rps")
+            norec_cpu = median("gateway_norec", "cpu_pct", "gateway_norec")
+            db_cpu_on = median("gateway", "cpu_pct", "postgres")
+            summary |= {
+                "gateway_norec_rps": norec_rps,
+                "recording_ratio": _ratio(gateway_rps, norec_rps),
+                "gateway_norec_rps_range": spread("gateway_norec"),
+                "gateway_norec_p99_ms": median("gateway_norec", "latency_ms", "p99"),
+                "gateway_norec_cpu_pct": norec_cpu,
+                "gateway_norec_cpu_ms_per_request": round(10 * norec_cpu / norec_rps, 3)
+                if norec_rps
+                else None,
+                "postgres_cpu_pct_gateway_run": db_cpu_on,
+                "postgres_cpu_pct_norec_run": median("gateway_norec", "cpu_pct", "postgres"),
+                "postgres_cpu_ms_per_request": round(10 * db_cpu_on / gateway_rps, 3)
+                if gateway_rps
+                else None,
+                "gateway_norec_errors": errors("gateway_norec"),
+                "gateway_errors": errors("gateway"),
+            }
         if any(r["path"] == "litellm" for r in group):
             litellm_cpu = median("litellm", "cpu_pct", "litellm")
             summary |= {

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -295,11 +295,21 @@ def calibrate(cpu: int | None, *, repeats: int = 5) -> float:
         os.sched_setaffinity(0, previous)
 
 
+class Sampled(Protocol):
+    """What ``CpuSampler`` samples: a ``Proc``, or a process tree (``bench.database``)."""
+
+    name: str
+
+    def alive(self) -> bool: ...
+
+    def cpu_seconds(self) -> float: ...
+
+
 class CpuSampler:
     """CPU used between ``start()`` and ``stop()``: by some processes (as % of one core), and
     per core by everything (to see other work on the machine)."""
 
-    def __init__(self, procs: Sequence[Proc]) -> None:
+    def __init__(self, procs: Sequence[Sampled]) -> None:
         self._procs = [p for p in procs if p.alive()]
         self._start: dict[str, float] = {}
         self._cores: dict[str, tuple[int, int]] = {}

@@ -76,11 +76,30 @@ def _package(frame: str) -> str:
     return head.removesuffix(".py") if "/" not in location else head
 
 
+# What recording adds to the hot path, by where its frames are (a sample counts once per group).
+RECORDING_FRAMES: dict[str, tuple[str, ...]] = {
+    "the recorder (aibridged/recorder.py)": ("(aibridged/recorder.py)",),
+    "recording's SQL (aibridged/store/records.py)": ("(aibridged/store/records.py)",),
+    "extraction (aibridged/intercept/extract/)": ("(aibridged/intercept/extract/",),
+    "the database bridge (trio_asyncio, asyncio, asyncpg)": (
+        "(trio_asyncio/",
+        "(asyncio/",
+        "(asyncpg/",
+    ),
+}
+RECORDING_ANY = "any of these"
+
+
+def _touches(stack: str, marks: tuple[str, ...]) -> bool:
+    return any(mark in stack for mark in marks)
+
+
 def summarize(raw: Path, *, top: int = 20) -> dict[str, Any]:
     """Own time (the sampled leaf frame), inclusive time and own time per package."""
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     packages: Counter[str] = Counter()
+    recording: Counter[str] = Counter()
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -93,6 +112,11 @@ def summarize(raw: Path, *, top: int = 20) -> dict[str, Any]:
         packages[_package(frames[-1])] += count
         for frame in set(frames):
             inclusive[frame] += count
+        touched = {name for name, marks in RECORDING_FRAMES.items() if _touches(stack, marks)}
+        for name in touched:
+            recording[name] += count
+        if touched:
+            recording[RECORDING_ANY] += count
     if total == 0:
         return {"samples": 0}
 
@@ -111,6 +135,15 @@ def summarize(raw: Path, *, top: int = 20) -> dict[str, Any]:
             for row in rows(inclusive, 10_000, skip_over=0.97)
             if "(aibridged/" in row["function"]
         ][:top],
+        # Stacks in recording's code (inclusive): where a recording gateway's extra time goes.
+        "recording_inclusive": [
+            {
+                "function": name,
+                "samples": recording[name],
+                "pct": round(100 * recording[name] / total, 1),
+            }
+            for name in (*RECORDING_FRAMES, RECORDING_ANY)
+        ],
         "own_by_package": [
             {"package": k, "samples": v, "pct": round(100 * v / total, 1)}
             for k, v in packages.most_common(15)

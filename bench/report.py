@@ -8,25 +8,33 @@ from typing import Any
 
 from bench.report_sections import (
     TARGET_HEADERS,
+    database_line,
     litellm_line,
     litellm_section,
     machine_state_line,
+    recording_section,
     streams_section,
     targets_section,
 )
 from bench.tables import (
     LATENCY_HEADERS,
     LITELLM_THROUGHPUT_HEADERS,
+    RECORDING_LATENCY_HEADERS,
+    RECORDING_THROUGHPUT_HEADERS,
     STREAMS_HEADERS,
     THROUGHPUT_HEADERS,
+    WRITER_HEADERS,
     bench_target_rows,
     function_rows,
     latency_rows,
     litellm_throughput_rows,
     memory_rows,
+    recording_latency_rows,
+    recording_throughput_rows,
     streams_rows,
     table,
     throughput_rows,
+    writer_rows,
 )
 
 
@@ -93,9 +101,12 @@ def observations(results: dict[str, Any]) -> list[str]:
                     "gateway's) while it was measured; its tail numbers are suspect."
                 )
 
+        db_here = (results["config"].get("database") or {}).get("cpu") == core
+
         def other(r: dict[str, Any]) -> float:
             cpu = r["cpu_pct"]
-            measured = cpu.get("gateway", 0.0) + cpu.get("litellm", 0.0)
+            measured = sum(cpu.get(p, 0.0) for p in ("gateway", "gateway_norec", "litellm"))
+            measured += cpu.get("postgres", 0.0) if db_here else 0.0
             return float(cpu.get(f"cpu{core}_busy", 0.0) - measured)
 
         disturbed = [
@@ -120,11 +131,49 @@ def observations(results: dict[str, Any]) -> list[str]:
         )
     if any(not check["identical"] for check in results["relay_check"].values()):
         notes.append("Some responses through the gateway differ from the direct ones (bytes).")
+    if any(not check.get("norec_identical", True) for check in results["relay_check"].values()):
+        notes.append("Some responses differ between recording on and off (bytes).")
+    notes += _recording_notes(results)
     notes += _litellm_notes(results) + _streams_notes(results)
     if results["config"]["generator"] != "wrk":
         notes.append("wrk was not found: the Python generator was used; it may bound both paths.")
     if not results["config"]["pinned"]:
         notes.append("Nothing was pinned (taskset or a second CPU is missing).")
+    return notes
+
+
+def _recording_notes(results: dict[str, Any]) -> list[str]:
+    notes = []
+    seen = results.get("recorder_in_gateway") or {}
+    if seen.get("error"):
+        notes.append(f"The recording gateway's /readyz did not answer: {seen['error']}.")
+    elif seen.get("dropped"):
+        notes.append(
+            f"The recording gateway's recorder dropped {seen['dropped']:,} rows under load "
+            f"(queue full; last error `{seen.get('last_error') or '-'}`)."
+        )
+    elif seen and not seen.get("rows_written"):
+        notes.append(
+            "The recording gateway wrote interception starts and ends but no child rows (token "
+            "usage, prompts, tools): nothing was extracted from these answers."
+        )
+    db = results["config"].get("database") or {}
+    for s in results["throughput_summary"]:
+        cpu0 = s.get("postgres_cpu_pct_gateway_run", 0.0) + s["upstream_cpu_pct_gateway_run"]
+        if db.get("cpu") == 0 and cpu0 + s["generator_cpu_pct_gateway_run"] > 80:
+            notes.append(
+                f"{s['kind']} c={s['connections']}: CPU 0 (upstream, generator, PostgreSQL) was "
+                f"busy during the recording-on runs ({cpu0:.0f} % upstream + PostgreSQL): the "
+                "recording gateway may be under-driven."
+            )
+    rss = [run["gateway_norec_rss_kb_after"] for run in results["throughput_runs"]
+           if "gateway_norec_rss_kb_after" in run]  # fmt: skip
+    if rss:
+        notes.append(
+            "Recording-off gateway RSS after each saturated run (MiB): "
+            + ", ".join(f"{kb / 1024:.0f}" for kb in rss)
+            + "."
+        )
     return notes
 
 
@@ -176,6 +225,17 @@ def render_text(results: dict[str, Any]) -> str:
         table(("gateway RSS", "MiB", "peak MiB"), memory_rows(results["memory"])),
         "",
         table(LITELLM_THROUGHPUT_HEADERS, litellm_throughput_rows(results["throughput_summary"])),
+        "",
+        table(
+            RECORDING_LATENCY_HEADERS,
+            recording_latency_rows(results.get("latency_recording") or {}),
+        ),
+        "",
+        table(
+            RECORDING_THROUGHPUT_HEADERS, recording_throughput_rows(results["throughput_summary"])
+        ),
+        "",
+        table(WRITER_HEADERS, writer_rows(results.get("recorder_rate") or {})),
         "",
         table(STREAMS_HEADERS, streams_rows(results.get("streams") or {})),
         "",
@@ -231,9 +291,10 @@ def render_markdown(results: dict[str, Any]) -> str:
         + ". Lower is faster; scale other runs by it.",
         machine_state_line(results),
         f"- Upstream: {c['upstream_description']}.",
-        f"- Gateway: `{c['gateway_command']}` (embedded PostgreSQL, log level "
+        f"- Gateway: `{c['gateway_command']}` (recording on, the default; log level "
         f"{c['gateway_log_level']}, ready in {c['gateway_startup_s']} s, exit code "
         f"{c['gateway_exit_code']}).",
+        database_line(results),
         f"- Bodies: Anthropic Messages {sizes['anthropic_messages']['bytes_blocking']:,} B with "
         f"{sizes['anthropic_messages']['tools']} tools; OpenAI Chat "
         f"{sizes['openai_chat']['bytes_blocking']:,} B with {sizes['openai_chat']['tools']} tools; "
@@ -267,6 +328,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "CPU columns: % of one core during the gateway runs; `gw CPU ms/req` = gateway CPU time "
         "per request.",
         "",
+        *recording_section(results),
         *litellm_section(results),
         *streams_section(results),
         "## Gateway memory",
@@ -299,6 +361,11 @@ def _profile_section(kind: str, profile: dict[str, Any]) -> list[str]:
         "Top functions by own time:",
         "",
         table(("function", "samples", "%"), function_rows(profile["own"])),
+        "",
+        "Recording's share (samples whose stack is in recording's code; a sample counts once "
+        "per row):",
+        "",
+        table(("recording", "samples", "%"), function_rows(profile.get("recording_inclusive", []))),
         "",
         "The gateway's own functions by inclusive time (which hot-path step the time is in):",
         "",

@@ -8,12 +8,18 @@ from typing import Any
 from bench.tables import (
     LITELLM_LATENCY_HEADERS,
     LITELLM_THROUGHPUT_HEADERS,
+    RECORDING_LATENCY_HEADERS,
+    RECORDING_THROUGHPUT_HEADERS,
     STREAMS_HEADERS,
+    WRITER_HEADERS,
     bench_target_rows,
     litellm_latency_rows,
     litellm_throughput_rows,
+    recording_latency_rows,
+    recording_throughput_rows,
     streams_rows,
     table,
+    writer_rows,
 )
 
 TARGET_HEADERS = ("target", "measured", "limit", "verdict", "detail")
@@ -123,4 +129,85 @@ def streams_section(results: dict[str, Any]) -> list[str]:
         for status, body in (r.get("error_bodies") or {}).items():
             lines.append(f"- {via}: a {status} answer: `{body[:200]}`")
     lines.append("")
+    return lines
+
+
+def database_line(results: dict[str, Any]) -> str:
+    c = results["config"]
+    db = c.get("database") or {}
+    where = f"pinned to CPU {db['cpu']}" if db.get("cpu") is not None else "unpinned"
+    return (
+        f"- Database: {db.get('kind', 'PostgreSQL')}, {where}, ready in {db.get('startup_s')} s. "
+        f"Recording off: `{c.get('gateway_norec_command', '-')}` (`ai_gateway.recording = "
+        f"false`, the same database), exit code {c.get('gateway_norec_exit_code')}."
+    )
+
+
+def recording_section(results: dict[str, Any]) -> list[str]:
+    """Recording on vs off (concurrency 1 and saturated) and the recorder's write rate."""
+    c = results["config"]
+    latency = results.get("latency_recording") or {}
+    through = recording_throughput_rows(results["throughput_summary"])
+    rate = results.get("recorder_rate") or {}
+    if not latency and not through and not rate:
+        return []
+    lines = ["## Recording on vs off", ""]
+    if latency:
+        lines += [
+            f"Concurrency 1: the gateway with recording off and the one with recording on "
+            f"interleaved request by request ({c['recording_latency_requests_per_path']:,} timed "
+            f"requests per path after {c['latency_warmup_pairs']} warm-up pairs), same body. "
+            "`added` = on percentile - off percentile; `paired d` = percentile of the per-pair "
+            "differences; the stream row times the first complete SSE event.",
+            "",
+            table(RECORDING_LATENCY_HEADERS, recording_latency_rows(latency)),
+            "",
+        ]
+    if through:
+        lines += [
+            "Saturated, the same rounds as above (on and off swap places every other round, "
+            "medians). `CPU ms/req` = the gateway's CPU per request; `PG CPU` = the database "
+            "(postmaster and backends) during the recording-on runs.",
+            "",
+            table(RECORDING_THROUGHPUT_HEADERS, through),
+            "",
+        ]
+    seen = results.get("recorder_in_gateway") or {}
+    if seen:
+        lines += [
+            "The recording gateway's recorder after the load (`/readyz`): "
+            + ", ".join(
+                f"{k.replace('_', ' ')} {v:,}"
+                if isinstance(v, int)
+                else f"{k.replace('_', ' ')} {v}"
+                for k, v in seen.items()
+                if v != ""
+            )
+            + ".",
+            "",
+        ]
+    if rate:
+        lines += [
+            "### The recorder's sustained write rate",
+            "",
+            "`bench.recorder_rate`: `aibridged.recorder.Recorder` (as the gateway builds it) "
+            "straight against the bench's PostgreSQL, in a database of its own, pinned to the "
+            "gateway's CPU. Each interception: a start (group commit, awaited), a token usage, a "
+            "prompt and a tool row, the end; the clock runs until every end and row is written. "
+            "`start wait` = how long a start waited for its group commit with the others in "
+            "flight; `start alone` = a start committed by itself (one in flight, as at "
+            "concurrency 1).",
+            "",
+            table(WRITER_HEADERS, writer_rows(rate)),
+            "",
+        ]
+        if rate.get("postgres_settings"):
+            lines += [
+                "PostgreSQL: "
+                + ", ".join(f"`{k} = {v}`" for k, v in rate["postgres_settings"].items())
+                + ".",
+                "",
+            ]
+        if "command" in rate:
+            lines += [f"`{rate['command']}`", ""]
     return lines

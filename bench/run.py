@@ -5,18 +5,25 @@ run (``make bench``).
    Anthropic messages ~75 KB), direct and gateway interleaved request by request; then direct and
    LiteLLM interleaved (fewer requests);
 2. time to the first SSE event at concurrency 1 (Anthropic messages, stream=true);
-3. saturated closed-loop throughput, JSON (chat, blocking) and SSE (messages, streaming), in
-   rounds of direct / gateway / LiteLLM (one of them under load at a time);
-4. gateway RSS before, during and after the load;
-5. py-spy profiles of the gateway under saturated JSON and SSE load;
-6. thousands of slow streams open at once through the gateway (and directly): errors by kind,
+3. what recording costs at concurrency 1: the gateway with recording off and the gateway with
+   recording on interleaved request by request, the same bodies;
+4. saturated closed-loop throughput, JSON (chat, blocking) and SSE (messages, streaming), in
+   rounds of direct / gateway (recording on) / gateway (recording off) / LiteLLM (one of them
+   under load at a time);
+5. gateway RSS before, during and after the load;
+6. py-spy profiles of the gateway (recording on) under saturated JSON and SSE load;
+7. the recorder's sustained write rate (``bench.recorder_rate``: start + 3 rows + end per
+   interception, straight into PostgreSQL);
+8. thousands of slow streams open at once through the gateway (and directly): errors by kind,
    streams open at the peak, RSS growth per stream.
 
-The gateway and LiteLLM (both idle while the other is measured) run pinned to CPU 1; the fake
-upstream, the load generators, the measuring client and py-spy to CPU 0. Only 127.0.0.1 is used.
-Every process started here is stopped by PID, also on errors.
+Both gateways use the bench's PostgreSQL (``bench.database``, pinned to CPU 0 by default); the one
+with recording on writes every interception to it. The gateways and LiteLLM (idle while another is
+measured) run pinned to CPU 1; the fake upstream, the load generators, the measuring client and
+py-spy to CPU 0. Only 127.0.0.1 is used. Every process started here is stopped by PID, also on
+errors.
 
-    python -m bench.run            # the full run (about 11 minutes), results in bench/results/
+    python -m bench.run            # the full run (about 16 minutes), results in bench/results/
     python -m bench.run --quick    # a smoke run (about 2 minutes), results in a temp directory
 """
 
@@ -41,8 +48,11 @@ from bench.measure import (
     check_relay,
     measure_latency,
     measure_litellm_latency,
+    measure_recorder_rate,
+    measure_recording_latency,
     measure_throughput,
     profile_gateway,
+    recorder_statistics,
     summarize_throughput,
 )
 from bench.paced_upstream import Pacing
@@ -124,6 +134,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--litellm-warmup", type=float, default=10, help="seconds of load per kind before its runs"
     )
+    parser.add_argument(
+        "--recording-latency-requests",
+        type=int,
+        help="timed per gateway, recording on vs off (default: --latency-requests); 0: skip",
+    )
+    parser.add_argument(
+        "--database-cpu",
+        choices=["client", "gateway", "any"],
+        default="client",
+        help=f"where the bench's PostgreSQL runs: CPU {CLIENT_CPU} (with the upstream), CPU "
+        f"{GATEWAY_CPU} (with the gateways) or unpinned",
+    )
+    parser.add_argument(
+        "--writer-interceptions", type=int, default=20_000, help="recorder write rate; 0: skip"
+    )
+    parser.add_argument(
+        "--writer-concurrency", type=int, default=64, help="interceptions in flight at once"
+    )
     parser.add_argument("--streams", type=int, default=5000, help="open at once; 0: skip")
     parser.add_argument(
         "--stream-interval", type=float, default=5.0, help="seconds between paced deltas"
@@ -153,6 +181,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.duration, args.warmup, args.rounds, args.profile_seconds = 3, 1, 1, 3
         args.litellm_latency_requests, args.litellm_latency_warmup, args.litellm_warmup = 50, 10, 3
         args.streams, args.stream_interval, args.stream_deltas = 300, 0.5, 4
+        args.writer_interceptions = min(args.writer_interceptions, 5_000)
+    if args.recording_latency_requests is None:
+        args.recording_latency_requests = args.latency_requests
     if args.out is None:
         quick_dir = Path(tempfile.gettempdir(), "aibridged-bench-quick")
         args.out = quick_dir if args.quick else RESULTS_DIR
@@ -229,6 +260,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     litellm_memory: dict[str, dict[str, int]] = {}
     profile: dict[str, Any] = {}
     latency_litellm: dict[str, Any] = {}
+    latency_recording: dict[str, Any] = {}
+    recorder_in_gateway: dict[str, Any] = {}
+    recorder_rate: dict[str, Any] = {}
+    database_cpu = {"client": CLIENT_CPU, "gateway": GATEWAY_CPU, "any": None}[args.database_cpu]
     streams: dict[str, Any] = {}
     try:
         with running_stack(
@@ -237,10 +272,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             log_level=args.log_level,
             pacing=pacing,
             with_litellm=not args.no_litellm,
+            database_cpu=database_cpu,
         ) as stack:
             print(
-                f"gateway ready in {stack.startup_s:.1f} s (pid {stack.gateway.pid}), "
-                f"upstream pid {stack.upstream.pid}"
+                f"gateway ready in {stack.startup_s:.1f} s (pid {stack.gateway.pid}; recording "
+                f"off: pid {stack.gateway_norec.pid}), upstream pid {stack.upstream.pid}, "
+                "PostgreSQL "
+                f"pid {stack.database.pid}"
                 + (
                     f", LiteLLM {stack.litellm.version} ready in {stack.litellm.startup_s:.1f} s "
                     f"(pid {stack.litellm.proc.pid})"
@@ -267,6 +305,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             latency = measure_latency(
                 stack, apis, requests=args.latency_requests, warmup=args.latency_warmup
             )
+            if args.recording_latency_requests > 0:
+                print("latency at concurrency 1, recording off and on interleaved:", flush=True)
+                latency_recording = measure_recording_latency(
+                    stack,
+                    apis,
+                    requests=args.recording_latency_requests,
+                    warmup=args.latency_warmup,
+                )
             snapshot("after_latency")
             speed["after_latency"] = _speeds()
             if stack.litellm.up:
@@ -307,10 +353,32 @@ def main(argv: Sequence[str] | None = None) -> int:
                     seconds=args.profile_seconds,
                     rate_hz=args.profile_rate,
                 )
+            recorder_in_gateway = recorder_statistics(stack)
+            if args.writer_interceptions > 0:
+                print(
+                    f"the recorder's write rate ({args.writer_interceptions:,} interceptions, "
+                    f"{args.writer_concurrency} in flight) ...",
+                    flush=True,
+                )
+                recorder_rate = measure_recorder_rate(
+                    stack,
+                    interceptions=args.writer_interceptions,
+                    concurrency=args.writer_concurrency,
+                    warmup=min(1_000, args.writer_interceptions),
+                )
+                if "error" in recorder_rate:
+                    print(f"warning: the write-rate scenario failed: {recorder_rate['error']}")
+                else:
+                    print(
+                        f"  {recorder_rate['interceptions_per_s']:,.0f} interceptions/s "
+                        f"({recorder_rate['dropped']} rows dropped)",
+                        flush=True,
+                    )
             streams = _run_streams(stack, args, pacing)
             snapshot("after_streams")
             speed["after_streams"] = _speeds()
         gateway_exit = stack.gateway.popen.returncode
+        norec_exit = stack.gateway_norec.popen.returncode
         litellm_exit = stack.litellm.proc.popen.returncode if stack.litellm.proc else None
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -353,6 +421,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             "gateway_config": stack.config_text,
             "gateway_startup_s": round(stack.startup_s, 2),
             "gateway_exit_code": gateway_exit,
+            "gateway_norec_command": shlex.join(relative_cmd(stack.gateway_norec.cmd)),
+            "gateway_norec_config": stack.norec_config_text,
+            "gateway_norec_exit_code": norec_exit,
+            "recording_latency_requests_per_path": args.recording_latency_requests,
+            "database": {
+                "kind": "embedded PostgreSQL (pgserver), started by the bench, shared by both "
+                "gateways",
+                "cpu": stack.database.cpu if pinning_available() else None,
+                "startup_s": round(stack.database.startup_s, 2),
+            },
+            "writer": {
+                "interceptions": args.writer_interceptions,
+                "concurrency": args.writer_concurrency,
+            },
             "upstream_command": shlex.join(relative_cmd(stack.upstream.cmd)),
             "payloads": payloads.describe(),
             "streams": {
@@ -366,6 +448,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "relay_check": relay,
         "latency": latency,
         "latency_litellm": latency_litellm,
+        "latency_recording": latency_recording,
+        "recorder_in_gateway": recorder_in_gateway,
+        "recorder_rate": recorder_rate,
         "throughput_summary": summary,
         "throughput_runs": runs,
         "memory": memory,
@@ -373,7 +458,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "profile": profile,
         "streams": streams,
         "targets": evaluate_targets(latency),
-        "bench_targets": evaluate_bench_targets(summary, latency, streams),
+        "bench_targets": evaluate_bench_targets(
+            summary, latency, streams, latency_recording, recorder_rate
+        ),
         "files": {"json": relative(json_path), "md": relative(md_path)},
     }
     results["observations"] = observations(results)

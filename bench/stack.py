@@ -1,10 +1,12 @@
 """The processes under test and the API surfaces every path is driven through.
 
-``running_stack`` starts the fake upstream (CPU 0), ``aibridged serve`` (CPU 1) with a config of its
-own and, unless told not to, LiteLLM's proxy (also CPU 1, see ``bench.litellm_proxy``); it waits
-for each to answer and stops them all by PID on the way out, also on errors. ``Api`` describes one
-request shape (path, headers, body, auth) as a client sends it on each path ("via"): ``direct`` to
-the upstream, through the ``gateway``, or through ``litellm``.
+``running_stack`` starts the bench's PostgreSQL (``bench.database``, CPU 0 by default), the fake
+upstream (CPU 0), two ``aibridged serve`` processes (CPU 1) on that database, one recording (the
+default, ``ai_gateway.recording = true``) and one with recording off, and, unless told not to,
+LiteLLM's proxy (also CPU 1, see ``bench.litellm_proxy``); it waits for each to answer and stops
+them all by PID on the way out, also on errors. ``Api`` describes one request shape (path, headers,
+body, auth) as a client sends it on each path ("via"): ``direct`` to the upstream, through the
+``gateway`` (recording on), through ``gateway_norec`` (recording off), or through ``litellm``.
 """
 
 from __future__ import annotations
@@ -18,15 +20,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench import client_headers, litellm_proxy, payloads
+from bench.database import Database, running_database
 from bench.httpclient import Timed, build_request
 from bench.litellm_proxy import LiteLLM
 from bench.loadgen import LoadSpec
 from bench.paced_upstream import Pacing
 from bench.procs import (
     Proc,
+    Sampled,
     free_port,
     pinned,
-    stop_postmaster,
     wait_http_ok,
 )
 
@@ -39,7 +42,8 @@ ANTHROPIC_KEY = "sk-ant-bench-upstream-0000000000"
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
 NOFILE = 65_536  # open-file limit asked for every process the bench starts (and itself)
-VIAS = ("direct", "gateway", "litellm")
+VIAS = ("direct", "gateway", "gateway_norec", "litellm")
+GATEWAYS = ("gateway", "gateway_norec")  # recording on, recording off
 PACED_PROVIDER = "anthropic-paced"  # the gateway's provider in front of bench.paced_upstream
 
 
@@ -57,7 +61,7 @@ class Api:
 
     def path(self, via: str) -> str:
         # LiteLLM serves the providers' own paths.
-        return self.gateway_path if via == "gateway" else self.direct_path
+        return self.gateway_path if via in GATEWAYS else self.direct_path
 
     def spec(self, port: int, *, via: str, token: str) -> LoadSpec:
         auth = self.direct_auth
@@ -151,23 +155,29 @@ def relative_cmd(cmd: Sequence[str]) -> list[str]:
 class Stack:
     upstream: Proc
     upstream_port: int
-    gateway: Proc
+    gateway: Proc  # recording on
     gateway_port: int
     token: str
     config_text: str
     startup_s: float
     litellm: LiteLLM
     paced_port: int
+    gateway_norec: Proc  # the same gateway with ai_gateway.recording = false
+    gateway_norec_port: int
+    norec_config_text: str
+    database: Database
 
     @property
     def vias(self) -> tuple[str, ...]:
         """The paths that can be measured: LiteLLM's only when it is up."""
-        return VIAS if self.litellm.up else VIAS[:2]
+        return VIAS if self.litellm.up else VIAS[:3]
 
     def port(self, via: str) -> int:
-        return {"direct": self.upstream_port, "gateway": self.gateway_port}.get(
-            via, self.litellm.port
-        )
+        return {
+            "direct": self.upstream_port,
+            "gateway": self.gateway_port,
+            "gateway_norec": self.gateway_norec_port,
+        }.get(via, self.litellm.port)
 
     def key(self, via: str) -> str:
         return litellm_proxy.MASTER_KEY if via == "litellm" else self.token
@@ -179,23 +189,47 @@ class Stack:
         return api.raw(self.port(via), via=via, token=self.key(via))
 
     def proc(self, via: str) -> Proc | None:
-        return {"direct": self.upstream, "gateway": self.gateway}.get(via, self.litellm.proc)
+        return {
+            "direct": self.upstream,
+            "gateway": self.gateway,
+            "gateway_norec": self.gateway_norec,
+        }.get(via, self.litellm.proc)
 
-    def procs(self) -> list[Proc]:
-        """The processes whose CPU is sampled."""
-        procs = [self.gateway, self.upstream]
+    def procs(self) -> list[Sampled]:
+        """The processes whose CPU is sampled (the database: the postmaster and its backends)."""
+        procs: list[Sampled] = [
+            self.gateway,
+            self.gateway_norec,
+            self.upstream,
+            self.database.tree(),
+        ]
         if self.litellm.proc is not None:
             procs.append(self.litellm.proc)
         return procs
 
 
 def gateway_config(
-    state_dir: Path, port: int, upstream_port: int, paced_port: int, log_level: str
+    state_dir: Path,
+    port: int,
+    upstream_port: int,
+    paced_port: int,
+    log_level: str,
+    *,
+    database_url: str,
+    recording: bool,
+    secrets_key_file: Path,
 ) -> str:
     return f"""\
 [server]
 http_address = "{HOST}:{port}"
 state_dir = "{state_dir}"
+secrets_key_file = "{secrets_key_file}"
+
+[database]
+url = "{database_url}"
+
+[ai_gateway]
+recording = {"true" if recording else "false"}
 
 [prometheus]
 enabled = false
@@ -223,78 +257,117 @@ key_env = "BENCH_ANTHROPIC_KEY"
 """
 
 
+def _start_gateway(
+    name: str,
+    work: Path,
+    config_text: str,
+    state_dir: Path,
+    port: int,
+) -> Proc:
+    """``aibridged serve`` of this checkout (``PYTHONPATH`` = the repository), pinned, ready."""
+    config_path = work / f"{name}.toml"
+    config_path.write_text(config_text)
+    aibridged = str(Path(sys.executable).with_name("aibridged"))
+    serve = [aibridged, "serve", "--config", str(config_path), "--state-dir", str(state_dir)]
+    pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    env = {
+        **os.environ,
+        "PYTHONPATH": pythonpath,  # the gateway runs the code the bench reports on
+        "BENCH_OPENAI_KEY": OPENAI_KEY,
+        "BENCH_ANTHROPIC_KEY": ANTHROPIC_KEY,
+    }
+    gateway = Proc(
+        name, pinned(serve, GATEWAY_CPU), env=env, log_path=work / f"{name}.log", nofile=NOFILE
+    )
+    wait_http_ok(f"http://{HOST}:{port}/readyz", timeout_s=120, proc=gateway)
+    return gateway
+
+
 @contextlib.contextmanager
 def running_stack(
-    work: Path, *, upstream_kind: str, log_level: str, pacing: Pacing, with_litellm: bool
+    work: Path,
+    *,
+    upstream_kind: str,
+    log_level: str,
+    pacing: Pacing,
+    with_litellm: bool,
+    database_cpu: int | None = CLIENT_CPU,
 ) -> Iterator[Stack]:
-    """The upstream (CPU 0), the gateway (CPU 1) and LiteLLM (CPU 1), all stopped by PID on the
-    way out. LiteLLM failing to install or start is recorded in ``Stack.litellm.error``."""
+    """The database (``database_cpu``), the upstream (CPU 0), the two gateways (CPU 1) and LiteLLM
+    (CPU 1), all stopped by PID on the way out. LiteLLM failing to install or start is recorded in
+    ``Stack.litellm.error``."""
     procs: list[Proc] = []
-    state_dir = work / "state"
     litellm = LiteLLM(error=None if with_litellm else "not asked for (--no-litellm)")
-    try:
-        upstream_port, paced_port = free_port(), free_port()
-        upstream_cmd = [sys.executable, "-m", "bench.upstream", "--kind", upstream_kind]
-        upstream_cmd += ["--paced-port", str(paced_port)]
-        upstream_cmd += ["--slow-interval", f"{pacing.interval_s:g}"]
-        upstream_cmd += ["--slow-deltas", str(pacing.deltas)]
-        upstream = Proc(
-            "upstream",
-            pinned([*upstream_cmd, "--port", str(upstream_port)], CLIENT_CPU),
-            log_path=work / "upstream.log",
-            stdout_pipe=True,
-            cwd=REPO,
-            nofile=NOFILE,
-        )
-        procs.append(upstream)
-        line = upstream.read_line(30)
-        if line.startswith("paced "):
+    with running_database(work / "postgres", cpu=database_cpu) as database:
+        try:
+            upstream_port, paced_port = free_port(), free_port()
+            upstream_cmd = [sys.executable, "-m", "bench.upstream", "--kind", upstream_kind]
+            upstream_cmd += ["--paced-port", str(paced_port)]
+            upstream_cmd += ["--slow-interval", f"{pacing.interval_s:g}"]
+            upstream_cmd += ["--slow-deltas", str(pacing.deltas)]
+            upstream = Proc(
+                "upstream",
+                pinned([*upstream_cmd, "--port", str(upstream_port)], CLIENT_CPU),
+                log_path=work / "upstream.log",
+                stdout_pipe=True,
+                cwd=REPO,
+                nofile=NOFILE,
+            )
+            procs.append(upstream)
             line = upstream.read_line(30)
-        if not line.startswith("listening "):
-            raise RuntimeError(f"upstream said {line!r}:\n{upstream.log_tail()}")
+            if line.startswith("paced "):
+                line = upstream.read_line(30)
+            if not line.startswith("listening "):
+                raise RuntimeError(f"upstream said {line!r}:\n{upstream.log_tail()}")
 
-        gateway_port = free_port()
-        config_text = gateway_config(state_dir, gateway_port, upstream_port, paced_port, log_level)
-        config_path = work / "aibridged.toml"
-        config_path.write_text(config_text)
-        aibridged = str(Path(sys.executable).with_name("aibridged"))
-        serve = [aibridged, "serve", "--config", str(config_path), "--state-dir", str(state_dir)]
-        env = {**os.environ, "BENCH_OPENAI_KEY": OPENAI_KEY, "BENCH_ANTHROPIC_KEY": ANTHROPIC_KEY}
-        started = time.monotonic()
-        gateway = Proc(
-            "gateway",
-            pinned(serve, GATEWAY_CPU),
-            env=env,
-            log_path=work / "gateway.log",
-            nofile=NOFILE,
-        )
-        procs.append(gateway)
-        wait_http_ok(f"http://{HOST}:{gateway_port}/readyz", timeout_s=120, proc=gateway)
-        startup_s = time.monotonic() - started
-        token = (state_dir / "admin.token").read_text().strip()
-        if with_litellm:
-            print("starting LiteLLM ...", flush=True)
-            litellm = litellm_proxy.start(work, upstream_port, cpu=GATEWAY_CPU, nofile=NOFILE)
-            if litellm.error:
-                print(f"warning: {litellm.error}; going on without it", file=sys.stderr)
-        yield Stack(
-            upstream,
-            upstream_port,
-            gateway,
-            gateway_port,
-            token,
-            config_text,
-            startup_s,
-            litellm,
-            paced_port,
-        )
-    finally:
-        litellm_proxy.stop(litellm)
-        for proc in reversed(procs):
-            code = proc.stop(timeout_s=40)
-            if proc.name == "gateway" and code != 0:
-                print(
-                    f"warning: the gateway exited with {code}:\n{proc.log_tail()}", file=sys.stderr
+            configs: dict[str, tuple[str, Path, int]] = {}
+            for name, recording in (("gateway", True), ("gateway_norec", False)):
+                state_dir, port = work / f"state-{name}", free_port()
+                text = gateway_config(
+                    state_dir,
+                    port,
+                    upstream_port,
+                    paced_port,
+                    log_level,
+                    database_url=database.dsn("postgres"),
+                    recording=recording,
+                    secrets_key_file=work / "secrets.key",
                 )
-        if stop_postmaster(state_dir / "postgres"):
-            print("warning: the embedded PostgreSQL was still running; stopped it", file=sys.stderr)
+                configs[name] = (text, state_dir, port)
+            started = time.monotonic()
+            # The first one migrates and seeds the database and writes the admin token.
+            gateway = _start_gateway("gateway", work, *configs["gateway"])
+            procs.append(gateway)
+            startup_s = time.monotonic() - started
+            gateway_norec = _start_gateway("gateway_norec", work, *configs["gateway_norec"])
+            procs.append(gateway_norec)
+            token = (configs["gateway"][1] / "admin.token").read_text().strip()
+            if with_litellm:
+                print("starting LiteLLM ...", flush=True)
+                litellm = litellm_proxy.start(work, upstream_port, cpu=GATEWAY_CPU, nofile=NOFILE)
+                if litellm.error:
+                    print(f"warning: {litellm.error}; going on without it", file=sys.stderr)
+            yield Stack(
+                upstream,
+                upstream_port,
+                gateway,
+                configs["gateway"][2],
+                token,
+                configs["gateway"][0],
+                startup_s,
+                litellm,
+                paced_port,
+                gateway_norec,
+                configs["gateway_norec"][2],
+                configs["gateway_norec"][0],
+                database,
+            )
+        finally:
+            litellm_proxy.stop(litellm)
+            for proc in reversed(procs):
+                code = proc.stop(timeout_s=40)
+                if proc.name.startswith("gateway") and code != 0:
+                    print(
+                        f"warning: {proc.name} exited with {code}:\n{proc.log_tail()}",
+                        file=sys.stderr,
+                    )

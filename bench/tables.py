@@ -255,3 +255,121 @@ def bench_target_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
     return [
         [r["target"], _or_nan(r["measured"]), r["limit"], r["verdict"], r["detail"]] for r in rows
     ]
+
+
+RECORDING_LATENCY_HEADERS = (
+    "concurrency 1 (ms)",
+    "n/path",
+    "off p50",
+    "p90",
+    "p99",
+    "on p50",
+    "p90",
+    "p99",
+    "added p50",
+    "added p99",
+    "paired d p50",
+    "paired d p99",
+    "errors",
+)
+
+
+def recording_latency_rows(latency_recording: dict[str, Any]) -> list[list[Any]]:
+    rows: list[list[Any]] = []
+    for name, r in latency_recording.items():
+        o, g = r.get("recording_off_ms") or {}, r.get("recording_on_ms") or {}
+        a, p = r.get("added_ms") or {}, r.get("paired_diff_ms") or {}
+        rows.append(
+            [
+                f"{LATENCY_LABELS.get(name, name)} ({r['body_bytes'] // 1000} KB)",
+                r["samples"]["recording_on"],
+                *(o.get(k, float("nan")) for k in ("p50", "p90", "p99")),
+                *(g.get(k, float("nan")) for k in ("p50", "p90", "p99")),
+                *(a.get(k, float("nan")) for k in ("p50", "p99")),
+                *(p.get(k, float("nan")) for k in ("p50", "p99")),
+                r["errors"]["recording_off"] + r["errors"]["recording_on"],
+            ]
+        )
+    return rows
+
+
+RECORDING_THROUGHPUT_HEADERS = (
+    "saturated",
+    "off req/s",
+    "on req/s",
+    "on ÷ off",
+    "off range",
+    "on range",
+    "off p99 ms",
+    "on p99 ms",
+    "off CPU ms/req",
+    "on CPU ms/req",
+    "PG CPU %",
+    "PG CPU ms/req",
+    "errors on/off",
+)
+
+
+def recording_throughput_rows(summary: list[dict[str, Any]]) -> list[list[Any]]:
+    return [
+        [
+            f"{'JSON chat' if s['kind'] == 'json' else 'SSE messages'} c={s['connections']}",
+            s["gateway_norec_rps"],
+            s["gateway_rps"],
+            _or_nan(s["recording_ratio"]),
+            s["gateway_norec_rps_range"],
+            s["gateway_rps_range"],
+            s["gateway_norec_p99_ms"],
+            s["gateway_p99_ms"],
+            _or_nan(s["gateway_norec_cpu_ms_per_request"]),
+            s["gateway_cpu_ms_per_request"],
+            s["postgres_cpu_pct_gateway_run"],
+            _or_nan(s["postgres_cpu_ms_per_request"]),
+            f"{s['gateway_errors']}/{s['gateway_norec_errors']}",
+        ]
+        for s in summary
+        if "gateway_norec_rps" in s
+    ]
+
+
+WRITER_HEADERS = (
+    "recorder write rate",
+    "interceptions",
+    "in flight",
+    "seconds",
+    "interceptions/s",
+    "rows/s",
+    "start wait p50 ms",
+    "p99",
+    "start alone p50 ms",
+    "batches",
+    "dropped",
+    "deepest row queue",
+    "recorder CPU ms/interception",
+    "PG CPU %",
+)
+
+
+def writer_rows(rate: dict[str, Any]) -> list[list[Any]]:
+    if not rate:
+        return []
+    if "error" in rate:
+        return [["failed", rate["error"][:80], *["-"] * 12]]
+    return [
+        [
+            "start + token usage + prompt + tool + end",
+            rate["interceptions"],
+            rate["concurrency"],
+            rate["seconds"],
+            rate["interceptions_per_s"],
+            rate["rows_per_s"],
+            rate["start_wait_ms"].get("p50", float("nan")),
+            rate["start_wait_ms"].get("p99", float("nan")),
+            (rate.get("start_alone_ms") or {}).get("p50", float("nan")),
+            rate["batches"],
+            rate["dropped"],
+            rate["deepest_queue"].get("rows", 0),
+            rate["recorder_cpu_ms_per_interception"],
+            rate["cpu_pct"].get("postgres", float("nan")),
+        ]
+    ]

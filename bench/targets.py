@@ -1,6 +1,7 @@
 """The targets and their verdicts: docs/performance.md's at concurrency 1, and the bench's own
 targets (the LiteLLM comparison, throughput relative to the direct path, added latency relative to
-the direct path, the many-open-streams scenario)."""
+the direct path, what recording costs, the recorder's write rate, the many-open-streams
+scenario)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,17 @@ RATIO_TARGETS = (
     ("gateway_over_litellm", "sse", 10.0, "gateway ÷ LiteLLM req/s, SSE messages"),
     ("ratio", "json", 0.45, "gateway ÷ direct req/s, JSON chat"),
     ("ratio", "sse", 0.5, "gateway ÷ direct req/s, SSE messages"),
+    ("recording_ratio", "json", 0.80, "recording on ÷ off req/s, JSON chat"),
+    ("recording_ratio", "sse", 0.80, "recording on ÷ off req/s, SSE messages"),
 )
+RECORDING_ADDED_P50_MS = 1.0  # recording on p50 - recording off p50 at concurrency 1, each body
+WRITER_RATE_LIMIT = 2_000.0  # interceptions/s, each with a start, 3 rows and an end
+RECORDING_LABELS = {
+    "chat": "chat",
+    "messages": "messages",
+    "messages_stream": "stream TTFB",
+    "responses": "responses",
+}
 ADDED_VS_DIRECT = (
     ("messages", "added p50, Messages 75 KB (c=1)"),
     ("responses", "added p50, Responses 40 KB (c=1)"),
@@ -56,7 +67,11 @@ def _row(
 
 
 def evaluate_bench_targets(
-    summary: list[dict[str, Any]], latency: dict[str, Any], streams: dict[str, Any]
+    summary: list[dict[str, Any]],
+    latency: dict[str, Any],
+    streams: dict[str, Any],
+    latency_recording: dict[str, Any] | None = None,
+    recorder_rate: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Each target PASS/FAIL (n/a when not measured) with the measured value. A throughput ratio
     is the worst over the connection counts (each one is in ``detail``)."""
@@ -86,6 +101,8 @@ def evaluate_bench_targets(
                 f"direct p50 {direct_p50:g} ms, gateway p50 {result['gateway_ms']['p50']:g} ms",
             )
         )
+    rows.append(_recording_latency_row(latency_recording or {}))
+    rows.append(_writer_row(recorder_rate or {}))
     gateway = streams.get("gateway") or {}
     n = gateway.get("streams")
     label = f"{n:,} concurrent streams" if n else "concurrent streams"
@@ -121,3 +138,34 @@ def evaluate_bench_targets(
         )
     )
     return rows
+
+
+def _recording_latency_row(latency_recording: dict[str, Any]) -> dict[str, Any]:
+    """The worst body's added p50 (recording on - off) at concurrency 1; each one in detail."""
+    label = "recording on - off, added p50 at c=1 (ms), worst body"
+    limit = f"<= {RECORDING_ADDED_P50_MS:g}"
+    added = {
+        name: r["added_ms"]["p50"]
+        for name, r in latency_recording.items()
+        if r.get("added_ms") and "p50" in r["added_ms"]
+    }
+    if not added or len(added) < len(latency_recording):
+        return _row(label, None, limit, None, "not measured")
+    worst = max(added.values())
+    detail = ", ".join(f"{RECORDING_LABELS.get(k, k)} {v:g}" for k, v in added.items())
+    return _row(label, worst, limit, worst <= RECORDING_ADDED_P50_MS, detail)
+
+
+def _writer_row(rate: dict[str, Any]) -> dict[str, Any]:
+    """The recorder's sustained rate; every row must have been written (none dropped)."""
+    label = "recorder write rate (interceptions/s, start + 3 rows + end)"
+    limit = f">= {WRITER_RATE_LIMIT:,.0f}, 0 dropped"
+    if not rate or "error" in rate:
+        return _row(label, None, limit, None, rate.get("error", "not run")[:200])
+    value = rate["interceptions_per_s"]
+    detail = (
+        f"{rate['interceptions']:,} interceptions, {rate['concurrency']} in flight, "
+        f"{rate['seconds']:g} s, {rate['dropped']} dropped, start wait p50 "
+        f"{rate['start_wait_ms'].get('p50', float('nan')):g} ms"
+    )
+    return _row(label, value, limit, value >= WRITER_RATE_LIMIT and rate["dropped"] == 0, detail)

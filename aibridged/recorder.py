@@ -92,8 +92,12 @@ class Recorder:
         flush_interval_s: float = 0.05,
         drain_timeout_s: float = 10.0,
         structured_logging: bool = False,
+        lookups: Runner | None = None,
     ) -> None:
         self._runner, self._metrics = runner, metrics
+        # Thread lookups (a read per request answering a tool call not made here) wait behind
+        # a gate of their own: queued in front of the starts, they would hold up every commit.
+        self._lookups = lookups if lookups is not None else runner
         self._queue_rows, self._batch_rows = queue_rows, batch_rows
         self._flush_interval_s, self._drain_timeout_s = flush_interval_s, drain_timeout_s
         self._structured = structured_logging
@@ -150,7 +154,7 @@ class Recorder:
             return known
         try:
             with trio.fail_after(THREAD_LOOKUP_TIMEOUT_S):
-                return await find_thread(self._runner, call_id)
+                return await find_thread(self._lookups, call_id)
         except (StoreError, trio.TooSlowError) as exc:
             log.warning("recorder.thread_lookup_failed", error=str(exc) or "timed out")
             return None

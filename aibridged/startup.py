@@ -44,6 +44,7 @@ log = structlog.get_logger("aibridged.providers")
 # Connections of the pool reloads may use (one is plenty: a reload is two queries).
 RELOAD_CONNECTIONS = 1
 RECORDER_CONNECTIONS = 2  # starts (group commit) and the batch writer
+RECORDER_LOOKUP_CONNECTIONS = 2  # thread lookups (tool results answering calls not seen here)
 _CHECK_VALUE = b"aibridged secrets check"
 
 
@@ -216,6 +217,7 @@ async def open_recorder(
         runner,
         metrics,
         structured_logging=config.ai_gateway.structured_logging,
+        lookups=await store.side_pool(RECORDER_LOOKUP_CONNECTIONS, {}),
     )
     await writers.start_task("recorder", recorder.run, recorder.close)
     return recorder

@@ -125,7 +125,8 @@ class Recorder:
         await batch.done.wait()
         if batch.error is not None:
             raise StoreError(f"failed to record interception: {batch.error}") from batch.error
-        self._log_record("interception_start", record.id, _start_fields(record))
+        if self._structured:  # the fields are built only for a line that is written
+            self._log_record("interception_start", record.id, _start_fields(record))
 
     def add(self, interception: InterceptionStart, record: ChildRecord) -> None:
         """Queue a child row (never waits; a full queue drops it, counted)."""
@@ -139,13 +140,17 @@ class Recorder:
         self._rows.append(Stamped(interception.id, interception.started_at, now, record))
         self._rows_wanted.set()
         self._count_metrics(interception, record)
-        self._log_record(kind, interception.id, _child_fields(record, now))
+        if self._structured:
+            self._log_record(kind, interception.id, _child_fields(record, now))
 
     def end(self, record: InterceptionEnd) -> None:
         """Queue the end of a started interception (never dropped)."""
         self._ends.append(record)
         self._rows_wanted.set()
-        self._log_record("interception_end", record.id, {"ended_at": record.ended_at.isoformat()})
+        if self._structured:
+            self._log_record(
+                "interception_end", record.id, {"ended_at": record.ended_at.isoformat()}
+            )
 
     async def thread_of(self, call_id: str) -> tuple[uuid.UUID, uuid.UUID] | None:
         """(parent, root) of the interception that made tool call `call_id`, if known."""

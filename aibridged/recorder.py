@@ -131,7 +131,8 @@ class Recorder:
         parent, root = batch.threads.get(record.id, (None, None))
         if (parent, root) != (record.thread_parent_id, record.thread_root_id):
             record = replace(record, thread_parent_id=parent, thread_root_id=root)
-        self._log_record("interception_start", record.id, _start_fields(record))
+        if self._structured:  # the fields are built only for a line that is written
+            self._log_record("interception_start", record.id, _start_fields(record))
         return record
 
     def add(self, interception: InterceptionStart, record: ChildRecord) -> None:
@@ -146,13 +147,17 @@ class Recorder:
         self._rows.append(Stamped(interception.id, interception.started_at, now, record))
         self._rows_wanted.set()
         self._count_metrics(interception, record)
-        self._log_record(kind, interception.id, _child_fields(record, now))
+        if self._structured:
+            self._log_record(kind, interception.id, _child_fields(record, now))
 
     def end(self, record: InterceptionEnd) -> None:
         """Queue the end of a started interception (never dropped)."""
         self._ends.append(record)
         self._rows_wanted.set()
-        self._log_record("interception_end", record.id, {"ended_at": record.ended_at.isoformat()})
+        if self._structured:
+            self._log_record(
+                "interception_end", record.id, {"ended_at": record.ended_at.isoformat()}
+            )
 
     def _remember_call(self, call_id: str, interception: InterceptionStart) -> None:
         root = interception.thread_root_id or interception.id

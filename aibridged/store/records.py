@@ -82,6 +82,7 @@ async def _insert_starts(conn: Connection, starts: Sequence[InterceptionStart]) 
         " FROM aibridge_tool_usages tu JOIN aibridge_interceptions i"
         " ON i.id = tu.interception_id AND i.started_at = tu.started_at"
         " WHERE u.parent IS NULL AND u.call_id IS NOT NULL AND tu.provider_tool_call_id = u.call_id"
+        " AND tu.provider_tool_call_id <> ''"
         " ORDER BY tu.created_at DESC LIMIT 1) AS t ON true"
         " RETURNING id, thread_parent_id, thread_root_id",
         [s.id for s in starts],

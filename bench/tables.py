@@ -61,19 +61,24 @@ LATENCY_LABELS = {
 
 
 def latency_rows(latency: dict[str, Any]) -> list[list[Any]]:
-    labels = LATENCY_LABELS
+    return _paired_latency_rows(latency, "direct", "gateway")
+
+
+def _paired_latency_rows(latency: dict[str, Any], base: str, test: str) -> list[list[Any]]:
+    """One row per body: `base` and `test` percentiles, what `test` adds, the paired deltas."""
     rows: list[list[Any]] = []
     for name, r in latency.items():
-        d, g, a, p = r["direct_ms"], r["gateway_ms"], r["added_ms"], r.get("paired_diff_ms") or {}
+        o, g = r.get(f"{base}_ms") or {}, r.get(f"{test}_ms") or {}
+        a, p = r.get("added_ms") or {}, r.get("paired_diff_ms") or {}
         rows.append(
             [
-                f"{labels.get(name, name)} ({r['body_bytes'] // 1000} KB)",
-                r["samples"]["gateway"],
-                *(d["p50"], d["p90"], d["p99"]),
-                *(g["p50"], g["p90"], g["p99"]),
-                *(a["p50"], a["p99"]),
-                *(p.get("p50", float("nan")), p.get("p99", float("nan"))),
-                r["errors"]["direct"] + r["errors"]["gateway"],
+                f"{LATENCY_LABELS.get(name, name)} ({r['body_bytes'] // 1000} KB)",
+                r["samples"][test],
+                *(o.get(k, float("nan")) for k in ("p50", "p90", "p99")),
+                *(g.get(k, float("nan")) for k in ("p50", "p90", "p99")),
+                *(a.get(k, float("nan")) for k in ("p50", "p99")),
+                *(p.get(k, float("nan")) for k in ("p50", "p99")),
+                r["errors"][base] + r["errors"][test],
             ]
         )
     return rows
@@ -275,22 +280,7 @@ RECORDING_LATENCY_HEADERS = (
 
 
 def recording_latency_rows(latency_recording: dict[str, Any]) -> list[list[Any]]:
-    rows: list[list[Any]] = []
-    for name, r in latency_recording.items():
-        o, g = r.get("recording_off_ms") or {}, r.get("recording_on_ms") or {}
-        a, p = r.get("added_ms") or {}, r.get("paired_diff_ms") or {}
-        rows.append(
-            [
-                f"{LATENCY_LABELS.get(name, name)} ({r['body_bytes'] // 1000} KB)",
-                r["samples"]["recording_on"],
-                *(o.get(k, float("nan")) for k in ("p50", "p90", "p99")),
-                *(g.get(k, float("nan")) for k in ("p50", "p90", "p99")),
-                *(a.get(k, float("nan")) for k in ("p50", "p99")),
-                *(p.get(k, float("nan")) for k in ("p50", "p99")),
-                r["errors"]["recording_off"] + r["errors"]["recording_on"],
-            ]
-        )
-    return rows
+    return _paired_latency_rows(latency_recording, "recording_off", "recording_on")
 
 
 RECORDING_THROUGHPUT_HEADERS = (

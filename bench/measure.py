@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -93,39 +93,14 @@ def _percentiles_only(result: dict[str, Any]) -> dict[str, Any]:
 def measure_latency(
     stack: Stack, apis: dict[str, Api], *, requests: int, warmup: int
 ) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name in LATENCY_APIS:
-        api = apis[name]
-        direct = Target("direct", HOST, stack.upstream_port, stack.raw(api, "direct"))
-        gateway = Target("gateway", HOST, stack.gateway_port, stack.raw(api, "gateway"))
-        started = time.monotonic()
-        sampler = CpuSampler(stack.procs())
-        sampler.start()
-        d, g, identical = interleaved(
-            direct,
-            gateway,
-            requests=requests,
-            warmup=warmup,
-            check=partial(response_ok, stream=api.stream),
-            watch_events=api.stream,
+    def targets(api: Api) -> tuple[Target, Target]:
+        return (
+            Target("direct", HOST, stack.upstream_port, stack.raw(api, "direct")),
+            Target("gateway", HOST, stack.gateway_port, stack.raw(api, "gateway")),
         )
-        # For streams the headline is the time to the first complete SSE event.
-        result = added_latency(d, g, metric="first_event_s" if api.stream else "total_s")
-        result["body_bytes"] = len(api.body)
-        result["identical_bodies"] = identical
-        result["seconds"] = round(time.monotonic() - started, 1)
-        result["cpu_pct"] = sampler.stop()
-        if api.stream:
-            result["first_byte"] = _percentiles_only(added_latency(d, g, metric="first_byte_s"))
-            result["whole_stream"] = _percentiles_only(added_latency(d, g, metric="total_s"))
-        out[name] = result
-        added = result["added_ms"]
-        print(
-            f"  {name:16} added p50 {added['p50']:.3f} ms, p99 {added['p99']:.3f} ms "
-            f"({result['seconds']:.0f} s)",
-            flush=True,
-        )
-    return out
+
+    return _interleaved_paths(stack, apis, targets, requests=requests, warmup=warmup,
+                              stream_details=True, says="added")  # fmt: skip
 
 
 def measure_recording_latency(
@@ -133,32 +108,62 @@ def measure_recording_latency(
 ) -> dict[str, Any]:
     """Concurrency 1, the gateway with recording off and with recording on interleaved request by
     request, exactly as direct and gateway are: ``added_ms`` is what recording adds (on - off)."""
+
+    def targets(api: Api) -> tuple[Target, Target]:
+        return (
+            Target("recording_off", HOST, stack.gateway_norec_port, stack.raw(api, "gateway")),
+            Target("recording_on", HOST, stack.gateway_port, stack.raw(api, "gateway")),
+        )
+
+    return _interleaved_paths(stack, apis, targets, requests=requests, warmup=warmup,
+                              stream_details=False, says="recording adds")  # fmt: skip
+
+
+def _interleaved_paths(
+    stack: Stack,
+    apis: dict[str, Api],
+    targets: Callable[[Api], tuple[Target, Target]],
+    *,
+    requests: int,
+    warmup: int,
+    stream_details: bool,
+    says: str,
+) -> dict[str, Any]:
+    """Per body: two paths interleaved request by request; `added_ms` = second - first."""
     out: dict[str, Any] = {}
     for name in LATENCY_APIS:
         api = apis[name]
-        off = Target("recording_off", HOST, stack.gateway_norec_port, stack.raw(api, "gateway"))
-        on = Target("recording_on", HOST, stack.gateway_port, stack.raw(api, "gateway"))
+        first, second = targets(api)
         started = time.monotonic()
         sampler = CpuSampler(stack.procs())
         sampler.start()
-        o, g, identical = interleaved(
-            off,
-            on,
+        a, b, identical = interleaved(
+            first,
+            second,
             requests=requests,
             warmup=warmup,
             check=partial(response_ok, stream=api.stream),
             watch_events=api.stream,
         )
+        # For streams the headline is the time to the first complete SSE event.
         metric = "first_event_s" if api.stream else "total_s"
-        result = added_latency(o, g, metric=metric, via="recording_on", base="recording_off")
+        names = {"via": second.name, "base": first.name}
+        result = added_latency(a, b, metric=metric, **names)
         result["body_bytes"] = len(api.body)
         result["identical_bodies"] = identical
         result["seconds"] = round(time.monotonic() - started, 1)
         result["cpu_pct"] = sampler.stop()
+        if api.stream and stream_details:
+            result["first_byte"] = _percentiles_only(
+                added_latency(a, b, metric="first_byte_s", **names)
+            )
+            result["whole_stream"] = _percentiles_only(
+                added_latency(a, b, metric="total_s", **names)
+            )
         out[name] = result
         added = result["added_ms"]
         print(
-            f"  {name:16} recording adds p50 {added['p50']:.3f} ms, p99 {added['p99']:.3f} ms "
+            f"  {name:16} {says} p50 {added['p50']:.3f} ms, p99 {added['p99']:.3f} ms "
             f"({result['seconds']:.0f} s)",
             flush=True,
         )

@@ -321,3 +321,15 @@ async def test_a_start_the_database_refuses_fails_the_request_before_the_upstrea
     assert r.status_code == 500
     assert r.json()["error"]["message"] == "failed to record interception"
     assert len(gateway.upstream.requests) == before  # nothing went upstream
+
+
+async def test_a_huge_prompt_is_recorded_cut_to_its_first_64_kib(
+    claude: anthropic.AsyncAnthropic, db: Store
+) -> None:
+    prompt = "x" * 200_000
+    await claude.messages.create(
+        model="claude-demo", max_tokens=16, messages=[{"role": "user", "content": prompt}]
+    )
+    (row,) = await _ended(db, 1)
+    (stored,) = await _children(db, "aibridge_user_prompts", row["id"])
+    assert stored["prompt"] == "x" * 65536

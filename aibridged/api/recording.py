@@ -25,6 +25,7 @@ from aibridged.records import Extracted, InterceptionEnd, InterceptionStart, Pro
 
 log = structlog.get_logger("aibridged.recorder")
 
+MAX_PROMPT_CHARS = 64 * 1024  # of a recorded prompt; the rest is cut
 _WIRE_NAMES = {WireFormat.OPENAI: "openai", WireFormat.ANTHROPIC: "anthropic"}
 
 
@@ -107,7 +108,9 @@ async def begin_recording(
     recording = Recording(recorder, start)
     recording.extractor = extractor_for(api, stream=stream, emit=recording.emit)
     if facts.prompt:
-        recorder.add(start, PromptUsage(prompt=facts.prompt))
+        # Bounded: a 30 MiB prompt would cost the database and the event loop (its encoding
+        # runs in the writer, on this thread) more than it tells anyone.
+        recorder.add(start, PromptUsage(prompt=facts.prompt[:MAX_PROMPT_CHARS]))
         recording.prompted = True
     return recording
 

@@ -41,6 +41,7 @@ from aibridged.store.records import (
     Stamped,
     create_partitions,
     insert_starts,
+    insert_starts_finding_threads,
     write_batch,
 )
 
@@ -100,7 +101,8 @@ class Recorder:
         self._structured = structured_logging
         self._rows: deque[Stamped] = deque()
         self._ends: deque[InterceptionEnd] = deque()
-        self._next_starts = _StartBatch()
+        self._next_starts = _StartBatch()  # threads known (or none)
+        self._next_lookups = _StartBatch()  # threads to find in the database
         self._starts_wanted = trio.Event()
         self._rows_wanted = trio.Event()
         self._written = trio.Event()  # set (and replaced) after each batch written
@@ -122,14 +124,15 @@ class Recorder:
             known = self._calls.get(record.correlating_call_id)
             if known is not None:
                 record = replace(record, thread_parent_id=known[0], thread_root_id=known[1])
-        batch = self._next_starts
+        lookup = record.thread_parent_id is None and record.correlating_call_id is not None
+        batch = self._next_lookups if lookup else self._next_starts
         batch.records.append(record)
         self._starts_wanted.set()
         await batch.done.wait()
         if batch.error is not None:
             raise StoreError(f"failed to record interception: {batch.error}") from batch.error
-        parent, root = batch.threads.get(record.id, (None, None))
-        if (parent, root) != (record.thread_parent_id, record.thread_root_id):
+        if lookup:
+            parent, root = batch.threads.get(record.id, (None, None))
             record = replace(record, thread_parent_id=parent, thread_root_id=root)
         if self._structured:  # the fields are built only for a line that is written
             self._log_record("interception_start", record.id, _start_fields(record))
@@ -221,18 +224,26 @@ class Recorder:
         while True:
             await self._starts_wanted.wait()
             self._starts_wanted = trio.Event()
-            batch, self._next_starts = self._next_starts, _StartBatch()
-            if not batch.records:
-                continue
-            try:
-                with trio.fail_after(START_TIMEOUT_S):
-                    batch.threads = await insert_starts(self._runner, batch.records)
-                self._counts["starts"] += len(batch.records)
-            except (StoreError, trio.TooSlowError) as exc:
-                batch.error = exc
-                self._note_error(exc)
-            finally:
-                batch.done.set()
+            plain, self._next_starts = self._next_starts, _StartBatch()
+            lookups, self._next_lookups = self._next_lookups, _StartBatch()
+            if plain.records:
+                await self._commit(plain, lookup=False)
+            if lookups.records:
+                await self._commit(lookups, lookup=True)
+
+    async def _commit(self, batch: _StartBatch, *, lookup: bool) -> None:
+        try:
+            with trio.fail_after(START_TIMEOUT_S):
+                if lookup:
+                    batch.threads = await insert_starts_finding_threads(self._runner, batch.records)
+                else:
+                    await insert_starts(self._runner, batch.records)
+            self._counts["starts"] += len(batch.records)
+        except (StoreError, trio.TooSlowError) as exc:
+            batch.error = exc
+            self._note_error(exc)
+        finally:
+            batch.done.set()
 
     async def _write_rows(self) -> None:
         backoff = RETRY_START_S

@@ -58,13 +58,14 @@ class CountingRunner:
         self.store = store
         self.calls: list[str] = []
         self.down = False
+        self.refused: set[str] = set()  # statements that fail (by function name)
         self.hold: trio.Event | None = None  # while set and not released, calls wait
 
     async def run(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kw: Any) -> Any:
         self.calls.append(fn.__name__)
         if self.hold is not None:
             await self.hold.wait()
-        if self.down:
+        if self.down or fn.__name__ in self.refused:
             raise StoreUnavailable("database unavailable: connection refused")
         return await self.store.run(fn, *args, **kw)
 
@@ -105,6 +106,35 @@ async def test_starts_arriving_together_share_one_commit(
     # The 19 that arrived while the first commit was in flight shared the next one.
     assert runner.calls.count("_insert_starts") == 2
     assert await _count(store, "aibridge_interceptions") == 20
+
+
+async def test_a_start_whose_thread_is_looked_up_is_committed_apart(
+    recorder: Recorder, runner: CountingRunner, store: Store
+) -> None:
+    plain = [_start() for _ in range(3)]
+    lookup = _start(correlating_call_id="call_unknown")
+    runner.refused = {"_insert_starts_finding_threads"}
+    runner.hold = trio.Event()
+    failed: list[BaseException] = []
+
+    async def start_lookup() -> None:
+        try:
+            await recorder.start(lookup)
+        except StoreError as exc:
+            failed.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(recorder.start, _start())  # holds the committer
+        await trio.testing.wait_all_tasks_blocked()
+        for start in plain:
+            nursery.start_soon(recorder.start, start)
+        nursery.start_soon(start_lookup)
+        await trio.testing.wait_all_tasks_blocked()
+        runner.hold.set()
+    # The plain starts shared one commit of their own; the lookup's failure was its own alone.
+    assert runner.calls == ["_insert_starts", "_insert_starts", "_insert_starts_finding_threads"]
+    assert len(failed) == 1
+    assert await _count(store, "aibridge_interceptions") == 4
 
 
 async def test_child_rows_and_ends_are_written_in_batches(
@@ -247,12 +277,11 @@ async def test_a_tool_call_made_before_a_restart_is_found_in_the_database(
     fresh = Recorder(runner, Metrics(CollectorRegistry(), process_metrics=False))  # no memory
     async with trio.open_nursery() as nursery:
         await nursery.start(fresh.run)
-        calls_before = runner.calls.count("_insert_starts")
+        calls_before = len(runner.calls)
         child = await fresh.start(_start(correlating_call_id="call_before_restart"))
         orphan = await fresh.start(_start(correlating_call_id="call_never_made"))
         # Found by the insert itself: one statement per start, no separate lookup.
-        assert runner.calls.count("_insert_starts") - calls_before == 2
-        assert set(runner.calls) <= {"_insert_starts", "_write_batch"}
+        assert runner.calls[calls_before:] == ["_insert_starts_finding_threads"] * 2
         fresh.close()
     assert (child.thread_parent_id, child.thread_root_id) == (start.id, start.id)
     assert (orphan.thread_parent_id, orphan.thread_root_id) == (None, None)

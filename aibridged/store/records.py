@@ -140,31 +140,23 @@ def _start_arrays(starts: Sequence[InterceptionStart]) -> list[list[Any]]:
 async def write_batch(
     runner: Runner, rows: Sequence[Stamped], ends: Sequence[InterceptionEnd]
 ) -> None:
-    """Child rows and ends in one transaction (a batch is written whole or not at all)."""
+    """Child rows and ends in one statement: one round trip, written whole or not at all."""
     await runner.run(_write_batch, rows, ends)
 
 
 async def _write_batch(
     conn: Connection, rows: Sequence[Stamped], ends: Sequence[InterceptionEnd]
 ) -> None:
-    by_kind: dict[type, list[Stamped]] = {}
+    by_kind: dict[type, list[Stamped]] = {kind: [] for kind in _COLUMNS}
     for row in rows:
-        by_kind.setdefault(type(row.record), []).append(row)
-    async with conn.transaction():
-        for kind, items in by_kind.items():
-            await _WRITERS[kind](conn, items)
-        if ends:
-            await _end(conn, ends)
+        by_kind[type(row.record)].append(row)
+    arrays = [array for kind, build in _COLUMNS.items() for array in build(by_kind[kind])]
+    await conn.execute(_BATCH_SQL, *arrays, *_end_arrays(ends))
 
 
-async def _token_usages(conn: Connection, rows: list[Stamped]) -> None:
+def _token_usage_arrays(rows: list[Stamped]) -> list[list[Any]]:
     usages: list[TokenUsage] = [r.record for r in rows]  # type: ignore[misc]
-    await conn.execute(
-        "INSERT INTO aibridge_token_usages (id, interception_id, provider_response_id,"
-        " input_tokens, output_tokens, cache_read_input_tokens, cache_write_input_tokens,"
-        " metadata, created_at, started_at)"
-        " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bigint[], $5::bigint[],"
-        " $6::bigint[], $7::bigint[], $8::jsonb[], $9::timestamptz[], $10::timestamptz[])",
+    return [
         [uuid.uuid4() for _ in rows],
         [r.interception_id for r in rows],
         [u.response_id for u in usages],
@@ -175,34 +167,24 @@ async def _token_usages(conn: Connection, rows: list[Stamped]) -> None:
         [_json(dict(u.extra)) for u in usages],
         [r.created_at for r in rows],
         [r.started_at for r in rows],
-    )
+    ]
 
 
-async def _prompts(conn: Connection, rows: list[Stamped]) -> None:
+def _prompt_arrays(rows: list[Stamped]) -> list[list[Any]]:
     prompts: list[PromptUsage] = [r.record for r in rows]  # type: ignore[misc]
-    await conn.execute(
-        "INSERT INTO aibridge_user_prompts (id, interception_id, provider_response_id, prompt,"
-        " created_at, started_at)"
-        " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[],"
-        " $5::timestamptz[], $6::timestamptz[])",
+    return [
         [uuid.uuid4() for _ in rows],
         [r.interception_id for r in rows],
         [p.response_id for p in prompts],
         [_text(p.prompt) for p in prompts],
         [r.created_at for r in rows],
         [r.started_at for r in rows],
-    )
+    ]
 
 
-async def _tools(conn: Connection, rows: list[Stamped]) -> None:
+def _tool_arrays(rows: list[Stamped]) -> list[list[Any]]:
     tools: list[ToolUsage] = [r.record for r in rows]  # type: ignore[misc]
-    await conn.execute(
-        "INSERT INTO aibridge_tool_usages (id, interception_id, provider_response_id,"
-        " provider_tool_call_id, provider_item_id, tool, input, server_url, injected,"
-        " invocation_error, created_at, started_at)"
-        " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],"
-        " $6::text[], $7::text[], $8::text[], $9::boolean[], $10::text[], $11::timestamptz[],"
-        " $12::timestamptz[])",
+    return [
         [uuid.uuid4() for _ in rows],
         [r.interception_id for r in rows],
         [t.response_id for t in tools],
@@ -215,46 +197,80 @@ async def _tools(conn: Connection, rows: list[Stamped]) -> None:
         [t.invocation_error for t in tools],
         [r.created_at for r in rows],
         [r.started_at for r in rows],
-    )
+    ]
 
 
-async def _thoughts(conn: Connection, rows: list[Stamped]) -> None:
+def _thought_arrays(rows: list[Stamped]) -> list[list[Any]]:
     thoughts: list[ModelThought] = [r.record for r in rows]  # type: ignore[misc]
-    await conn.execute(
-        "INSERT INTO aibridge_model_thoughts (interception_id, content, metadata, created_at,"
-        " started_at)"
-        " SELECT * FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::timestamptz[],"
-        " $5::timestamptz[])",
+    return [
         [r.interception_id for r in rows],
         [_text(t.content) for t in thoughts],
         [_json({"source": t.source}) for t in thoughts],
         [r.created_at for r in rows],
         [r.started_at for r in rows],
-    )
+    ]
 
 
-_WRITERS = {
-    TokenUsage: _token_usages,
-    PromptUsage: _prompts,
-    ToolUsage: _tools,
-    ModelThought: _thoughts,
-}
-
-
-async def _end(conn: Connection, ends: Sequence[InterceptionEnd]) -> None:
-    await conn.execute(
-        "UPDATE aibridge_interceptions AS i SET ended_at = e.ended_at,"
-        " credential_hint = CASE WHEN e.hint = '' THEN i.credential_hint ELSE e.hint END,"
-        " metadata = i.metadata || e.extra"
-        " FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::text[], $5::jsonb[])"
-        " AS e(id, started_at, ended_at, hint, extra)"
-        " WHERE i.id = e.id AND i.started_at = e.started_at",
+def _end_arrays(ends: Sequence[InterceptionEnd]) -> list[list[Any]]:
+    return [
         [e.id for e in ends],
         [e.started_at for e in ends],
         [e.ended_at for e in ends],
         [e.credential_hint[:15] for e in ends],
         [_json({"status": e.status, **({"error": e.error} if e.error else {})}) for e in ends],
+    ]
+
+
+_COLUMNS = {
+    TokenUsage: _token_usage_arrays,
+    PromptUsage: _prompt_arrays,
+    ToolUsage: _tool_arrays,
+    ModelThought: _thought_arrays,
+}
+
+# (table, columns, their types): one INSERT ... SELECT FROM unnest per kind, in _COLUMNS' order.
+_INSERTS = (
+    ("aibridge_token_usages",
+     "id, interception_id, provider_response_id, input_tokens, output_tokens,"
+     " cache_read_input_tokens, cache_write_input_tokens, metadata, created_at, started_at",
+     ("uuid", "uuid", "text", "bigint", "bigint", "bigint", "bigint", "jsonb", "timestamptz",
+      "timestamptz")),
+    ("aibridge_user_prompts",
+     "id, interception_id, provider_response_id, prompt, created_at, started_at",
+     ("uuid", "uuid", "text", "text", "timestamptz", "timestamptz")),
+    ("aibridge_tool_usages",
+     "id, interception_id, provider_response_id, provider_tool_call_id, provider_item_id, tool,"
+     " input, server_url, injected, invocation_error, created_at, started_at",
+     ("uuid", "uuid", "text", "text", "text", "text", "text", "text", "boolean", "text",
+      "timestamptz", "timestamptz")),
+    ("aibridge_model_thoughts",
+     "interception_id, content, metadata, created_at, started_at",
+     ("uuid", "text", "jsonb", "timestamptz", "timestamptz")),
+)  # fmt: skip
+_END_TYPES = ("uuid", "timestamptz", "timestamptz", "text", "jsonb")
+
+
+def _batch_sql() -> str:
+    """One statement for a whole batch: a data-modifying CTE per table (an empty array inserts
+    nothing), then the ends. All parts run in the statement's single transaction."""
+    parts, number = [], 1
+    for index, (table, columns, types) in enumerate(_INSERTS):
+        arrays = ", ".join(f"${number + i}::{t}[]" for i, t in enumerate(types))
+        number += len(types)
+        insert = f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays})"
+        parts.append(f"w{index} AS ({insert})")
+    arrays = ", ".join(f"${number + i}::{t}[]" for i, t in enumerate(_END_TYPES))
+    return (
+        f"WITH {', '.join(parts)}"
+        " UPDATE aibridge_interceptions AS i SET ended_at = e.ended_at,"
+        " credential_hint = CASE WHEN e.hint = '' THEN i.credential_hint ELSE e.hint END,"
+        " metadata = i.metadata || e.extra"
+        f" FROM unnest({arrays}) AS e(id, started_at, ended_at, hint, extra)"
+        " WHERE i.id = e.id AND i.started_at = e.started_at"
     )
+
+
+_BATCH_SQL = _batch_sql()
 
 
 def _text(value: str) -> str:

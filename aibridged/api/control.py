@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 from aibridged import __version__
 from aibridged.api.manage import Management, add_management_errors, add_user_routes
 from aibridged.api.provider_routes import ProviderRoutes, add_provider_routes
+from aibridged.api.record_routes import add_record_routes
 
 ReadinessProbe = Callable[[], Awaitable[str | None]]  # None = ready, else the reason
 Details = Callable[[], dict[str, object]]  # components' statistics shown by /readyz
@@ -45,6 +46,7 @@ def create_control_app(
     if management is not None:
         add_management_errors(app)
         add_user_routes(app, management)
+        add_record_routes(app, management)
         if providers is not None:
             add_provider_routes(app, providers)
 

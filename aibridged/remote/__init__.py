@@ -1,5 +1,6 @@
-"""The remote commands: `aibridged login` and `aibridged providers ...` talk to a gateway's
-management API over HTTP, with no configuration file and no database of their own."""
+"""The remote commands: `aibridged login`, `aibridged providers ...` and `aibridged interceptions
+list` talk to a gateway's management API over HTTP, with no configuration file and no database
+of their own."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ import sys
 from aibridged.errors import AibridgedError
 from aibridged.remote.client import ApiClient, ApiError, RemoteError
 from aibridged.remote.credentials import resolve_credentials
+from aibridged.remote.interceptions import run_interceptions
 from aibridged.remote.login import login
 from aibridged.remote.parsers import add_remote_parsers
 from aibridged.remote.providers import run_providers
 
-REMOTE_COMMANDS = frozenset({"login", "providers"})
+REMOTE_COMMANDS = frozenset({"login", "providers", "interceptions"})
 
 __all__ = ["REMOTE_COMMANDS", "add_remote_parsers", "run_remote"]
 
@@ -25,6 +27,8 @@ def run_remote(args: argparse.Namespace) -> int:
         if args.command == "login":
             return login(args, os.environ)
         client = ApiClient(resolve_credentials(os.environ))
+        if args.command == "interceptions":
+            return run_interceptions(args, client, sys.stdout)
         return run_providers(args, client, os.environ)
     except RemoteError as exc:
         _report(exc.message, exc.details)

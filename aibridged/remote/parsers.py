@@ -1,4 +1,5 @@
-"""The command-line shape of `aibridged login` and `aibridged providers ...`."""
+"""The command-line shape of `aibridged login`, `aibridged providers ...` and `aibridged
+interceptions list`."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from aibridged.remote.inputs import KeySourceAction
+from aibridged.remote.interceptions import add_interceptions_parser
 
 TYPES = "openai, anthropic, azure, google, openrouter, vercel, openai-compat, copilot, bedrock"
 
@@ -32,6 +34,7 @@ def add_remote_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     _with_ref(actions.add_parser("disable", help="disable a provider (its requests get 503)"))
     delete = _with_ref(actions.add_parser("delete", help="delete a provider and its keys"))
     delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    add_interceptions_parser(sub)
 
 
 def _add_create(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -1,0 +1,197 @@
+"""Reading recorded interceptions back: filtered, newest first, cursor-paged, with their records.
+
+Pages are ordered by (started_at, id) descending. A cursor is the last row's id; its start time
+is looked up, so the next page continues exactly after it even while new interceptions arrive
+(they sort before the cursor, never into a later page). The count and the page are read in one
+repeatable-read, read-only transaction, so they agree.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from aibridged.errors import InvalidInput
+from aibridged.store.db import Connection, Runner
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """What to list: every condition is optional; values are bound, never spliced."""
+
+    initiator_id: uuid.UUID | None = None
+    provider: str | None = None
+    provider_name: str | None = None
+    model: str | None = None
+    client: str | None = None
+    session_id: str | None = None
+    started_after: datetime | None = None
+    started_before: datetime | None = None
+
+
+_CONDITIONS = (
+    ("initiator_id", "i.initiator_id = ${}"),
+    ("provider", "i.provider = ${}"),
+    ("provider_name", "i.provider_name = ${}"),
+    ("model", "i.model = ${}"),
+    ("client", "i.client = ${}"),
+    ("session_id", "i.session_id = ${}"),
+    ("started_after", "i.started_at > ${}"),
+    ("started_before", "i.started_at < ${}"),
+)
+
+
+def _where(selection: Selection, params: list[Any]) -> list[str]:
+    clauses = []
+    for field, template in _CONDITIONS:
+        value = getattr(selection, field)
+        if value is not None:
+            params.append(value)
+            clauses.append(template.format(len(params)))
+    return clauses
+
+
+def _children(table: str, fields: str) -> str:
+    return (
+        f"(SELECT coalesce(json_agg(json_build_object({fields}) ORDER BY c.created_at), '[]')"
+        f" FROM {table} c WHERE c.interception_id = i.id AND c.started_at = i.started_at)"
+    )
+
+
+_TOKEN_FIELDS = (
+    "'id', c.id, 'interception_id', c.interception_id, 'provider_response_id',"
+    " c.provider_response_id, 'input_tokens', c.input_tokens, 'output_tokens', c.output_tokens,"
+    " 'cache_read_input_tokens', c.cache_read_input_tokens, 'cache_write_input_tokens',"
+    " c.cache_write_input_tokens, 'metadata', c.metadata, 'created_at', c.created_at"
+)
+_PROMPT_FIELDS = (
+    "'id', c.id, 'interception_id', c.interception_id, 'provider_response_id',"
+    " c.provider_response_id, 'prompt', c.prompt, 'metadata', c.metadata,"
+    " 'created_at', c.created_at"
+)
+_TOOL_FIELDS = (
+    "'id', c.id, 'interception_id', c.interception_id, 'provider_response_id',"
+    " c.provider_response_id, 'provider_tool_call_id', c.provider_tool_call_id,"
+    " 'server_url', c.server_url, 'tool', c.tool, 'input', c.input, 'injected', c.injected,"
+    " 'invocation_error', c.invocation_error, 'metadata', c.metadata, 'created_at', c.created_at"
+)
+_THOUGHT_FIELDS = "'text', c.content, 'metadata', c.metadata, 'created_at', c.created_at"
+
+_ROW = (
+    "i.id, i.api_key_id, i.initiator_id, u.username, u.name, i.provider, i.provider_name,"
+    " i.model, i.client, i.client_session_id, i.session_id, i.thread_parent_id,"
+    " i.thread_root_id, i.credential_kind, i.credential_hint, i.metadata, i.started_at,"
+    " i.ended_at, "
+    + _children("aibridge_token_usages", _TOKEN_FIELDS)
+    + " AS token_usages, "
+    + _children("aibridge_user_prompts", _PROMPT_FIELDS)
+    + " AS user_prompts, "
+    + _children("aibridge_tool_usages", _TOOL_FIELDS)
+    + " AS tool_usages, "
+    + _children("aibridge_model_thoughts", _THOUGHT_FIELDS)
+    + " AS model_thoughts"
+)
+
+
+async def list_interceptions(
+    runner: Runner, selection: Selection, *, limit: int, offset: int, after: str | None
+) -> tuple[int, list[dict[str, Any]]]:
+    """(how many match, one page of them as JSON-ready dicts); InvalidInput for an unknown
+    cursor."""
+    return await runner.run(_list, selection, limit, offset, after)
+
+
+async def _list(
+    conn: Connection, selection: Selection, limit: int, offset: int, after: str | None
+) -> tuple[int, list[dict[str, Any]]]:
+    params: list[Any] = []
+    clauses = _where(selection, params)
+    where = " AND ".join(clauses) or "true"
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        count = await conn.fetchval(
+            f"SELECT count(*) FROM aibridge_interceptions i WHERE {where}", *params
+        )
+        page_params = list(params)
+        page_where = where
+        if after is not None:
+            cursor = await conn.fetchval(
+                "SELECT started_at FROM aibridge_interceptions WHERE id = $1", uuid.UUID(after)
+            )
+            if cursor is None:
+                raise InvalidInput("invalid query", [("after_id", "no interception has this id")])
+            page_params += [cursor, uuid.UUID(after)]
+            n = len(page_params)
+            page_where += f" AND (i.started_at, i.id) < (${n - 1}, ${n})"
+        page_params += [limit, offset]
+        n = len(page_params)
+        rows = await conn.fetch(
+            f"SELECT {_ROW} FROM aibridge_interceptions i LEFT JOIN users u"
+            f" ON u.id = i.initiator_id WHERE {page_where}"
+            f" ORDER BY i.started_at DESC, i.id DESC LIMIT ${n - 1} OFFSET ${n}",
+            *page_params,
+        )
+    return int(count), [_interception(row) for row in rows]
+
+
+def _interception(row: Any) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "api_key_id": row["api_key_id"],
+        "initiator": {
+            "id": str(row["initiator_id"]),
+            "username": row["username"] or "",
+            "name": row["name"] or "",
+        },
+        "provider": row["provider"],
+        "provider_name": row["provider_name"],
+        "model": row["model"],
+        "client": row["client"],
+        "client_session_id": row["client_session_id"],
+        "session_id": row["session_id"],
+        "thread_parent_id": _text(row["thread_parent_id"]),
+        "thread_root_id": _text(row["thread_root_id"]),
+        "credential_kind": row["credential_kind"],
+        "credential_hint": row["credential_hint"],
+        "metadata": orjson.loads(row["metadata"]),
+        "started_at": _time(row["started_at"]),
+        "ended_at": _time(row["ended_at"]),
+        "token_usages": orjson.loads(row["token_usages"]),
+        "user_prompts": orjson.loads(row["user_prompts"]),
+        "tool_usages": orjson.loads(row["tool_usages"]),
+        "model_thoughts": orjson.loads(row["model_thoughts"]),
+    }
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _time(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+async def distinct_values(
+    runner: Runner, column: str, initiator_id: uuid.UUID | None, limit: int
+) -> list[str]:
+    """The distinct models or clients recorded (of one initiator when given), most used first."""
+    if column not in ("model", "client"):
+        raise ValueError(column)
+    return await runner.run(_distinct, column, initiator_id, limit)
+
+
+async def _distinct(
+    conn: Connection, column: str, initiator_id: uuid.UUID | None, limit: int
+) -> list[str]:
+    params: Sequence[Any] = (limit,) if initiator_id is None else (limit, initiator_id)
+    where = "" if initiator_id is None else "WHERE initiator_id = $2"
+    rows = await conn.fetch(
+        f"SELECT {column} AS value FROM aibridge_interceptions {where}"
+        f" GROUP BY {column} ORDER BY count(*) DESC, {column} LIMIT $1",
+        *params,
+    )
+    return [row["value"] for row in rows]

@@ -155,7 +155,7 @@ async def test_pages_have_no_duplicates_and_no_gaps_while_new_interceptions_arri
     base = recorded.gateway.base("openai") + "/v1"
     async with openai.AsyncOpenAI(base_url=base, api_key=recorded.gateway.token) as oai:
         while True:
-            params = {"limit": 1, **({"after_id": after} if after else {})}
+            params: dict[str, Any] = {"limit": 1, **({"after_id": after} if after else {})}
             page = (await _list(api, **params))["results"]
             if not page:
                 break

@@ -27,6 +27,7 @@ KEYS = (
     "started_before",
 )
 MAX_LIMIT = 1000
+THREADS_DEFAULT_LIMIT, THREADS_MAX_LIMIT = 50, 200
 MAX_VALUE_CHARS = 512
 
 
@@ -92,23 +93,53 @@ def _time(key: str, value: str, problems: list[tuple[str, str]]) -> datetime | N
 
 
 def parse_page(
-    args: Mapping[str, str], *, cursor: str, default_limit: int, max_limit: int = MAX_LIMIT
+    args: Mapping[str, str],
+    *,
+    cursor: str,
+    default_limit: int,
+    cursor_is_id: bool = True,
 ) -> Page:
-    """`limit`, `offset` and the cursor parameter `cursor` (a UUID), validated together."""
+    """`limit`, `offset` and the cursor parameter `cursor` (a UUID unless `cursor_is_id` is
+    false: a session id is the client's own text), validated together."""
     problems: list[tuple[str, str]] = []
-    limit = _integer(args, "limit", default_limit, 1, max_limit, problems)
+    limit = _integer(args, "limit", default_limit, 1, MAX_LIMIT, problems)
     offset = _integer(args, "offset", 0, 0, None, problems)
-    after = args.get(cursor) or None
-    if after is not None:
-        try:
-            after = str(uuid.UUID(after))
-        except ValueError:
-            problems.append((cursor, f"{after[:64]!r} is not an id"))
-        if offset:
-            problems.append((cursor, "cannot be combined with offset"))
+    after = _cursor(args, cursor, problems, is_id=cursor_is_id)
+    if after is not None and offset:
+        problems.append((cursor, "cannot be combined with offset"))
     if problems:
         raise InvalidInput("invalid query", problems)
     return Page(limit=limit, offset=offset, after=after)
+
+
+def parse_thread_page(args: Mapping[str, str]) -> tuple[int, str | None, str | None]:
+    """A session's thread page: (`limit` 1-200, default 50; `after_id`; `before_id`)."""
+    problems: list[tuple[str, str]] = []
+    limit = _integer(args, "limit", THREADS_DEFAULT_LIMIT, 1, THREADS_MAX_LIMIT, problems)
+    after = _cursor(args, "after_id", problems, is_id=True)
+    before = _cursor(args, "before_id", problems, is_id=True)
+    if after is not None and before is not None:
+        problems.append(("before_id", "cannot be combined with after_id"))
+    if problems:
+        raise InvalidInput("invalid query", problems)
+    return limit, after, before
+
+
+def _cursor(
+    args: Mapping[str, str], name: str, problems: list[tuple[str, str]], *, is_id: bool
+) -> str | None:
+    value = args.get(name) or None
+    if value is None:
+        return None
+    if not is_id:
+        if len(value) > MAX_VALUE_CHARS:
+            problems.append((name, f"longer than {MAX_VALUE_CHARS} characters"))
+        return value
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        problems.append((name, f"{value[:64]!r} is not an id"))
+        return None
 
 
 def _integer(

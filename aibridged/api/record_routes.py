@@ -1,5 +1,5 @@
-"""`/api/v2/aibridge/interceptions`, `/models` and `/clients` (also under `/api/v2/ai-gateway/`):
-the recorded data, filtered and paged (docs/management-api.md).
+"""`/api/v2/aibridge/sessions`, `/sessions/{id}`, `/interceptions`, `/models` and `/clients` (also
+under `/api/v2/ai-gateway/`): the recorded data, filtered and paged (docs/management-api.md).
 
 Members see their own interceptions only; auditors, admins and owners see everyone's.
 """
@@ -12,11 +12,12 @@ from dataclasses import replace
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from aibridged.api.listing_query import parse_filters, parse_page
+from aibridged.api.listing_query import parse_filters, parse_page, parse_thread_page
 from aibridged.api.manage import Handler, Management, caller, json_response
 from aibridged.auth import Principal
 from aibridged.errors import InvalidInput, NotFound
 from aibridged.store.listing import Selection, distinct_values, list_interceptions
+from aibridged.store.sessions import get_session, list_sessions
 from aibridged.store.users import get_user
 
 PREFIXES = ("/api/v2/aibridge", "/api/v2/ai-gateway")
@@ -30,6 +31,8 @@ def add_record_routes(app: QuartTrio, management: Management) -> None:
         app.add_url_rule(
             f"{prefix}/interceptions", f"{name}_interceptions", _interceptions(management)
         )
+        app.add_url_rule(f"{prefix}/sessions", f"{name}_sessions", _sessions(management))
+        app.add_url_rule(f"{prefix}/sessions/<session_id>", f"{name}_session", _session(management))
         for column, plural in (("model", "models"), ("client", "clients")):
             app.add_url_rule(
                 f"{prefix}/{plural}", f"{name}_{plural}", _distinct(management, column)
@@ -50,6 +53,40 @@ def _interceptions(management: Management) -> Handler:
         return json_response({"count": count, "results": rows})
 
     return interceptions
+
+
+def _sessions(management: Management) -> Handler:
+    async def sessions() -> Response:
+        principal = await caller(management)
+        initiator, filters = parse_filters(request.args.get("q", ""))
+        page = parse_page(request.args, cursor="after_session_id", default_limit=DEFAULT_LIMIT,
+                          cursor_is_id=False)  # fmt: skip
+        selection = await visible_selection(management, principal, initiator, filters)
+        if selection is None:
+            return json_response({"count": 0, "sessions": []})
+        count, rows = await list_sessions(
+            management.store, selection, limit=page.limit, offset=page.offset, after=page.after
+        )
+        return json_response({"count": count, "sessions": rows})
+
+    return sessions
+
+
+def _session(management: Management) -> Handler:
+    async def session(session_id: str) -> Response:
+        principal = await caller(management)
+        limit, after, before = parse_thread_page(request.args)
+        selection = await visible_selection(
+            management, principal, None, Selection(session_id=session_id)
+        )
+        if selection is None:
+            raise NotFound(f"no session {session_id!r}")
+        found = await get_session(
+            management.store, selection, limit=limit, after=after, before=before
+        )
+        return json_response(found)
+
+    return session
 
 
 def _distinct(management: Management, column: str) -> Handler:

@@ -10,9 +10,10 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from aibridged import __version__
-from aibridged.api.manage import Management, add_management_errors, add_user_routes
+from aibridged.api.manage import Management, add_management_errors
 from aibridged.api.provider_routes import ProviderRoutes, add_provider_routes
 from aibridged.api.record_routes import add_record_routes
+from aibridged.api.user_routes import add_user_routes
 
 ReadinessProbe = Callable[[], Awaitable[str | None]]  # None = ready, else the reason
 Details = Callable[[], dict[str, object]]  # components' statistics shown by /readyz

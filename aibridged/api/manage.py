@@ -28,7 +28,6 @@ from aibridged.errors import (
     StoreUnavailable,
 )
 from aibridged.store.db import Runner
-from aibridged.store.users import get_user
 
 log = structlog.get_logger("aibridged.api")
 
@@ -126,20 +125,3 @@ def add_management_errors(app: QuartTrio) -> None:
     async def secrets_error(error: SecretsError) -> Response:
         log.error("api.secrets_error", error=str(error), path=request.path)
         return error_response(500, "stored secrets cannot be opened", "see the gateway's log")
-
-
-def add_user_routes(app: QuartTrio, management: Management) -> None:
-    @app.get("/api/v2/users/me")
-    async def me() -> Response:
-        principal = await caller(management)
-        user = await get_user(management.store, str(principal.user_id))
-        return json_response(
-            {
-                "id": str(user.id),
-                "username": user.username,
-                "name": user.name,
-                "email": user.email,
-                "role": user.role,
-                "status": user.status,
-            }
-        )

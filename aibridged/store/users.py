@@ -72,7 +72,7 @@ def validate_username(username: str) -> str:
 
 
 async def create_user(
-    store: Store, *, username: str, role: str = "member", name: str = "", email: str = ""
+    store: Runner, *, username: str, role: str = "member", name: str = "", email: str = ""
 ) -> User:
     validate_username(username)
     if role not in ROLES:
@@ -95,7 +95,7 @@ async def _insert_user(
     return User(**dict(row))
 
 
-async def list_users(store: Store) -> list[User]:
+async def list_users(store: Runner) -> list[User]:
     rows = await store.run(_fetch, f"SELECT {_USER_COLUMNS} FROM users ORDER BY username")
     return [User(**dict(r)) for r in rows]
 
@@ -110,7 +110,7 @@ async def get_user(store: Runner, ref: str) -> User:
     return User(**dict(row))
 
 
-async def set_user_status(store: Store, ref: str, status: str) -> User:
+async def set_user_status(store: Runner, ref: str, status: str) -> User:
     if status not in STATUSES:
         raise InvalidInput(f"invalid status {status!r}")
     row = await store.run(
@@ -125,8 +125,31 @@ async def set_user_status(store: Store, ref: str, status: str) -> User:
     return User(**dict(row))
 
 
+async def set_user_role(store: Runner, ref: str, role: str) -> User:
+    if role not in ROLES:
+        raise InvalidInput(f"invalid role {role!r}: one of {', '.join(ROLES)}")
+    row = await store.run(
+        _fetchrow,
+        f"UPDATE users SET role = $2, updated_at = now() WHERE {_user_match(ref)}"
+        f" RETURNING {_USER_COLUMNS}",
+        ref,
+        role,
+    )
+    if row is None:
+        raise NotFound(f"no user {ref!r}")
+    return User(**dict(row))
+
+
+async def count_active_owners(store: Runner) -> int:
+    return int(
+        await store.run(
+            _fetchval, "SELECT count(*) FROM users WHERE role = 'owner' AND status = 'active'"
+        )
+    )
+
+
 async def create_token(
-    store: Store, user_ref: str, *, name: str = "", lifetime: timedelta | None = None
+    store: Runner, user_ref: str, *, name: str = "", lifetime: timedelta | None = None
 ) -> tuple[ApiToken, str]:
     """A new token for a user; returns the record and the plaintext (shown once)."""
     user = await get_user(store, user_ref)
@@ -155,7 +178,7 @@ async def _insert_token(
     )
 
 
-async def list_tokens(store: Store, user_ref: str | None = None) -> list[ApiToken]:
+async def list_tokens(store: Runner, user_ref: str | None = None) -> list[ApiToken]:
     query = f"SELECT {_TOKEN_COLUMNS} FROM api_tokens t JOIN users u ON u.id = t.user_id"
     if user_ref is None:
         rows = await store.run(_fetch, query + " ORDER BY u.username, t.created_at")
@@ -167,7 +190,7 @@ async def list_tokens(store: Store, user_ref: str | None = None) -> list[ApiToke
     return [ApiToken(**dict(r)) for r in rows]
 
 
-async def revoke_token(store: Store, token_id: str) -> ApiToken:
+async def revoke_token(store: Runner, token_id: str) -> ApiToken:
     row = await store.run(
         _fetchrow,
         "WITH t AS (UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now())"
@@ -245,6 +268,10 @@ def _user_match(ref: str) -> str:
 
 async def _fetch(conn: Connection, query: str, *args: object) -> list[Any]:
     return list(await conn.fetch(query, *args))
+
+
+async def _fetchval(conn: Connection, query: str, *args: object) -> Any:
+    return await conn.fetchval(query, *args)
 
 
 async def _fetchrow(conn: Connection, query: str, *args: object) -> Any:

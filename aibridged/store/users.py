@@ -113,27 +113,22 @@ async def get_user(store: Runner, ref: str) -> User:
 async def set_user_status(store: Runner, ref: str, status: str) -> User:
     if status not in STATUSES:
         raise InvalidInput(f"invalid status {status!r}")
-    row = await store.run(
-        _fetchrow,
-        f"UPDATE users SET status = $2, updated_at = now() WHERE {_user_match(ref)}"
-        f" RETURNING {_USER_COLUMNS}",
-        ref,
-        status,
-    )
-    if row is None:
-        raise NotFound(f"no user {ref!r}")
-    return User(**dict(row))
+    return await _set_user(store, ref, "status", status)
 
 
 async def set_user_role(store: Runner, ref: str, role: str) -> User:
     if role not in ROLES:
         raise InvalidInput(f"invalid role {role!r}: one of {', '.join(ROLES)}")
+    return await _set_user(store, ref, "role", role)
+
+
+async def _set_user(store: Runner, ref: str, column: str, value: str) -> User:
     row = await store.run(
         _fetchrow,
-        f"UPDATE users SET role = $2, updated_at = now() WHERE {_user_match(ref)}"
+        f"UPDATE users SET {column} = $2, updated_at = now() WHERE {_user_match(ref)}"
         f" RETURNING {_USER_COLUMNS}",
         ref,
-        role,
+        value,
     )
     if row is None:
         raise NotFound(f"no user {ref!r}")

@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from aibridged import __version__
 from aibridged.api.manage import Management, add_management_errors
+from aibridged.api.openapi import enable_openapi, hide
 from aibridged.api.provider_routes import ProviderRoutes, add_provider_routes
 from aibridged.api.record_routes import add_record_routes
 from aibridged.api.user_routes import add_user_routes
@@ -45,6 +46,7 @@ def create_control_app(
         return {"message": message, "detail": detail, "validations": []}, status
 
     if management is not None:
+        enable_openapi(app)
         add_management_errors(app)
         add_user_routes(app, management)
         add_record_routes(app, management)
@@ -52,10 +54,12 @@ def create_control_app(
             add_provider_routes(app, providers)
 
     @app.get("/healthz")
+    @hide
     async def healthz() -> Response:
         return Response("ok\n", content_type="text/plain")
 
     @app.get("/readyz")
+    @hide
     async def readyz() -> tuple[dict[str, object], int]:
         extra = details() if details is not None else {}
         with trio.move_on_after(2):

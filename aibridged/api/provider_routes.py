@@ -17,7 +17,9 @@ import structlog
 from quart import Response
 from quart_trio import QuartTrio
 
+from aibridged.api import schemas as shape
 from aibridged.api.manage import Management, admin, json_body, json_response
+from aibridged.api.openapi import NoContent, documented
 from aibridged.providers.pool import Provider
 from aibridged.providers.spec import changed_provider, new_provider
 from aibridged.safe import mask_secret
@@ -43,13 +45,17 @@ def add_provider_routes(app: QuartTrio, routes: ProviderRoutes) -> None:
     base = "/api/v2/ai/providers"
 
     @app.get(base)
+    @documented(200, list[shape.Provider], errors=(403,))
     async def list_all() -> Response:
+        """Every provider, by name (owner, admin)."""
         await admin(management)
         rows = await stored_providers.list_providers(management.store)
         return json_response([provider_json(row, routes.describe(row)) for row in rows])
 
     @app.post(base)
+    @documented(201, shape.Provider, errors=(400, 403, 409), body=shape.ProviderCreate)
     async def create() -> Response:
+        """Create a provider; it serves once this answers."""
         who = await admin(management)
         write = new_provider(await json_body(), routes.box())
         row = await stored_providers.insert_provider(management.store, write)
@@ -58,13 +64,17 @@ def add_provider_routes(app: QuartTrio, routes: ProviderRoutes) -> None:
         return json_response(provider_json(row, routes.describe(row)), 201)
 
     @app.get(base + "/<reference>")
+    @documented(200, shape.Provider, errors=(403, 404))
     async def show(reference: str) -> Response:
+        """One provider by name or id."""
         await admin(management)
         row = await stored_providers.get_provider(management.store, reference)
         return json_response(provider_json(row, routes.describe(row)))
 
     @app.patch(base + "/<reference>")
+    @documented(200, shape.Provider, errors=(400, 403, 404, 409), body=shape.ProviderChange)
     async def change(reference: str) -> Response:
+        """Change a provider: rename, rotate keys, change its endpoint or settings, disable."""
         who = await admin(management)
         body = await json_body()
         row = await stored_providers.update_provider(
@@ -77,7 +87,9 @@ def add_provider_routes(app: QuartTrio, routes: ProviderRoutes) -> None:
         return json_response(provider_json(row, routes.describe(row)))
 
     @app.delete(base + "/<reference>")
+    @documented(204, NoContent, errors=(403, 404))
     async def delete(reference: str) -> Response:
+        """Delete a provider and its keys."""
         who = await admin(management)
         row = await stored_providers.delete_provider(management.store, reference)
         _audit("provider.deleted", who.username, row)

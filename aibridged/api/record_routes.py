@@ -12,8 +12,10 @@ from dataclasses import replace
 from quart import Response, request
 from quart_trio import QuartTrio
 
+from aibridged.api import schemas as shape
 from aibridged.api.listing_query import parse_filters, parse_page, parse_thread_page
 from aibridged.api.manage import Handler, Management, caller, json_response
+from aibridged.api.openapi import documented
 from aibridged.auth import Principal
 from aibridged.errors import InvalidInput, NotFound
 from aibridged.store.listing import Selection, distinct_values, list_interceptions
@@ -40,7 +42,9 @@ def add_record_routes(app: QuartTrio, management: Management) -> None:
 
 
 def _interceptions(management: Management) -> Handler:
+    @documented(200, shape.Interceptions, errors=(400,), query=shape.ListingQuery)
     async def interceptions() -> Response:
+        """Recorded interceptions, newest first, filtered and paged."""
         principal = await caller(management)
         initiator, filters = parse_filters(request.args.get("q", ""))
         page = parse_page(request.args, cursor="after_id", default_limit=DEFAULT_LIMIT)
@@ -56,7 +60,9 @@ def _interceptions(management: Management) -> Handler:
 
 
 def _sessions(management: Management) -> Handler:
+    @documented(200, shape.Sessions, errors=(400,), query=shape.SessionsQuery)
     async def sessions() -> Response:
+        """Sessions (interceptions grouped by session id), newest first."""
         principal = await caller(management)
         initiator, filters = parse_filters(request.args.get("q", ""))
         page = parse_page(request.args, cursor="after_session_id", default_limit=DEFAULT_LIMIT,
@@ -73,7 +79,9 @@ def _sessions(management: Management) -> Handler:
 
 
 def _session(management: Management) -> Handler:
+    @documented(200, shape.SessionDetail, errors=(400, 404), query=shape.ThreadsQuery)
     async def session(session_id: str) -> Response:
+        """One session with a page of its threads, oldest first."""
         principal = await caller(management)
         limit, after, before = parse_thread_page(request.args)
         selection = await visible_selection(
@@ -90,7 +98,10 @@ def _session(management: Management) -> Handler:
 
 
 def _distinct(management: Management, column: str) -> Handler:
+    @documented(200, shape.Models if column == "model" else shape.Clients, errors=(400,),
+                query=shape.ValuesQuery)  # fmt: skip
     async def distinct() -> Response:
+        """The distinct values recorded, the most used first."""
         principal = await caller(management)
         page = parse_page(request.args, cursor="_", default_limit=DEFAULT_LIMIT)
         mine = None if principal.role in SEE_EVERYONE else principal.user_id

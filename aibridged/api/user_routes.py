@@ -16,7 +16,9 @@ from typing import Any
 from quart import Response
 from quart_trio import QuartTrio
 
+from aibridged.api import schemas as shape
 from aibridged.api.manage import ADMIN_ROLES, Management, caller, json_body, json_response
+from aibridged.api.openapi import NoContent, documented
 from aibridged.auth import Principal
 from aibridged.config.values import parse_duration
 from aibridged.errors import ConfigError, InvalidInput, NotFound, PermissionDenied
@@ -29,18 +31,24 @@ MAX_LIFETIME = timedelta(days=3650)
 
 def add_user_routes(app: QuartTrio, management: Management) -> None:
     @app.get("/api/v2/users/me")
+    @documented(200, shape.User)
     async def me() -> Response:
+        """The caller's user."""
         principal = await caller(management)
         return json_response(user_json(await stored.get_user(management.store,
                                                              str(principal.user_id))))  # fmt: skip
 
     @app.get("/api/v2/users")
+    @documented(200, list[shape.User], errors=(403,))
     async def list_users() -> Response:
+        """Every user, by username (owner, admin)."""
         await _admin(management)
         return json_response([user_json(u) for u in await stored.list_users(management.store)])
 
     @app.post("/api/v2/users")
+    @documented(201, shape.User, errors=(400, 403, 409), body=shape.UserCreate)
     async def create_user() -> Response:
+        """Create a user (owner, admin; only an owner makes an owner)."""
         principal = await _admin(management)
         body = _object(await json_body(), {"username", "name", "email", "role"})
         role = _choice(body, "role", ROLES, default=None) or "member"
@@ -56,12 +64,16 @@ def add_user_routes(app: QuartTrio, management: Management) -> None:
         return json_response(user_json(user), 201)
 
     @app.get("/api/v2/users/<user>")
+    @documented(200, shape.User, errors=(404,))
     async def show_user(user: str) -> Response:
+        """One user by username, id or `me` (another user: owner, admin)."""
         principal = await caller(management)
         return json_response(user_json(await _target(management, principal, user)))
 
     @app.patch("/api/v2/users/<user>")
+    @documented(200, shape.User, errors=(400, 403, 404), body=shape.UserChange)
     async def change_user(user: str) -> Response:
+        """Change a user's role or status (owner, admin; see the role rules)."""
         principal = await _admin(management)
         body = _object(await json_body(), {"status", "role"})
         role = _choice(body, "role", ROLES, default=None)
@@ -80,13 +92,17 @@ def add_user_routes(app: QuartTrio, management: Management) -> None:
 
 def add_key_routes(app: QuartTrio, management: Management) -> None:
     @app.get("/api/v2/users/<user>/keys")
+    @documented(200, list[shape.Key], errors=(404,))
     async def list_keys(user: str) -> Response:
+        """A user's keys, oldest first, never their secrets."""
         target = await _target(management, await caller(management), user)
         keys = await stored.list_tokens(management.store, str(target.id))
         return json_response([key_json(k) for k in keys])
 
     @app.post("/api/v2/users/<user>/keys")
+    @documented(201, shape.KeyCreated, errors=(400, 404), body=shape.KeyCreate)
     async def create_key(user: str) -> Response:
+        """A new key; its secret is in this answer only."""
         target = await _target(management, await caller(management), user)
         body = _object(await json_body(), {"name", "lifetime"})
         record, secret = await stored.create_token(
@@ -97,7 +113,9 @@ def add_key_routes(app: QuartTrio, management: Management) -> None:
         return json_response({**key_json(record), "key": secret}, 201)
 
     @app.delete("/api/v2/users/<user>/keys/<key_id>")
+    @documented(204, NoContent, errors=(404,))
     async def revoke_key(user: str, key_id: str) -> Response:
+        """Revoke a key (at once on this replica)."""
         target = await _target(management, await caller(management), user)
         owned = {k.id for k in await stored.list_tokens(management.store, str(target.id))}
         if key_id not in owned:

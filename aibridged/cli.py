@@ -16,6 +16,7 @@ from aibridged.config import add_config_flags, flags_from_args, load_config
 from aibridged.errors import AibridgedError
 from aibridged.log import LogTargets, configure_logging
 from aibridged.remote import REMOTE_COMMANDS, add_remote_parsers, run_remote
+from aibridged.remote.accounts import wants_remote
 
 T = TypeVar("T")
 
@@ -54,28 +55,49 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(sub.add_parser("check-config", help="validate the configuration and exit"))
     with_config(sub.add_parser("migrate", help="apply database migrations and exit"))
 
-    users = with_config(sub.add_parser("users", help="manage users in the local database"))
+    # Users and tokens: the local database, or a gateway's API with --remote (or AIBRIDGED_URL).
+    remote_flag = argparse.ArgumentParser(add_help=False)
+    remote_flag.add_argument(
+        "--remote",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="through a gateway's API (AIBRIDGED_URL + AIBRIDGED_TOKEN, or `aibridged login`)",
+    )
+
+    def account_action(group: Any, name: str, help: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = group.add_parser(
+            name, help=help, parents=[after_action, remote_flag]
+        )
+        return parser
+
+    users = with_config(sub.add_parser(
+        "users", help="manage users (the local database, or a gateway's API with --remote)",
+        parents=[remote_flag]))  # fmt: skip
     users_sub = actions(users)
-    create = action(users_sub, "create", "create a user")
+    create = account_action(users_sub, "create", "create a user")
     create.add_argument("username")
     create.add_argument("--role", default="member", choices=["owner", "admin", "auditor", "member"])
     create.add_argument("--name", default="")
     create.add_argument("--email", default="")
-    _add_format(action(users_sub, "list", "list users"))
-    action(
+    _add_format(account_action(users_sub, "list", "list users"))
+    account_action(
         users_sub, "suspend", "suspend a user (their tokens stop working within 5 s)"
     ).add_argument("username")
-    action(users_sub, "activate", "re-activate a suspended user").add_argument("username")
+    account_action(users_sub, "activate", "re-activate a suspended user").add_argument("username")
 
-    tokens = with_config(sub.add_parser("tokens", help="manage API tokens in the local database"))
+    tokens = with_config(sub.add_parser(
+        "tokens", help="manage API tokens (the local database, or a gateway's API with --remote)",
+        parents=[remote_flag]))  # fmt: skip
     tokens_sub = actions(tokens)
-    tcreate = action(tokens_sub, "create", "create a token and print it once")
+    tcreate = account_action(tokens_sub, "create", "create a token and print it once")
     tcreate.add_argument("--user", required=True)
     tcreate.add_argument("--name", default="")
     tcreate.add_argument("--lifetime", help="e.g. 30d; default: no expiry")
-    tlist = _add_format(action(tokens_sub, "list", "list tokens (never their secrets)"))
+    tlist = _add_format(account_action(tokens_sub, "list", "list tokens (never their secrets)"))
     tlist.add_argument("--user")
-    action(tokens_sub, "revoke", "revoke a token by id").add_argument("token_id")
+    revoke = account_action(tokens_sub, "revoke", "revoke a token by id")
+    revoke.add_argument("token_id")
+    revoke.add_argument("--user", help="whose token (remote: found among the visible ones)")
 
     secrets = with_config(sub.add_parser("secrets", help="the key ring sealing provider keys"))
     secrets_sub = actions(secrets)
@@ -98,7 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(__version__)
         return 0
     try:
-        if args.command in REMOTE_COMMANDS:
+        if args.command in REMOTE_COMMANDS or (
+            args.command in ("users", "tokens") and wants_remote(args, os.environ)
+        ):
             # They talk to a gateway over HTTP: no configuration file, no database.
             return run_remote(args)
         config = load_config(path=args.config, env=os.environ, flags=flags_from_args(args))

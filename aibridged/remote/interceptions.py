@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 from urllib.parse import urlencode
 
-from aibridged.remote.client import ApiClient, RemoteError
+from aibridged.remote.client import ApiClient, RemoteError, printable
 
 PATH = "/api/v2/aibridge/interceptions"
 PAGE = 1000  # the API's largest page
@@ -43,11 +43,13 @@ TABLE_COLUMNS = ("id", "started_at", "initiator_username", "provider_name", "mod
 def add_interceptions_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("interceptions", help="export recorded interceptions")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    listing = actions.add_parser(
-        "list",
-        help="list interceptions, newest first",
-        description="Filters combine; times are RFC 3339 (2026-12-01T09:30:00Z).",
-    )
+    listing = actions.add_parser("list", help="list interceptions, newest first")
+    add_filter_options(listing, cursor="--after-id")
+
+
+def add_filter_options(listing: argparse.ArgumentParser, *, cursor: str) -> None:
+    """The filters, the cursor, --limit and --format of a `list` command."""
+    listing.description = "Filters combine; times are RFC 3339 (2026-12-01T09:30:00Z)."
     listing.add_argument("--initiator", metavar="USER", help="a user id, a username or 'me'")
     listing.add_argument("--started-after", metavar="TIME")
     listing.add_argument("--started-before", metavar="TIME")
@@ -56,7 +58,7 @@ def add_interceptions_parser(sub: argparse._SubParsersAction[argparse.ArgumentPa
     listing.add_argument("--model", metavar="MODEL")
     listing.add_argument("--client", metavar="CLIENT", help='e.g. "Claude Code"')
     listing.add_argument("--session-id", metavar="ID")
-    listing.add_argument("--after-id", metavar="ID", help="start after this interception")
+    listing.add_argument(cursor, metavar="ID", help="start after this one")
     listing.add_argument(
         "--limit", type=_positive, default=100, metavar="N",
         help="how many at most (default 100; above 1000 pages through the API)",
@@ -90,45 +92,62 @@ def _quoted(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def pages(client: ApiClient, q: str, limit: int, after: str | None) -> Iterator[list[Any]]:
-    """Pages of at most 1,000 until `limit` rows or the end."""
+def pages(
+    client: ApiClient,
+    q: str,
+    limit: int,
+    after: str | None,
+    *,
+    path: str = PATH,
+    results: str = "results",
+    cursor: str = "after_id",
+) -> Iterator[list[Any]]:
+    """Pages of at most 1,000 rows of `path` until `limit` rows or the end; the cursor is the
+    last row's id."""
     left = limit
     while left > 0:
         want = min(PAGE, left)
         params = {"q": q, "limit": str(want)}
         if after:
-            params["after_id"] = after
-        answer = client.get(f"{PATH}?{urlencode(params)}")
-        results = answer.get("results") if isinstance(answer, dict) else None
-        if not isinstance(results, list):
-            raise RemoteError(f"{client.credentials.url}{PATH} answered without results")
-        if not results:
+            params[cursor] = after
+        answer = client.get(f"{path}?{urlencode(params)}")
+        rows = answer.get(results) if isinstance(answer, dict) else None
+        if not isinstance(rows, list):
+            raise RemoteError(f"{client.credentials.url}{path} answered without {results}")
+        if not rows:
             return
-        yield results
-        left -= len(results)
-        after = str(results[-1]["id"])
-        if len(results) < want:
+        yield rows
+        left -= len(rows)
+        after = str(rows[-1]["id"])
+        if len(rows) < want:
             return  # a short page is the last one
 
 
 def run_interceptions(args: argparse.Namespace, client: ApiClient, out: IO[str]) -> int:
-    # Nothing is written before the first answer: a refused query prints only its error.
+    rows = pages(client, query(args), args.limit, args.after_id)
+    return export(rows, _WRITERS[args.format], out, noun="interceptions")
+
+
+def export(rows: Iterator[list[Any]], make: Any, out: IO[str], *, noun: str) -> int:
+    """Write pages as they come; on an interrupt or an error, close what was written (a JSON
+    array stays one document) and say it is incomplete. Nothing is written before the first
+    answer: a refused query prints only its error."""
     writer: Any = None
-    progress = _Progress(sys.stderr)
+    progress = _Progress(sys.stderr, noun)
     try:
-        for page in pages(client, query(args), args.limit, args.after_id):
-            writer = writer or _WRITERS[args.format](out)
+        for page in rows:
+            writer = writer or make(out)
             writer.write(page)
             progress.add(len(page))
     except KeyboardInterrupt:
         _finish(writer, progress)
-        print(f"aibridged: interrupted after {progress.count} interceptions: the export is "
+        print(f"aibridged: interrupted after {progress.count} {noun}: the export is "
               "incomplete", file=sys.stderr)  # fmt: skip
         return 130
     except BaseException:
         _finish(writer, progress)
         raise
-    _finish(writer or _WRITERS[args.format](out), progress)
+    _finish(writer or make(out), progress)
     return 0
 
 
@@ -141,14 +160,14 @@ def _finish(writer: Any, progress: _Progress) -> None:
 class _Progress:
     """`exported N interceptions` on one line of stderr, only when it is a terminal."""
 
-    def __init__(self, stream: IO[str]) -> None:
-        self.stream, self.count, self._shown = stream, 0, False
+    def __init__(self, stream: IO[str], noun: str) -> None:
+        self.stream, self.noun, self.count, self._shown = stream, noun, 0, False
         self._tty = stream.isatty()
 
     def add(self, rows: int) -> None:
         self.count += rows
         if self._tty and self.count > PAGE:
-            self.stream.write(f"\rexported {self.count} interceptions")
+            self.stream.write(f"\rexported {self.count} {self.noun}")
             self.stream.flush()
             self._shown = True
 
@@ -177,7 +196,7 @@ def flat(row: dict[str, Any]) -> dict[str, Any]:
     return flattened
 
 
-class _Json:
+class JsonWriter:
     def __init__(self, out: IO[str]) -> None:
         self.out, self.first, self.closed = out, True, False
         out.write("[")
@@ -196,7 +215,7 @@ class _Json:
             self.out.flush()
 
 
-class _JsonLines:
+class JsonLinesWriter:
     def __init__(self, out: IO[str]) -> None:
         self.out = out
 
@@ -209,39 +228,50 @@ class _JsonLines:
         self.out.flush()
 
 
-class _Csv:
-    def __init__(self, out: IO[str]) -> None:
-        self.out = out
-        self.writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+class CsvWriter:
+    """A header, then one flattened row per record."""
+
+    def __init__(self, out: IO[str], columns: tuple[str, ...] = CSV_COLUMNS,
+                 flatten: Any = None) -> None:  # fmt: skip
+        self.out, self.flatten = out, flatten or flat
+        self.writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
         self.writer.writeheader()
 
     def write(self, page: list[Any]) -> None:
-        self.writer.writerows(flat(row) for row in page)
+        self.writer.writerows(self.flatten(row) for row in page)
         self.out.flush()
 
     def close(self) -> None:
         self.out.flush()
 
 
-class _Table:
+class TableWriter:
     """Aligned columns: the rows are kept until the end to size them (meant for a screenful)."""
 
-    def __init__(self, out: IO[str]) -> None:
-        self.out = out
+    def __init__(self, out: IO[str], columns: tuple[str, ...] = TABLE_COLUMNS,
+                 flatten: Any = None) -> None:  # fmt: skip
+        self.out, self.columns, self.flatten = out, columns, flatten or flat
         self.rows: list[dict[str, Any]] = []
 
     def write(self, page: list[Any]) -> None:
-        self.rows += [{c: flat(row)[c] for c in TABLE_COLUMNS} for row in page]
+        self.rows += [self.flatten(row) for row in page]
 
     def close(self) -> None:
         if not self.rows:
             return
-        widths = {c: max(len(c), *(len(str(r[c] or "")) for r in self.rows)) for c in TABLE_COLUMNS}
-        lines = ["  ".join(c.upper().ljust(widths[c]) for c in TABLE_COLUMNS).rstrip()]
-        lines += ["  ".join(str(r[c] or "").ljust(widths[c]) for c in TABLE_COLUMNS).rstrip()
+        cols = self.columns
+        widths = {c: max(len(c), *(len(printable(str(r[c] or ""))) for r in self.rows))
+                  for c in cols}  # fmt: skip
+        lines = ["  ".join(c.upper().ljust(widths[c]) for c in cols).rstrip()]
+        lines += ["  ".join(printable(str(r[c] or "")).ljust(widths[c]) for c in cols).rstrip()
                   for r in self.rows]  # fmt: skip
         self.out.write("\n".join(lines) + "\n")
         self.rows = []
 
 
-_WRITERS: dict[str, Any] = {"json": _Json, "jsonl": _JsonLines, "csv": _Csv, "table": _Table}
+_WRITERS: dict[str, Any] = {
+    "json": JsonWriter,
+    "jsonl": JsonLinesWriter,
+    "csv": CsvWriter,
+    "table": TableWriter,
+}

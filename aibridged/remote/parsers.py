@@ -1,5 +1,5 @@
-"""The command-line shape of `aibridged login`, `aibridged providers ...` and `aibridged
-interceptions list`."""
+"""The command-line shape of `aibridged login`, `aibridged providers ...`, `aibridged
+interceptions list` and `aibridged sessions list|show`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 from aibridged.remote.inputs import KeySourceAction
 from aibridged.remote.interceptions import add_interceptions_parser
+from aibridged.remote.sessions import add_sessions_parser
 
 TYPES = "openai, anthropic, azure, google, openrouter, vercel, openai-compat, copilot, bedrock"
 
@@ -35,6 +36,7 @@ def add_remote_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     delete = _with_ref(actions.add_parser("delete", help="delete a provider and its keys"))
     delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     add_interceptions_parser(sub)
+    add_sessions_parser(sub)
 
 
 def _add_create(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

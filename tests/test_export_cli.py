@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -94,6 +95,7 @@ async def test_json_jsonl_and_csv_exports_hold_the_apis_rows(remote: Cli, filled
     as_json = await remote("interceptions", "list", "--limit", "6000", "--format", "json")
     assert as_json.code == 0, as_json.err
     assert json.loads(as_json.out) == expected
+    assert as_json.err == ""  # no progress line when stderr is not a terminal
     as_lines = await remote("interceptions", "list", "--limit", str(COUNT), "--format", "jsonl")
     assert [json.loads(line) for line in as_lines.out.splitlines()] == expected
     as_csv = await remote("interceptions", "list", "--limit", str(COUNT), "--format", "csv")
@@ -120,6 +122,16 @@ async def test_filters_become_the_apis_query(remote: Cli, filled: Gateway) -> No
     assert lines[0].split()[:3] == ["ID", "STARTED_AT", "INITIATOR_USERNAME"] and len(lines) == 4
     spaced = await remote("interceptions", "list", "--client", 'Claude "Code"', "--format", "json")
     assert (spaced.code, json.loads(spaced.out)) == (0, [])
+
+
+async def test_progress_goes_to_a_terminals_stderr(
+    remote: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    result = await remote("interceptions", "list", "--limit", str(COUNT), "--format", "jsonl")
+    assert result.code == 0 and len(result.out.splitlines()) == COUNT
+    assert result.err == "".join(f"\rexported {n} interceptions"
+                                 for n in range(2000, COUNT + 1, 1000)) + "\n"  # fmt: skip
 
 
 async def test_a_bad_filter_is_reported_with_its_field(remote: Cli) -> None:

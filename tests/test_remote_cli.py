@@ -247,6 +247,12 @@ async def test_without_a_login_or_the_variables_the_user_is_told_what_to_do(
         "aibridged: AIBRIDGED_URL is set but AIBRIDGED_TOKEN is not: set both, or neither"
     ]
     monkeypatch.delenv("AIBRIDGED_URL")
+    monkeypatch.setenv("AIBRIDGED_TOKEN", "x" * 40)
+    lone = await cli("providers", "list")
+    assert lone.err_lines == [
+        "aibridged: AIBRIDGED_TOKEN is set but AIBRIDGED_URL is not: set both, or neither"
+    ]
+    monkeypatch.delenv("AIBRIDGED_TOKEN")
     saved = _saved_login(tmp_path)
     saved.parent.mkdir(parents=True)
     saved.write_text("{not json")
@@ -264,6 +270,21 @@ async def test_the_variables_win_over_the_saved_login(
     monkeypatch.setenv("AIBRIDGED_TOKEN", gateway.token)
     result = await cli("providers", "list")
     assert result.code == 0, result.err
+
+
+async def test_a_token_alone_leaves_the_saved_login_in_charge_and_says_so(
+    gateway: Gateway, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The demo's banner exports AIBRIDGED_TOKEN for Codex; `aibridged login` saved the rest.
+    login = await cli("login", gateway.url, "--token-file", _token_file(tmp_path, gateway.token))
+    assert login.code == 0, login.err
+    monkeypatch.setenv("AIBRIDGED_TOKEN", "a-token-meant-for-some-client")
+    result = await cli("providers", "list", "--format", "json")
+    assert result.code == 0, result.err
+    assert result.err_lines == [
+        f"aibridged: AIBRIDGED_URL is not set: using the saved login for {gateway.url} "
+        "(AIBRIDGED_TOKEN is ignored)"
+    ]
 
 
 # list and show

@@ -28,7 +28,7 @@ def run_remote(args: argparse.Namespace) -> int:
     try:
         if args.command == "login":
             return login(args, os.environ)
-        client = ApiClient(resolve_credentials(os.environ))
+        client = ApiClient(resolve_credentials(os.environ, _notice))
         if args.command == "interceptions":
             return run_interceptions(args, client, sys.stdout)
         if args.command == "sessions":
@@ -43,6 +43,10 @@ def run_remote(args: argparse.Namespace) -> int:
     except AibridgedError as exc:
         _report(str(exc), [])
     return 1
+
+
+def _notice(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 def _report(message: str, details: list[str]) -> None:

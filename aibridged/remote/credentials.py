@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -24,17 +24,30 @@ def credentials_path(env: Mapping[str, str]) -> Path:
     return root / "aibridged" / "credentials.json"
 
 
-def resolve_credentials(env: Mapping[str, str]) -> Credentials:
-    """The environment's URL and token if both are set, else the saved login."""
+def resolve_credentials(
+    env: Mapping[str, str], notice: Callable[[str], None] = lambda line: None
+) -> Credentials:
+    """The environment's URL and token if both are set, else the saved login.
+
+    A token alone (the demo's instructions export AIBRIDGED_TOKEN for clients such as Codex)
+    leaves the saved login in charge, whole, with a `notice` saying so; a URL alone is an
+    error. Either way one variable is never paired with the other half of the saved login,
+    which could send a token to a URL it was never meant for."""
     url, token = env.get(URL_ENV, ""), env.get(TOKEN_ENV, "")
     if url and token:
         return Credentials(normalize_url(url, URL_ENV), check_token(token, TOKEN_ENV))
+    path = credentials_path(env)
+    if token and path.exists():
+        saved = load_credentials(path)
+        notice(f"aibridged: {URL_ENV} is not set: using the saved login for {saved.url} "
+               f"({TOKEN_ENV} is ignored)")  # fmt: skip
+        return saved
     if url or token:
         # Pairing one variable with the saved file's other half could send a token to a URL
         # it was never meant for.
         have, lack = (URL_ENV, TOKEN_ENV) if url else (TOKEN_ENV, URL_ENV)
         raise InvalidInput(f"{have} is set but {lack} is not: set both, or neither")
-    return load_credentials(credentials_path(env))
+    return load_credentials(path)
 
 
 def load_credentials(path: Path) -> Credentials:

@@ -90,6 +90,9 @@ def test_port_in_use_fails_with_one_line(tmp_path: Path, database_url: str, whic
     sock, port = _listening_socket()
     with sock:
         flag = "--http-address" if which == "http" else "--prometheus-address"
+        # The other listener on a free port: a gateway running on this machine (`make run`)
+        # must not be the one in the way.
+        other = "--prometheus-address" if which == "http" else "--http-address"
         result = run(
             "serve",
             "--state-dir",
@@ -98,6 +101,8 @@ def test_port_in_use_fails_with_one_line(tmp_path: Path, database_url: str, whic
             database_url,
             flag,
             f"127.0.0.1:{port}",
+            other,
+            "127.0.0.1:0",
         )
     line = _one_error_line(result)
     assert f"127.0.0.1:{port}" in line and "address already in use" in line

@@ -160,7 +160,7 @@ async def run_daemon(
                             metrics,
                         )
                     life.on_sighup = partial(providers.reloader.request, sighup=True)
-                    services.start_soon(_watch_store, store, life)
+                    services.start_soon(_watch_store, store, life, metrics)
                     http_urls = await services.start(
                         _run_listener, app, config, life, services.cancel_scope
                     )
@@ -361,7 +361,7 @@ async def _serve_metrics(
     await serve_asgi(app, settings, what="metrics listener", task_status=task_status)
 
 
-async def _watch_store(store: Store, life: _Lifecycle) -> None:
+async def _watch_store(store: Store, life: _Lifecycle, metrics: Metrics) -> None:
     """A store that stops answering ends the daemon, gracefully: in-flight streams keep their
     grace, then the exit is non-zero so systemd restarts the unit."""
     failures = 0
@@ -373,8 +373,10 @@ async def _watch_store(store: Store, life: _Lifecycle) -> None:
             with trio.fail_after(STORE_CHECK_INTERVAL_S):
                 await store.ping()
             failures = 0
+            metrics.store_ping_failures.set(0)
         except (StoreError, trio.TooSlowError) as exc:
             failures += 1
+            metrics.store_ping_failures.set(failures)
             log.warning("store.ping_failed", failures=failures, error=str(exc) or "timed out")
             if failures >= STORE_CHECK_FAILURES:
                 log.error("daemon.stopping", reason="the database stopped answering")

@@ -45,6 +45,11 @@ class Metrics:
         self.ready = Gauge(
             PREFIX + "ready", "1 once the daemon serves requests.", registry=registry
         )
+        self.store_ping_failures = Gauge(
+            PREFIX + "store_ping_failures",
+            "Consecutive failed checks of the database (the daemon stops after 3).",
+            registry=registry,
+        )
 
         # provider: configured names; model: capped by admit_model; status: completed, failed,
         # cancelled; route: 3 APIs; method: POST; client: 14 known values.

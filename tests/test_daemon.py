@@ -19,6 +19,7 @@ from aibridged.api.finish import CUT_BY_GATEWAY
 from aibridged.config import Config, load_config
 from aibridged.daemon import _Lifecycle, _watch_store, run_daemon
 from aibridged.errors import StoreError, StoreUnavailable
+from aibridged.metrics import Metrics
 from aibridged.sdnotify import SdNotifier
 from tests.fakes import FakeUpstream
 from tests.gateway import start_gateway
@@ -220,9 +221,11 @@ async def test_a_database_that_stops_answering_asks_for_a_graceful_shutdown(
             notifications.append("STOPPING=1")
 
     life = _Lifecycle(trio.CancelScope(), Notifier())  # type: ignore[arg-type]
+    metrics = Metrics(CollectorRegistry(), process_metrics=False)
     with capture_logs():
-        await _watch_store(store, life)  # type: ignore[arg-type]
+        await _watch_store(store, life, metrics)  # type: ignore[arg-type]
     assert store.pings == [5.0, 10.0, 15.0]
+    assert metrics.store_ping_failures._value.get() == 3  # what the alert watches
     assert life.shutdown.is_set()  # the listener drains, streams keep their grace
     assert isinstance(life.failure, StoreError) and "stopped answering" in str(life.failure)
     assert not life.root.cancel_called  # nothing was cut at once

@@ -98,6 +98,49 @@ _ROW = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One statement of a listing and its bound values (the bench EXPLAINs exactly these)."""
+
+    sql: str
+    params: tuple[Any, ...]
+
+
+def count_statement(selection: Selection) -> Statement:
+    params: list[Any] = []
+    where = " AND ".join(_where(selection, params)) or "true"
+    return Statement(f"SELECT count(*) FROM aibridge_interceptions i WHERE {where}", tuple(params))
+
+
+def cursor_statement(after: uuid.UUID) -> Statement:
+    """The cursor row's start time: where the next page begins."""
+    return Statement("SELECT started_at FROM aibridge_interceptions WHERE id = $1", (after,))
+
+
+def page_statement(
+    selection: Selection,
+    cursor: tuple[datetime, uuid.UUID] | None,
+    *,
+    limit: int,
+    offset: int,
+) -> Statement:
+    params: list[Any] = []
+    clauses = _where(selection, params)
+    if cursor is not None:
+        params += cursor
+        n = len(params)
+        clauses.append(f"(i.started_at, i.id) < (${n - 1}, ${n})")
+    params += [limit, offset]
+    n = len(params)
+    where = " AND ".join(clauses) or "true"
+    return Statement(
+        f"SELECT {_ROW} FROM aibridge_interceptions i LEFT JOIN users u"
+        f" ON u.id = i.initiator_id WHERE {where}"
+        f" ORDER BY i.started_at DESC, i.id DESC LIMIT ${n - 1} OFFSET ${n}",
+        tuple(params),
+    )
+
+
 async def list_interceptions(
     runner: Runner, selection: Selection, *, limit: int, offset: int, after: str | None
 ) -> tuple[int, list[dict[str, Any]]]:
@@ -109,32 +152,19 @@ async def list_interceptions(
 async def _list(
     conn: Connection, selection: Selection, limit: int, offset: int, after: str | None
 ) -> tuple[int, list[dict[str, Any]]]:
-    params: list[Any] = []
-    clauses = _where(selection, params)
-    where = " AND ".join(clauses) or "true"
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        count = await conn.fetchval(
-            f"SELECT count(*) FROM aibridge_interceptions i WHERE {where}", *params
-        )
-        page_params = list(params)
-        page_where = where
+        counting = count_statement(selection)
+        count = await conn.fetchval(counting.sql, *counting.params)
+        cursor = None
         if after is not None:
-            cursor = await conn.fetchval(
-                "SELECT started_at FROM aibridge_interceptions WHERE id = $1", uuid.UUID(after)
-            )
-            if cursor is None:
+            after_id = uuid.UUID(after)
+            looking_up = cursor_statement(after_id)
+            started_at = await conn.fetchval(looking_up.sql, *looking_up.params)
+            if started_at is None:
                 raise InvalidInput("invalid query", [("after_id", "no interception has this id")])
-            page_params += [cursor, uuid.UUID(after)]
-            n = len(page_params)
-            page_where += f" AND (i.started_at, i.id) < (${n - 1}, ${n})"
-        page_params += [limit, offset]
-        n = len(page_params)
-        rows = await conn.fetch(
-            f"SELECT {_ROW} FROM aibridge_interceptions i LEFT JOIN users u"
-            f" ON u.id = i.initiator_id WHERE {page_where}"
-            f" ORDER BY i.started_at DESC, i.id DESC LIMIT ${n - 1} OFFSET ${n}",
-            *page_params,
-        )
+            cursor = (started_at, after_id)
+        paging = page_statement(selection, cursor, limit=limit, offset=offset)
+        rows = await conn.fetch(paging.sql, *paging.params)
     return int(count), [_interception(row) for row in rows]
 
 

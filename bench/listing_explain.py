@@ -24,7 +24,7 @@ from aibridged.store.db import Connection
 from aibridged.store.listing import Statement
 
 INTERCEPTIONS = "aibridge_interceptions"
-_PARTITION = re.compile(r"^aibridge_interceptions_(\d{8}|default)")
+_PARTITION = re.compile(r"^(aibridge_[a-z_]+?)_(\d{8}|default)")  # a day's partition
 MODES = {"custom": "force_custom_plan", "generic": "force_generic_plan"}
 
 
@@ -78,12 +78,12 @@ def verdict(plan: dict[str, Any]) -> dict[str, Any]:
         "seq_scan_empty_partitions": len(on_interceptions) - len(reading),
         "seq_scan_other_tables": others,
         "ok": not reading,
-        "interceptions_access": access_paths(plan["Plan"]),
+        "access": access_paths(plan["Plan"]),
     }
 
 
 def access_paths(plan: dict[str, Any]) -> dict[str, int]:
-    """How the interceptions were read: each scan kind and index (named as on the parent, the
+    """How the recording tables were read: each scan kind and index (named as on the parent, the
     partition's day left out), with how many partitions it ran on."""
     counts: Counter[str] = Counter()
     todo = [plan]
@@ -91,11 +91,11 @@ def access_paths(plan: dict[str, Any]) -> dict[str, int]:
         node = todo.pop()
         todo += node.get("Plans", [])
         relation = str(node.get("Relation Name", ""))
-        if not relation.startswith(INTERCEPTIONS) or int(node.get("Actual Loops", 0)) == 0:
+        if not relation.startswith("aibridge_") or int(node.get("Actual Loops", 0)) == 0:
             continue
         index = node.get("Index Name")
-        kind = str(node["Node Type"])
-        counts[kind + (f" {_PARTITION.sub('aibridge_interceptions', index)}" if index else "")] += 1
+        name = _PARTITION.sub(r"\1", index if index else relation)
+        counts[f"{node['Node Type']} {name}"] += 1
     return dict(counts.most_common())
 
 
@@ -104,8 +104,15 @@ def _literal(value: Any) -> str:
     values are the bench's own, quoted all the same."""
     if isinstance(value, int):
         return str(value)
-    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
+    if isinstance(value, list):  # an array literal, '{"a","b"}', typed by the parameter
+        text = "{" + ",".join(f'"{_text(v)}"' for v in value) + "}"
+    else:
+        text = _text(value)
     return "'" + text.replace("'", "''") + "'"
+
+
+def _text(value: Any) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
 async def explain(conn: Connection, statement: Statement) -> dict[str, Any]:

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-STATEMENTS = ("count", "cursor_lookup", "page_first", "page_deep")
+STATEMENTS = ("count", "cursor_lookup", "page_first", "children_first", "page_deep",
+              "children_deep")  # fmt: skip
 _TABLE_DAY = re.compile(r"_(\d{8}|default)$")
 
 
@@ -98,7 +99,7 @@ def _pages(r: dict[str, Any]) -> list[str]:
 
 
 def _access(mode: dict[str, Any]) -> str:
-    paths = "; ".join(f"{k} x{v}" for k, v in mode["interceptions_access"].items())
+    paths = "; ".join(f"{k} x{v}" for k, v in mode["access"].items())
     return f"{mode['planning_ms']:.1f} + {mode['execution_ms']:.1f} ms: {paths}"
 
 
@@ -115,8 +116,8 @@ def _explain(r: dict[str, Any]) -> list[str]:
         "## EXPLAIN (ANALYZE, BUFFERS)",
         "",
         "Each statement prepared and executed with its custom plan and with its generic plan "
-        "(planning + execution ms). Access: how the interceptions partitions were read (xN: on "
-        "N partitions). A sequential scan of an empty partition (DEFAULT, the days ahead) reads "
+        "(planning + execution ms). Access: how the recording tables' partitions were read (xN: "
+        "on N partitions). A sequential scan of an empty partition (DEFAULT, the days ahead) reads "
         "nothing and is counted apart.",
         "",
         "| query | statement | custom plan | generic plan | Seq Scan reading interceptions "

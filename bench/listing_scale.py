@@ -46,6 +46,8 @@ from aibridged.store import Store, apply_migrations, open_store
 from aibridged.store.db import Connection
 from aibridged.store.listing import (
     Selection,
+    Statement,
+    children_statement,
     count_statement,
     cursor_statement,
     distinct_values,
@@ -283,26 +285,35 @@ def _summary(values_s: list[float] | None) -> dict[str, float]:
 # --- EXPLAIN -----------------------------------------------------------------------------------
 
 
-async def _explain_case(conn: Connection, case: Case, keep_plans: Path | None) -> dict[str, Any]:
+async def _statements(conn: Connection, case: Case) -> dict[str, Statement]:
+    """Every statement one listing call runs, first page and deep page, with the values it
+    would bind (the children's come from the page's own rows)."""
     selection = case.query.selection
-    statements = {
-        "count": count_statement(selection),
-        "page_first": page_statement(selection, None, limit=LIMIT, offset=0),
-    }
+    out = {"count": count_statement(selection)}
+    pages = {"first": page_statement(selection, None, limit=LIMIT, offset=0)}
     if case.cursor is not None:
         looking_up = cursor_statement(uuid.UUID(case.cursor))
         started_at = await conn.fetchval(looking_up.sql, *looking_up.params)
+        out["cursor_lookup"] = looking_up
         cursor = (started_at, uuid.UUID(case.cursor))
-        statements["cursor_lookup"] = looking_up
-        statements["page_deep"] = page_statement(selection, cursor, limit=LIMIT, offset=0)
+        pages["deep"] = page_statement(selection, cursor, limit=LIMIT, offset=0)
+    for name, page in pages.items():
+        out[f"page_{name}"] = page
+        rows = await conn.fetch(page.sql, *page.params)
+        if rows:
+            out[f"children_{name}"] = children_statement(rows)
+    return out
+
+
+async def _explain_case(conn: Connection, case: Case, keep_plans: Path | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name, statement in statements.items():
+    for name, statement in (await _statements(conn, case)).items():
         result = await explain(conn, statement)
-        for mode in result.values():
-            plan = mode.pop("plan")
+        for mode, verdict in result.items():
+            plan = verdict.pop("plan")
             if keep_plans is not None:
                 slug = case.query.name.replace(" ", "_").replace("/", "_")
-                path = keep_plans / f"{slug}-{name}.json"
+                path = keep_plans / f"{slug}-{name}-{mode}.json"
                 path.write_text(json.dumps(plan, indent=1, default=str))
         out[name] = result
     return out

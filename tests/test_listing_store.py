@@ -1,5 +1,6 @@
 """`aibridged.store.listing` on a real PostgreSQL: each listed interception carries exactly its own
-child records, in the order they were made, whichever day partitions the page spans."""
+child records, in the order they were made, whichever day partitions the page spans; the count is
+exact up to its cap and says when it stopped there."""
 
 from __future__ import annotations
 
@@ -61,9 +62,10 @@ async def test_each_interception_carries_its_own_records_in_creation_order_acros
                         ModelThought("r", "thinking", "reasoning")))  # fmt: skip
     await _record(store, starts, rows)
 
-    count, page = await list_interceptions(store, Selection(), limit=10, offset=0, after=None)
+    listing = await list_interceptions(store, Selection(), limit=10, offset=0, after=None)
 
-    assert count == 4
+    assert (listing.count, listing.count_capped) == (4, False)
+    page = listing.results
     by_id = {row["id"]: row for row in page}
     assert (page[0]["id"], page[-1]["id"]) == (str(after.id), str(before.id))  # newest first
     for n, start in enumerate(starts):
@@ -84,8 +86,29 @@ async def test_a_page_after_a_cursor_continues_on_older_days(store: Store) -> No
     await _record(store, starts, [Stamped(s.id, s.started_at, s.started_at, PromptUsage(str(n)))
                                   for n, s in enumerate(starts)])  # fmt: skip
 
-    _, first = await list_interceptions(store, Selection(), limit=2, offset=0, after=None)
-    _, rest = await list_interceptions(store, Selection(), limit=5, offset=0,
-                                       after=first[-1]["id"])  # fmt: skip
+    first = (await list_interceptions(store, Selection(), limit=2, offset=0, after=None)).results
+    rest = await list_interceptions(store, Selection(), limit=5, offset=0, after=first[-1]["id"])
 
-    assert [r["user_prompts"][0]["prompt"] for r in first + rest] == ["0", "1", "2", "3", "4"]
+    assert [r["user_prompts"][0]["prompt"] for r in first + rest.results] == ["0", "1", "2", "3",
+                                                                             "4"]  # fmt: skip
+    assert (rest.count, rest.count_capped) == (5, False)  # the count ignores the cursor
+
+
+async def test_the_count_is_exact_up_to_its_cap_and_says_when_it_stopped_there(
+    store: Store,
+) -> None:
+    starts = [_start(DAY - timedelta(minutes=n), model="big" if n < 4 else "small")
+              for n in range(6)]  # fmt: skip
+    await _record(store, starts, [])
+
+    async def counted(cap: int, **filters: Any) -> tuple[int, bool, int]:
+        listing = await list_interceptions(store, Selection(**filters), limit=100, offset=0,
+                                           after=None, count_cap=cap)  # fmt: skip
+        return listing.count, listing.count_capped, len(listing.results)
+
+    assert await counted(6) == (6, False, 6)  # exactly the cap: exact
+    assert await counted(5) == (5, True, 6)  # one more: capped, and the page is whole
+    assert await counted(2) == (2, True, 6)
+    assert await counted(4, model="big") == (4, False, 4)
+    assert await counted(3, model="big") == (3, True, 4)
+    assert await counted(3, model="small") == (2, False, 2)

@@ -5,6 +5,12 @@ is looked up, so the next page continues exactly after it even while new interce
 (they sort before the cursor, never into a later page). The count and the page are read in one
 repeatable-read, read-only transaction, so they agree.
 
+The count is exact up to COUNT_CAP; past it, the listing says "at least COUNT_CAP" (`count_capped`)
+instead of counting on. An exact count(*) reads every matching index entry: ~110-130 ms for a
+million interceptions on the bench's VM, more than the whole page's budget, and it grows with
+the table while the page does not. A page needs "10,000+", not the exact total of a big
+selection; that total is what the metrics or an export are for (docs/management-api.md).
+
 A page is two statements: its interceptions, then the child records of those (token usages,
 prompts, tool calls, thoughts), read only from the day partitions the page spans. Measured at a
 million interceptions over 68 day partitions (bench/listing_scale.py): a correlated subquery per
@@ -97,6 +103,18 @@ _CHILDREN = (
 )
 
 
+COUNT_CAP = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """One page and how many interceptions match in all."""
+
+    count: int  # exact when count_capped is false, else the cap: at least this many match
+    count_capped: bool
+    results: list[dict[str, Any]]
+
+
 @dataclass(frozen=True, slots=True)
 class Statement:
     """One statement of a listing and its bound values (the bench EXPLAINs exactly these)."""
@@ -105,10 +123,16 @@ class Statement:
     params: tuple[Any, ...]
 
 
-def count_statement(selection: Selection) -> Statement:
+def count_statement(selection: Selection, cap: int) -> Statement:
+    """How many match, counted no further than cap + 1 (more than `cap`: the count is capped)."""
     params: list[Any] = []
     where = " AND ".join(_where(selection, params)) or "true"
-    return Statement(f"SELECT count(*) FROM aibridge_interceptions i WHERE {where}", tuple(params))
+    params.append(cap + 1)
+    return Statement(
+        "SELECT count(*) FROM (SELECT 1 FROM aibridge_interceptions i"
+        f" WHERE {where} LIMIT ${len(params)}) AS matching",
+        tuple(params),
+    )
 
 
 def cursor_statement(after: uuid.UUID) -> Statement:
@@ -168,19 +192,30 @@ def children_statement(page: Sequence[Any]) -> Statement:
 
 
 async def list_interceptions(
-    runner: Runner, selection: Selection, *, limit: int, offset: int, after: str | None
-) -> tuple[int, list[dict[str, Any]]]:
-    """(how many match, one page of them as JSON-ready dicts); InvalidInput for an unknown
-    cursor."""
-    return await runner.run(_list, selection, limit, offset, after)
+    runner: Runner,
+    selection: Selection,
+    *,
+    limit: int,
+    offset: int,
+    after: str | None,
+    count_cap: int = COUNT_CAP,
+) -> Listing:
+    """One page of interceptions as JSON-ready dicts, and how many match (exact up to
+    `count_cap`); InvalidInput for an unknown cursor."""
+    return await runner.run(_list, selection, limit, offset, after, count_cap)
 
 
 async def _list(
-    conn: Connection, selection: Selection, limit: int, offset: int, after: str | None
-) -> tuple[int, list[dict[str, Any]]]:
+    conn: Connection,
+    selection: Selection,
+    limit: int,
+    offset: int,
+    after: str | None,
+    count_cap: int,
+) -> Listing:
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        counting = count_statement(selection)
-        count = await conn.fetchval(counting.sql, *counting.params)
+        counting = count_statement(selection, count_cap)
+        count = int(await conn.fetchval(counting.sql, *counting.params))
         cursor = None
         if after is not None:
             after_id = uuid.UUID(after)
@@ -195,7 +230,8 @@ async def _list(
         if rows:
             fetching = children_statement(rows)
             children = await conn.fetch(fetching.sql, *fetching.params)
-    return int(count), _assemble(rows, children)
+    capped = count > count_cap
+    return Listing(min(count, count_cap), capped, _assemble(rows, children))
 
 
 def _assemble(rows: Sequence[Any], children: Sequence[Any]) -> list[dict[str, Any]]:

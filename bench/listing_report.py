@@ -88,7 +88,7 @@ def _pages(r: dict[str, Any]) -> list[str]:
     ]
     for q in r["queries"]:
         deep_after = "—" if q["deep_after_rows"] is None else f"{q['deep_after_rows']:,}"
-        count = f"{q['count']:,}" + (" (capped)" if q.get("count_capped") else "")
+        count = f"{q['count']:,}" + ("+ (capped)" if q.get("count_capped") else "")
         lines.append(
             f"| {q['name']} | {q['values']} | {count} | {_ms(q['first_page'], 'p50_ms')} "
             f"| {_ms(q['first_page'], 'p95_ms')} | {deep_after} "

@@ -45,6 +45,7 @@ from aibridged.recorder import ensure_partitions
 from aibridged.store import Store, apply_migrations, open_store
 from aibridged.store.db import Connection
 from aibridged.store.listing import (
+    COUNT_CAP,
     Selection,
     Statement,
     children_statement,
@@ -83,6 +84,7 @@ class Query:
 class Case:
     query: Query
     count: int = 0
+    count_capped: bool = False
     depth: int = 0  # the deep page starts after this many rows
     cursor: str | None = None
     first_s: list[float] | None = None
@@ -235,15 +237,15 @@ async def _pick(conn: Connection, end: dt.datetime) -> list[Query]:
 
 async def _locate(store: Store, case: Case, deep: int) -> None:
     """The query's count, and the id of the row the deep page starts after."""
-    count, _ = await list_interceptions(store, case.query.selection, limit=1, offset=0, after=None)
-    case.count = count
-    case.depth = max(1, min(deep, count - LIMIT))
-    if count == 0:
+    listing = await list_interceptions(store, case.query.selection, limit=1, offset=0, after=None)
+    case.count, case.count_capped = listing.count, listing.count_capped
+    case.depth = max(1, min(deep, listing.count - LIMIT))
+    if listing.count == 0:
         return
-    _, (row,) = await list_interceptions(
+    listing = await list_interceptions(
         store, case.query.selection, limit=1, offset=case.depth - 1, after=None
     )
-    case.cursor = row["id"]
+    case.cursor = listing.results[0]["id"]
 
 
 # --- timing ------------------------------------------------------------------------------------
@@ -251,8 +253,8 @@ async def _locate(store: Store, case: Case, deep: int) -> None:
 
 async def _timed(store: Store, selection: Selection, after: str | None) -> tuple[float, int]:
     started = time.perf_counter()
-    _, rows = await list_interceptions(store, selection, limit=LIMIT, offset=0, after=after)
-    return time.perf_counter() - started, len(rows)
+    listing = await list_interceptions(store, selection, limit=LIMIT, offset=0, after=after)
+    return time.perf_counter() - started, len(listing.results)
 
 
 async def time_pages(store: Store, cases: list[Case], runs: int) -> None:
@@ -289,7 +291,7 @@ async def _statements(conn: Connection, case: Case) -> dict[str, Statement]:
     """Every statement one listing call runs, first page and deep page, with the values it
     would bind (the children's come from the page's own rows)."""
     selection = case.query.selection
-    out = {"count": count_statement(selection)}
+    out = {"count": count_statement(selection, COUNT_CAP)}
     pages = {"first": page_statement(selection, None, limit=LIMIT, offset=0)}
     if case.cursor is not None:
         looking_up = cursor_statement(uuid.UUID(case.cursor))
@@ -413,6 +415,8 @@ def _case_result(case: Case, plans: dict[str, Any]) -> dict[str, Any]:
         "name": case.query.name,
         "values": case.query.values,
         "count": case.count,
+        "count_capped": case.count_capped,
+        "count_cap": COUNT_CAP,
         "deep_after_rows": case.depth if case.cursor else None,
         "first_page": first,
         "deep_page": deep if case.cursor else None,

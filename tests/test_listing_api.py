@@ -17,7 +17,9 @@ import pytest
 import trio
 
 from aibridged.store import open_store
-from aibridged.store.users import create_token, create_user
+from aibridged.store.db import Connection
+from aibridged.store.listing import COUNT_CAP
+from aibridged.store.users import create_token, create_user, get_user
 from tests.gateway import Gateway, start_gateway
 
 TOOLS = [{"type": "function", "function": {"name": "read_file", "parameters": {
@@ -100,7 +102,7 @@ async def _list(api: httpx2.AsyncClient, q: str = "", token: str | None = None,
 async def test_each_interception_carries_its_records(api: httpx2.AsyncClient) -> None:
     body = await _list(api, "model:gpt-demo initiator:me")
     (chat,) = body["results"]
-    assert body["count"] == 1
+    assert (body["count"], body["count_capped"]) == (1, False)
     assert (chat["provider"], chat["provider_name"], chat["model"]) == ("openai", "openai",
                                                                         "gpt-demo")  # fmt: skip
     assert [p["prompt"] for p in chat["user_prompts"]] == ["Read it #demo-tool"]
@@ -230,3 +232,33 @@ async def test_models_and_clients_are_the_visible_distinct_values(
     mine = await api.get("/api/v2/ai-gateway/models", headers=headers)
     assert mine.json() == {"models": ["gpt-demo"]}
     assert (await api.get("/api/v2/aibridge/models?limit=0")).status_code == 400
+
+
+async def _insert_many(conn: Connection, initiator: uuid.UUID, count: int) -> None:
+    """`count` interceptions in one statement, a second apart, every tenth on model "rare"."""
+    await conn.execute(
+        "INSERT INTO aibridge_interceptions (id, initiator_id, provider, provider_name, model,"
+        " started_at) SELECT gen_random_uuid(), $1, 'openai', 'openai',"
+        " CASE WHEN n % 10 = 0 THEN 'rare' ELSE 'common' END,"
+        " now() - make_interval(secs => n) FROM generate_series(1, $2) AS n",
+        initiator,
+        count,
+    )
+
+
+async def test_a_count_past_the_cap_says_at_least_the_cap_and_pages_go_on(
+    nursery: trio.Nursery, database_url: str, tmp_path: Path
+) -> None:
+    gateway = await start_gateway(nursery, database_url=database_url, state_dir=tmp_path)
+    async with open_store(database_url, pool_size=2, connect_timeout_s=10) as store:
+        admin = await get_user(store, "admin")
+        await store.run(_insert_many, admin.id, COUNT_CAP + 1)
+    headers = {"authorization": f"Bearer {gateway.token}"}
+    async with httpx2.AsyncClient(base_url=gateway.url, headers=headers, timeout=10) as api:
+        everything = await _list(api)
+        rare = await _list(api, "model:rare")
+        deep = await _list(api, offset=COUNT_CAP - 1, limit=10)
+    assert (everything["count"], everything["count_capped"]) == (COUNT_CAP, True)
+    assert len(everything["results"]) == 100
+    assert (rare["count"], rare["count_capped"]) == ((COUNT_CAP + 1) // 10, False)
+    assert len(deep["results"]) == 2  # rows past the cap are still listed

@@ -50,11 +50,17 @@ def _interceptions(management: Management) -> Handler:
         page = parse_page(request.args, cursor="after_id", default_limit=DEFAULT_LIMIT)
         selection = await visible_selection(management, principal, initiator, filters)
         if selection is None:
-            return json_response({"count": 0, "results": []})
-        count, rows = await list_interceptions(
+            return json_response({"count": 0, "count_capped": False, "results": []})
+        listing = await list_interceptions(
             management.store, selection, limit=page.limit, offset=page.offset, after=page.after
         )
-        return json_response({"count": count, "results": rows})
+        return json_response(
+            {
+                "count": listing.count,
+                "count_capped": listing.count_capped,
+                "results": listing.results,
+            }
+        )
 
     return interceptions
 

@@ -226,7 +226,8 @@ class Interception(Shape):
 
 
 class Interceptions(Shape):
-    count: int
+    count: int = Field(description="exact up to 10,000; past it 10,000 with count_capped true")
+    count_capped: bool
     results: list[Interception]
 
 

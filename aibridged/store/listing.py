@@ -58,7 +58,8 @@ _CONDITIONS = (
 )
 
 
-def _where(selection: Selection, params: list[Any]) -> list[str]:
+def where_clauses(selection: Selection, params: list[Any]) -> list[str]:
+    """The selection as SQL conditions on `i`, its values appended to `params` (bound)."""
     clauses = []
     for field, template in _CONDITIONS:
         value = getattr(selection, field)
@@ -126,7 +127,7 @@ class Statement:
 def count_statement(selection: Selection, cap: int) -> Statement:
     """How many match, counted no further than cap + 1 (more than `cap`: the count is capped)."""
     params: list[Any] = []
-    where = " AND ".join(_where(selection, params)) or "true"
+    where = " AND ".join(where_clauses(selection, params)) or "true"
     params.append(cap + 1)
     return Statement(
         "SELECT count(*) FROM (SELECT 1 FROM aibridge_interceptions i"
@@ -148,7 +149,7 @@ def page_statement(
     offset: int,
 ) -> Statement:
     params: list[Any] = []
-    clauses = _where(selection, params)
+    clauses = where_clauses(selection, params)
     if cursor is not None:
         params += cursor
         n = len(params)

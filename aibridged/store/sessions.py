@@ -16,29 +16,12 @@ import orjson
 
 from aibridged.errors import InvalidInput, NotFound
 from aibridged.store.db import Connection, Runner
-from aibridged.store.listing import Selection
-
-_CONDITIONS = (
-    ("initiator_id", "i.initiator_id = ${}"),
-    ("provider", "i.provider = ${}"),
-    ("provider_name", "i.provider_name = ${}"),
-    ("model", "i.model = ${}"),
-    ("client", "i.client = ${}"),
-    ("session_id", "i.session_id = ${}"),
-    ("started_after", "i.started_at > ${}"),
-    ("started_before", "i.started_at < ${}"),
-)
+from aibridged.store.listing import Selection, where_clauses
 
 
 def where(selection: Selection, params: list[Any]) -> str:
-    """The selection as SQL conditions on `i`, its values appended to `params`."""
-    clauses = []
-    for field, template in _CONDITIONS:
-        value = getattr(selection, field)
-        if value is not None:
-            params.append(value)
-            clauses.append(template.format(len(params)))
-    return " AND ".join(clauses) or "true"
+    """The selection as one SQL condition on `i`, its values appended to `params`."""
+    return " AND ".join(where_clauses(selection, params)) or "true"
 
 
 _SESSIONS = (

@@ -47,6 +47,7 @@ from aibridged.recorder import Recorder, run_partition_keeper
 from aibridged.sdnotify import SdNotifier
 from aibridged.startup import (
     ProviderRuntime,
+    open_dumps,
     open_providers,
     open_recorder,
     statistics_for_readiness,
@@ -131,6 +132,7 @@ async def run_daemon(
             # drain before the store closes.
             async with open_writers(metrics) as writers:
                 recorder = await open_recorder(config, store, metrics, writers)
+                dumps = await open_dumps(config, metrics, writers)
                 token_cache = TokenCache(
                     partial(lookup_grant, store.budget("auth", AUTH_CONNECTIONS)),
                     ttl_s=config.ai_gateway.token_cache_ttl_s,
@@ -145,6 +147,7 @@ async def run_daemon(
                     upstream=upstream,
                     metrics=metrics,
                     recorder=recorder,
+                    dumps=dumps,
                 )
                 app = _build_app(config, store, dataplane, life, token_cache, providers, recorder)
                 async with trio.open_nursery() as services:
@@ -276,10 +279,7 @@ def _upstream_settings(config: Config) -> UpstreamSettings:
 
 def _warn_about_settings_not_in_effect(config: Config) -> None:
     gateway = config.ai_gateway
-    for key, is_set in (
-        ("ai_gateway.api_dump_dir", bool(gateway.api_dump_dir)),
-        ("ai_gateway.circuit_breaker.enabled", gateway.circuit_breaker.enabled),
-    ):
+    for key, is_set in (("ai_gateway.circuit_breaker.enabled", gateway.circuit_breaker.enabled),):
         if is_set:
             log.warning("config.not_in_effect", key=key, reason="not implemented by this build yet")
 

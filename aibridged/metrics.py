@@ -170,6 +170,24 @@ class Metrics:
             ["queue"],
             registry=registry,
         )
+        # API dumps. reason: queue_full, closed, shutdown, crashed; no other labels.
+        self.dumps_dropped = Counter(
+            PREFIX + "dumps_dropped",
+            "API dump pieces dropped (the dump queue was full, or the writer had stopped);"
+            " a dump that lost a piece takes no more.",
+            ["reason"],
+            registry=registry,
+        )
+        self.dump_write_errors = Counter(
+            PREFIX + "dump_write_errors",
+            "API dump writes that failed (a read-only or full disk, ...); requests go on.",
+            registry=registry,
+        )
+        self.dump_queue_bytes = Gauge(
+            PREFIX + "dump_queue_bytes",
+            "Bytes of API dumps waiting to be written.",
+            registry=registry,
+        )
         # route: the intercepted APIs (3 values).
         self.overhead = Histogram(
             PREFIX + "overhead_seconds",

@@ -1,5 +1,5 @@
-"""Bringing the providers and the recorder up: the secrets key, seeding, the first load, live
-reload; the recorder's partitions and writer.
+"""Bringing the providers and the writers up: the secrets key, seeding, the first load, live
+reload; the recorder's partitions and writer; the dump writer.
 
 `open_providers` is what `daemon.py` calls once the database is migrated: it checks the secrets
 key against the database, seeds on first boot, loads the first set (a failure here stops
@@ -18,6 +18,7 @@ import structlog
 import trio
 
 from aibridged.config import Config
+from aibridged.dump import Dumps, DumpWriter
 from aibridged.errors import SecretsError, StartupError, UnknownSecretsKey
 from aibridged.metrics import Metrics
 from aibridged.providers.load import load_provider_set, provider_from_stored
@@ -219,6 +220,38 @@ async def open_recorder(
     )
     await writers.start_task("recorder", recorder.run, recorder.close)
     return recorder
+
+
+async def open_dumps(config: Config, metrics: Metrics, writers: Writers) -> Dumps | None:
+    """The API dumps (None when `ai_gateway.api_dump_dir` is empty). The dump writer is a
+    writer: it drains after the listener stops. A directory that cannot be used is logged and
+    counted on every write, and never stops the gateway or a request."""
+    if not config.ai_gateway.api_dump_dir:
+        return None
+    root = _prepare_dump_dir(config.ai_gateway.api_dump_dir)
+    writer = DumpWriter(root, metrics)
+    await writers.start_task("dump_writer", writer.run, writer.close)
+    log.warning(
+        "dump.on",
+        dump_dir=str(root),
+        reason="every upstream request and response is written to files (prompts included)",
+    )
+    return Dumps(writer)
+
+
+def _prepare_dump_dir(configured: str) -> Path:
+    """The dump directory, made (0700) if missing; a startup stat and mkdir: no thread."""
+    root = Path(configured).absolute()
+    try:
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        mode = root.stat().st_mode
+    except OSError as exc:
+        log.warning("dump.dir_unusable", dump_dir=str(root), error=exc.strerror or str(exc))
+        return root
+    if mode & 0o077:
+        log.warning("dump.dir_not_private", dump_dir=str(root), mode=oct(mode & 0o777),
+                    fix=f"chmod 700 {root}")  # fmt: skip
+    return root
 
 
 def statistics_for_readiness(

@@ -25,6 +25,7 @@ from aibridged.api.recording import begin_recording, start_fields
 from aibridged.auth import TokenCache
 from aibridged.clients import Client, classify_client, client_session_id
 from aibridged.config import AIGatewayConfig
+from aibridged.dump import Dumps, Taps
 from aibridged.errors import Rejected, UpstreamError
 from aibridged.intercept.attempt import send_upstream_error
 from aibridged.intercept.client import (
@@ -74,9 +75,11 @@ class DataPlane:
         upstream: UpstreamClient,
         metrics: Metrics,
         recorder: Recorder | None = None,
+        dumps: Dumps | None = None,
     ) -> None:
         self._settings = settings
         self._recorder = recorder
+        self._dumps = dumps
         self._providers = providers
         self._auth = CallerAuth(settings, tokens)
         self._upstream = upstream
@@ -219,7 +222,13 @@ class DataPlane:
         before_end = partial(self._finisher.finish, interception)
         interception.upstream_called_at = trio.current_time()
         try:
-            response = await open_upstream(self._upstream, provider, call, interception.attempts)
+            response = await open_upstream(
+                self._upstream,
+                provider,
+                call,
+                interception.attempts,
+                new_tap=self._taps(interception),
+            )
         except UpstreamError as exc:
             await send_upstream_error(send, fmt, exc, outcome, before_end)
             return
@@ -238,6 +247,13 @@ class DataPlane:
         finally:
             with trio.CancelScope(shield=True):
                 await response.aclose()
+
+    def _taps(self, interception: Interception) -> Taps | None:
+        """The API dumps of this request's upstream attempts (None: dumps are off)."""
+        if self._dumps is None:
+            return None
+        model = interception.model if interception.route.intercepted else None
+        return self._dumps.taps(interception.provider.name, model, interception.id)
 
     def _plan(self, interception: Interception, call: UpstreamCall) -> RelayPlan:
         provider = interception.provider

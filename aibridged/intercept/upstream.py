@@ -25,6 +25,7 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import quote, urlsplit
 
 import h11
@@ -96,6 +97,23 @@ def _encode_host(hostname: str) -> bytes:
         raise ValueError(f"host {hostname!r} is not a valid host name") from exc
 
 
+class ExchangeTap(Protocol):
+    """Sees one upstream exchange as it goes over the wire (the API dumps). Called inline:
+    must be quick and must never raise."""
+
+    def request_sent(
+        self, method: str, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> None: ...
+
+    def request_failed(self, error: str) -> None: ...
+
+    def response_started(self, status: int, headers: list[tuple[bytes, bytes]]) -> None: ...
+
+    def response_body(self, chunk: bytes) -> None: ...  # b"": the body's end
+
+    def response_closed(self) -> None: ...
+
+
 @dataclass(slots=True)
 class UpstreamRequest:
     method: str
@@ -103,16 +121,31 @@ class UpstreamRequest:
     target: str  # percent-encoded path (after the origin's base path) and query
     headers: list[tuple[bytes, bytes]]  # without Host and Content-Length: added here
     body: bytes
+    tap: ExchangeTap | None = None  # sees the request as sent and its answer (API dumps)
 
 
 class UpstreamResponse:
     """An upstream answer whose status and headers are in; the body is read with
     `receive_some`. Read to its end, its connection goes back to the pool."""
 
-    __slots__ = ("_client", "_conn", "_key", "_silent_since", "headers", "media_type", "status")
+    __slots__ = (
+        "_client",
+        "_conn",
+        "_key",
+        "_silent_since",
+        "_tap",
+        "headers",
+        "media_type",
+        "status",
+    )
 
     def __init__(
-        self, client: UpstreamClient, key: _PoolKey, conn: H1Connection, head: h11.Response
+        self,
+        client: UpstreamClient,
+        key: _PoolKey,
+        conn: H1Connection,
+        head: h11.Response,
+        tap: ExchangeTap | None = None,
     ) -> None:
         self._client = client
         self._key = key
@@ -122,6 +155,9 @@ class UpstreamResponse:
         self.headers: list[tuple[bytes, bytes]] = [(k, v) for k, v in head.headers]
         content_type = self.header(b"content-type") or b""
         self.media_type = content_type.split(b";", 1)[0].strip().lower().decode("latin-1")
+        self._tap = tap
+        if tap is not None:
+            tap.response_started(self.status, self.headers)
 
     def header(self, name: bytes) -> bytes | None:
         """The first header `name` (lower-case)."""
@@ -165,6 +201,8 @@ class UpstreamResponse:
             self._discard()
             raise UpstreamTimeout(f"upstream timed out (silent for {read_timeout:g}s)")
         self._silent_since = trio.current_time()
+        if self._tap is not None:
+            self._tap.response_body(chunk)
         if not chunk:
             self._conn = None
             self._client._release(self._key, conn)
@@ -190,6 +228,9 @@ class UpstreamResponse:
 
     async def aclose(self) -> None:
         """Give the connection back (the body was read to its end) or close it."""
+        tap, self._tap = self._tap, None
+        if tap is not None:
+            tap.response_closed()
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.aclose()
@@ -229,6 +270,9 @@ class UpstreamClient:
         A pooled connection the provider closed just as the request went out (it closes idle
         connections on its own schedule) fails before any byte of an answer: the request is
         then sent once more, on a new connection.
+
+        The request's `tap`, if any, sees it as it goes out (Host and Content-Length included),
+        and the answer as it is read.
         """
         origin = request.origin
         key = (origin.scheme, origin.host, origin.port)
@@ -236,6 +280,23 @@ class UpstreamClient:
         if request.body or request.method in ("POST", "PUT", "PATCH"):
             headers.append((b"content-length", b"%d" % len(request.body)))
         target = (origin.base_path + request.target).encode("ascii")
+        tap = request.tap
+        if tap is None:
+            return await self._send(key, request, target, headers)
+        tap.request_sent(request.method, target, headers, request.body)
+        try:
+            return await self._send(key, request, target, headers)
+        except UpstreamError as exc:
+            tap.request_failed(str(exc))
+            raise
+
+    async def _send(
+        self,
+        key: _PoolKey,
+        request: UpstreamRequest,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+    ) -> UpstreamResponse:
         pooled = self._take_idle(key)
         if pooled is not None:
             try:
@@ -243,7 +304,7 @@ class UpstreamClient:
             except UpstreamConnectError:
                 if pooled.answered:
                     raise
-        conn = await self._connect(origin)
+        conn = await self._connect(request.origin)
         return await self._exchange(key, conn, request, target, headers)
 
     async def _exchange(
@@ -266,7 +327,7 @@ class UpstreamClient:
         except BaseException:
             conn.close_now()
             raise
-        return UpstreamResponse(self, key, conn, head)
+        return UpstreamResponse(self, key, conn, head, request.tap)
 
     async def _open_connection(self, origin: Origin) -> H1Connection:
         return await open_h1_connection(

@@ -7,11 +7,12 @@ succeeded; this is where key failover and the circuit breaker will decide whethe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aibridged.intercept.attempt import open_attempt
 from aibridged.intercept.routes import UpstreamCall
-from aibridged.intercept.upstream import UpstreamClient, UpstreamResponse
+from aibridged.intercept.upstream import ExchangeTap, UpstreamClient, UpstreamResponse
 from aibridged.providers.family import Credential
 from aibridged.providers.pool import Provider
 
@@ -25,12 +26,20 @@ class Attempts:
 
 
 async def open_upstream(
-    client: UpstreamClient, provider: Provider, call: UpstreamCall, attempts: Attempts
+    client: UpstreamClient,
+    provider: Provider,
+    call: UpstreamCall,
+    attempts: Attempts,
+    *,
+    new_tap: Callable[[], ExchangeTap] | None = None,
 ) -> UpstreamResponse:
-    """A successful upstream answer for `call`; raises the last attempt's `UpstreamError`."""
+    """A successful upstream answer for `call`; raises the last attempt's `UpstreamError`.
+    `new_tap` gives each attempt a tap of its own (API dumps: one pair of files each)."""
     family = provider.family
     credential = family.credential(provider, call)
     attempts.count += 1
     attempts.credential = credential
     request = family.build_request(provider, call, credential)
+    if new_tap is not None:
+        request.tap = new_tap()
     return await open_attempt(client, request, call.route.wire_format)

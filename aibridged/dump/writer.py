@@ -53,6 +53,10 @@ class Piece:
     size: int  # what it holds of the queue's bytes
 
 
+# A file a batch could not write to: its path, the error and how many of the batch's pieces it had.
+Failure = tuple[Path, OSError, int]
+
+
 @dataclass(frozen=True, slots=True)
 class DumpStatistics:
     queued_bytes: int
@@ -80,7 +84,8 @@ class DumpWriter:
         self._queued_bytes = 0
         self._closed = False
         self._drain: trio.CancelScope | None = None
-        self._counts = {"written": 0, "dropped": 0, "errors": 0}
+        self._counts = {"written": 0, "dropped": 0, "errors": 0, "handled": 0}
+        self._handled = trio.Event()  # set (and replaced) after each batch
         self._last_error = ""
         self._failing = False
         self._last_error_log = -math.inf
@@ -167,7 +172,7 @@ class DumpWriter:
         return batch
 
     async def _write(self, batch: list[Piece]) -> None:
-        failures: list[tuple[Path, OSError]] | None = None
+        failures: list[Failure] | None = None
         reason = "shutdown"  # cancelled: the drain deadline passed, or the daemon stops at once
         try:
             # Abandoned (not waited for) when cancelled: a hung disk then keeps its thread, not
@@ -182,10 +187,19 @@ class DumpWriter:
             self._queued_bytes -= sum(piece.size for piece in batch)
             if failures is None:
                 self._dropped(reason, len(batch))
-        self._counts["written"] += len(batch) - len(failures)
-        self._report(failures, wrote=len(batch) > len(failures))
+        failed = sum(count for _, _, count in failures)
+        self._counts["written"] += len(batch) - failed
+        self._counts["handled"] += len(batch)
+        self._report(failures, wrote=failed < len(batch))
+        self._handled.set()
+        self._handled = trio.Event()
 
-    def _report(self, failures: list[tuple[Path, OSError]], *, wrote: bool) -> None:
+    async def wait_handled(self, pieces: int) -> None:
+        """Until at least `pieces` pieces have been written or have failed, in all."""
+        while self._counts["handled"] < pieces:
+            await self._handled.wait()
+
+    def _report(self, failures: list[Failure], *, wrote: bool) -> None:
         if not failures:
             if self._failing and wrote:
                 self._failing = False
@@ -193,7 +207,7 @@ class DumpWriter:
             return
         self._counts["errors"] += len(failures)
         self._metrics.dump_write_errors.inc(len(failures))
-        path, error = failures[-1]
+        path, error, _ = failures[-1]
         self._last_error = f"{path}: {error.strerror or error}"
         now = trio.current_time()
         if not self._failing or now - self._last_error_log >= ERROR_LOG_EVERY_S:
@@ -227,17 +241,17 @@ class _Files:
         self._root = root
         self._dirs: set[Path] = set()  # made (or found) already: no mkdir per write
 
-    def write(self, batch: list[Piece]) -> list[tuple[Path, OSError]]:
+    def write(self, batch: list[Piece]) -> list[Failure]:
         """Write `batch` (in order per file); the failures, one per file that failed."""
         by_file: dict[Path, list[Piece]] = {}
         for piece in batch:
             by_file.setdefault(piece.path, []).append(piece)
-        failures = []
+        failures: list[Failure] = []
         for path, pieces in by_file.items():
             try:
                 self._write_file(path, pieces)
             except OSError as exc:
-                failures.append((path, exc))
+                failures.append((path, exc, len(pieces)))
         return failures
 
     def _write_file(self, path: Path, pieces: list[Piece]) -> None:

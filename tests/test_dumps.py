@@ -6,8 +6,10 @@ the request body the fake upstream received, the response bytes the client read.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import time
 from collections.abc import AsyncIterator
 from functools import partial
@@ -21,6 +23,7 @@ import trio
 
 import aibridged.startup
 from aibridged.dump import DumpWriter
+from tests.fakes import FakeUpstream
 from tests.gateway import ANTHROPIC_KEY, OPENAI_KEY, Gateway, start_gateway
 
 MESSAGES = [{"role": "user", "content": "Write a haiku about gateways"}]
@@ -335,3 +338,52 @@ async def test_a_full_dump_queue_never_fails_a_request_and_counts_the_drops(
     # Each file lost its first piece, and took nothing after it: 2 files for each of 2 requests.
     assert _metric(gw, "coder_aibridged_dumps_dropped_total", reason="queue_full") == 4
     assert _files(dump_dir) == []
+
+
+async def test_a_stream_open_at_sigterm_is_dumped_to_its_last_chunk_before_the_exit(
+    nursery: trio.Nursery, database_url: str, tmp_path: Path, dump_dir: Path
+) -> None:
+    upstream = FakeUpstream()
+    upstream.hold_stream_open(interval_s=0.05)
+    (tmp_path / "state").mkdir()
+    gw = await start_gateway(
+        nursery,
+        database_url=database_url,
+        state_dir=tmp_path / "state",
+        upstream=upstream,
+        handle_signals=True,
+        flags={"ai_gateway.api_dump_dir": str(dump_dir), "server.shutdown_grace": "1s"},
+    )
+    received = bytearray()
+
+    async def read_until_cut(task_status: trio.TaskStatus[None]) -> None:
+        async with (
+            httpx2.AsyncClient(timeout=10) as http,
+            http.stream(
+                "POST",
+                gw.base("anthropic") + "/v1/messages",
+                json={
+                    "model": "claude-demo",
+                    "max_tokens": 64,
+                    "messages": MESSAGES,
+                    "stream": True,
+                },
+                headers={"x-api-key": gw.token},
+            ) as answer,
+        ):
+            task_status.started()
+            with contextlib.suppress(httpx2.TransportError):
+                async for chunk in answer.aiter_raw():
+                    received.extend(chunk)
+
+    await nursery.start(read_until_cut)
+    os.kill(os.getpid(), signal.SIGTERM)
+    with trio.fail_after(10):
+        await gw.stopped.wait()  # the dump writer drained before the daemon returned
+    _, response = _pair(_files(dump_dir))
+    body = _split(response)[2]
+    assert received.count(b"event: content_block_delta") >= 5
+    # Every byte the client got, to the cut; at most the one event read from the upstream just
+    # as the cut came can be in the dump and not at the client.
+    assert body.startswith(bytes(received))
+    assert body.count(b"\n\n") - received.count(b"\n\n") <= 1

@@ -12,6 +12,7 @@ from aibridged.intercept.wire import WireFormat
 from aibridged.providers.anthropic import ANTHROPIC
 from aibridged.providers.copilot import COPILOT, PLAN_HOSTS
 from aibridged.providers.family import ProviderFamily
+from aibridged.providers.google import GOOGLE
 from aibridged.providers.openai import OPENAI
 
 MAX_KEYS = 5
@@ -73,7 +74,7 @@ TYPES: dict[str, ProviderType] = {
         ProviderType("openai", OPENAI, "https://api.openai.com/v1/"),
         ProviderType("anthropic", ANTHROPIC, "https://api.anthropic.com/"),
         ProviderType("azure", OPENAI, ""),
-        ProviderType("google", OPENAI, ""),
+        ProviderType("google", GOOGLE, ""),
         ProviderType("openrouter", OPENAI, "https://openrouter.ai/api/v1"),
         ProviderType("vercel", OPENAI, "https://ai-gateway.vercel.sh/v1"),
         ProviderType("openai-compat", OPENAI, "", keys=Keys.OPTIONAL),

@@ -32,9 +32,11 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
+import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
@@ -51,8 +53,12 @@ SECRET_KEY = "fake-secret-key/0123456789abcdefghijklmnop"
 REGION = "us-east-1"
 _JSON = (b"content-type", b"application/json")
 _EVENT_STREAM = (b"content-type", b"application/vnd.amazon.eventstream")
-_METRICS = {"inputTokenCount": 1, "outputTokenCount": 1, "invocationLatency": 5,
-            "firstByteLatency": 2}  # fmt: skip
+_METRICS = {
+    "inputTokenCount": 1,
+    "outputTokenCount": 1,
+    "invocationLatency": 5,
+    "firstByteLatency": 2,
+}
 _REFUSED_FIELDS = ("model", "stream", "metadata", "service_tier", "container", "inference_geo")
 
 
@@ -84,8 +90,11 @@ def chunk_frame(event: Mapping[str, Any]) -> bytes:
 
 
 def exception_frame(name: str, message: str) -> bytes:
-    headers = {":exception-type": name, ":content-type": "application/json",
-               ":message-type": "exception"}  # fmt: skip
+    headers = {
+        ":exception-type": name,
+        ":content-type": "application/json",
+        ":message-type": "exception",
+    }
     return frame(headers, json.dumps({"message": message}).encode())
 
 
@@ -207,8 +216,9 @@ class FakeBedrock(FakeUpstream):
 
     def _answer(self, model_id: str, body: dict[str, Any], *, stream: bool) -> DemoResponse:
         request = {**body, "model": model_id.split(".")[-1]}  # Bedrock names the model so too
-        reply = fmt.messages_reply(request, seq=len(self.invocations),
-                                   stream_chunks=self.stream_chunks)  # fmt: skip
+        reply = fmt.messages_reply(
+            request, seq=len(self.invocations), stream_chunks=self.stream_chunks
+        )
         request_id = (b"x-amzn-requestid", str(uuid.uuid4()).encode())
         if not stream:
             message = dump_json(fmt.message_object(reply, request))
@@ -289,8 +299,14 @@ class FakeSts:
         form = dict(parse_qsl(request.body.decode()))
         auth = request.header("authorization") or ""
         base = auth.split("Credential=", 1)[1].split("/", 1)[0]
-        self.calls.append(AssumeRoleCall(form.get("RoleArn", ""), form.get("RoleSessionName", ""),
-                                         form.get("ExternalId", ""), base))  # fmt: skip
+        self.calls.append(
+            AssumeRoleCall(
+                form.get("RoleArn", ""),
+                form.get("RoleSessionName", ""),
+                form.get("ExternalId", ""),
+                base,
+            )
+        )
         wanted = self.external_id
         if form.get("Action") != "AssumeRole" or wanted not in (None, form.get("ExternalId")):
             return 403, _sts_error("AccessDenied", "not authorized to perform sts:AssumeRole")
@@ -321,3 +337,25 @@ def _sts_error(code: str, message: str) -> bytes:
         f"<Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>"
         "<RequestId>fake</RequestId></ErrorResponse>"
     ).encode()
+
+
+_AWS_VARIABLES = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ENDPOINT_URL_STS",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+)
+
+
+def isolate_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No AWS configuration but what the test sets: no variables, no files, no metadata."""
+    for name in _AWS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")

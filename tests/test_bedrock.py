@@ -21,7 +21,14 @@ import trio
 from aibridged.demo import serve_demo_upstream
 from aibridged.providers.bedrock.settings import external_id_for
 from aibridged.store import Store, open_store
-from tests.fakes_bedrock import ACCESS_KEY, REGION, SECRET_KEY, FakeBedrock, FakeSts
+from tests.fakes_bedrock import (
+    ACCESS_KEY,
+    REGION,
+    SECRET_KEY,
+    FakeBedrock,
+    FakeSts,
+    isolate_aws,
+)
 from tests.gateway import Gateway, start_gateway
 
 SCHEMA = {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}
@@ -30,18 +37,12 @@ MODEL = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 FAST = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
 HI: Any = [{"role": "user", "content": "hi"}]
 ROLE = "arn:aws:iam::123456789012:role/bedrock"
-AWS_VARIABLES = (
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_PROFILE",
-    "AWS_ROLE_ARN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-)
-ASK = {"max_tokens": 4096, "messages": [{"role": "user", "content": "Read the config #demo-tool"}],
-       "tools": TOOLS, "thinking": {"type": "enabled", "budget_tokens": 2048}}  # fmt: skip
+ASK = {
+    "max_tokens": 4096,
+    "messages": [{"role": "user", "content": "Read the config #demo-tool"}],
+    "tools": TOOLS,
+    "thinking": {"type": "enabled", "budget_tokens": 2048},
+}
 
 
 @pytest.fixture
@@ -83,8 +84,9 @@ def _static(secret: str = SECRET_KEY) -> dict[str, str]:
 
 
 def _claude(gateway: Gateway, name: str = "bedrock") -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(base_url=gateway.base(name), api_key=gateway.token,
-                                    max_retries=0)  # fmt: skip
+    return anthropic.AsyncAnthropic(
+        base_url=gateway.base(name), api_key=gateway.token, max_retries=0
+    )
 
 
 async def _ended(db: Store, count: int) -> list[dict[str, Any]]:
@@ -105,9 +107,12 @@ async def _children(db: Store, table: str, interception_id: Any) -> list[dict[st
 
 @pytest.mark.parametrize("stream", [False, True])
 async def test_the_sdk_gets_messages_with_tool_use_and_thinking_and_the_interception_is_recorded(
-    gateway: Gateway, api: httpx2.AsyncClient, bedrock: tuple[FakeBedrock, str], db: Store,
+    gateway: Gateway,
+    api: httpx2.AsyncClient,
+    bedrock: tuple[FakeBedrock, str],
+    db: Store,
     stream: bool,
-) -> None:  # fmt: skip
+) -> None:
     fake, url = bedrock
     await _provider(api, url, **_static())
     async with _claude(gateway) as claude:
@@ -126,7 +131,10 @@ async def test_the_sdk_gets_messages_with_tool_use_and_thinking_and_the_intercep
     assert "model" not in call.body and "stream" not in call.body and fake.refusals == []
     (row,) = await _ended(db, 1)
     assert (row["provider"], row["provider_name"], row["model"]) == (
-        "anthropic", "bedrock", "claude-sonnet-4-5")  # fmt: skip
+        "anthropic",
+        "bedrock",
+        "claude-sonnet-4-5",
+    )
     assert row["credential_kind"] == "centralized" and row["credential_hint"] == "AKIA...0001"
     tokens = await _children(db, "aibridge_token_usages", row["id"])
     assert sum(t["input_tokens"] for t in tokens) == message.usage.input_tokens
@@ -176,14 +184,19 @@ async def test_haiku_goes_to_the_small_fast_model_and_betas_are_filtered(
     betas = "interleaved-thinking-2025-05-14,files-api-2025-04-14, context-management-2025-06-27"
     async with _claude(gateway) as claude:
         await claude.messages.create(
-            model="claude-haiku-4-5", max_tokens=64, messages=[{"role": "user", "content": "hi"}],
-            metadata={"user_id": "u1"}, extra_headers={"anthropic-beta": betas},
+            model="claude-haiku-4-5",
+            max_tokens=64,
+            messages=[{"role": "user", "content": "hi"}],
+            metadata={"user_id": "u1"},
+            extra_headers={"anthropic-beta": betas},
             extra_body={"context_management": {"edits": []}, "output_config": {"effort": "low"}},
-        )  # fmt: skip
+        )
     (call,) = fake.invocations
     assert call.model_id == FAST
     assert call.body["anthropic_beta"] == [
-        "interleaved-thinking-2025-05-14", "context-management-2025-06-27"]  # fmt: skip
+        "interleaved-thinking-2025-05-14",
+        "context-management-2025-06-27",
+    ]
     assert call.body["context_management"] == {"edits": []} and "metadata" not in call.body
     assert "output_config" not in call.body  # its beta (effort) is Opus 4.5's only
     assert not any(name.startswith("anthropic-") for name, _ in call.headers)
@@ -210,9 +223,13 @@ async def test_a_wrong_secret_gets_bedrocks_403_as_an_anthropic_permission_error
     ],
 )
 async def test_bedrock_errors_reach_the_sdk_as_its_own(
-    gateway: Gateway, api: httpx2.AsyncClient, bedrock: tuple[FakeBedrock, str],
-    status: int, name: str, raised: type[Exception],
-) -> None:  # fmt: skip
+    gateway: Gateway,
+    api: httpx2.AsyncClient,
+    bedrock: tuple[FakeBedrock, str],
+    status: int,
+    name: str,
+    raised: type[Exception],
+) -> None:
     fake, url = bedrock
     await _provider(api, url, **_static())
     headers = [("content-type", "application/json"), ("x-amzn-errortype", f"{name}:http://x/")]
@@ -268,10 +285,13 @@ async def test_invoke_model_has_no_count_tokens(
 
 
 async def test_the_default_chain_reads_the_environment(
-    gateway: Gateway, api: httpx2.AsyncClient, bedrock: tuple[FakeBedrock, str],
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-) -> None:  # fmt: skip
-    _isolate_aws(monkeypatch, tmp_path)
+    gateway: Gateway,
+    api: httpx2.AsyncClient,
+    bedrock: tuple[FakeBedrock, str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    isolate_aws(monkeypatch, tmp_path)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
     fake, url = bedrock
@@ -282,10 +302,13 @@ async def test_the_default_chain_reads_the_environment(
 
 
 async def test_no_credentials_anywhere_answers_503_without_calling_bedrock(
-    gateway: Gateway, api: httpx2.AsyncClient, bedrock: tuple[FakeBedrock, str],
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-) -> None:  # fmt: skip
-    _isolate_aws(monkeypatch, tmp_path)
+    gateway: Gateway,
+    api: httpx2.AsyncClient,
+    bedrock: tuple[FakeBedrock, str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    isolate_aws(monkeypatch, tmp_path)
     fake, url = bedrock
     await _provider(api, url)
     async with _claude(gateway) as claude:
@@ -295,10 +318,14 @@ async def test_no_credentials_anywhere_answers_503_without_calling_bedrock(
 
 
 async def test_a_role_is_assumed_with_the_providers_external_id(
-    nursery: trio.Nursery, gateway: Gateway, api: httpx2.AsyncClient,
-    bedrock: tuple[FakeBedrock, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-) -> None:  # fmt: skip
-    _isolate_aws(monkeypatch, tmp_path)
+    nursery: trio.Nursery,
+    gateway: Gateway,
+    api: httpx2.AsyncClient,
+    bedrock: tuple[FakeBedrock, str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    isolate_aws(monkeypatch, tmp_path)
     fake, url = bedrock
     sts = FakeSts(fake.keys)
     monkeypatch.setenv("AWS_ENDPOINT_URL_STS", await nursery.start(serve_demo_upstream, sts))
@@ -308,8 +335,11 @@ async def test_a_role_is_assumed_with_the_providers_external_id(
     assert message.stop_reason == "tool_use"
     (first,) = sts.calls
     assert (first.role_arn, first.session_name) == (ROLE, "aibridged-assumed")
-    assert first.external_id == external_id_for(uuid.UUID(created["id"])) == (
-        f"aibridged-{created['id']}")  # fmt: skip
+    assert (
+        first.external_id
+        == external_id_for(uuid.UUID(created["id"]))
+        == (f"aibridged-{created['id']}")
+    )
     assert first.base_access_key == ACCESS_KEY
     (call,) = fake.invocations
     signed_with = dict(call.headers)["authorization"].split("Credential=")[1][:4]
@@ -317,10 +347,14 @@ async def test_a_role_is_assumed_with_the_providers_external_id(
 
 
 async def test_a_role_the_gateway_may_not_assume_answers_503(
-    nursery: trio.Nursery, gateway: Gateway, api: httpx2.AsyncClient,
-    bedrock: tuple[FakeBedrock, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-) -> None:  # fmt: skip
-    _isolate_aws(monkeypatch, tmp_path)
+    nursery: trio.Nursery,
+    gateway: Gateway,
+    api: httpx2.AsyncClient,
+    bedrock: tuple[FakeBedrock, str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    isolate_aws(monkeypatch, tmp_path)
     fake, url = bedrock
     sts = FakeSts(fake.keys, external_id="aibridged-some-other-provider")
     monkeypatch.setenv("AWS_ENDPOINT_URL_STS", await nursery.start(serve_demo_upstream, sts))
@@ -329,12 +363,3 @@ async def test_a_role_the_gateway_may_not_assume_answers_503(
         with pytest.raises(anthropic.InternalServerError, match="not available"):
             await claude.messages.create(model="claude-sonnet-4-5", **ASK)
     assert len(sts.calls) == 1 and len(fake.requests) == 0
-
-
-def _isolate_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No AWS configuration but what the test sets: no files, no metadata service."""
-    for name in AWS_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")

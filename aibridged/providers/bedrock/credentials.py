@@ -26,7 +26,7 @@ import structlog
 import trio
 
 from aibridged.errors import CredentialError
-from aibridged.providers.bedrock.settings import bedrock_settings
+from aibridged.providers.bedrock.settings import BedrockSettings, bedrock_settings
 from aibridged.providers.bedrock.signing import AwsKeys
 from aibridged.providers.bedrock.sources import Resolved, Source, source_for
 from aibridged.providers.pool import Provider, ProviderSet
@@ -42,6 +42,7 @@ MAX_RETRY_S = 5 * 60.0
 _SESSION_NAME_CHARS = 64  # STS RoleSessionName limit
 
 RunSync = Callable[[Source], Awaitable[Resolved]]
+SourceFor = Callable[[BedrockSettings, str], Source]  # settings, STS session name
 
 
 async def _in_thread(source: Source) -> Resolved:
@@ -101,7 +102,7 @@ class AwsCredentials:
         if expires_at is not None:
             remaining = expires_at - self._wall()
             # Short-lived credentials (under twice the margin) are renewed halfway through.
-            return max(RETRY_S, min(remaining - REFRESH_MARGIN_S, remaining / 2))
+            return max(RETRY_S, remaining - REFRESH_MARGIN_S, remaining / 2)
         return RECHECK_S if resolved.changing else math.inf
 
     def _failed(self, reason: str) -> None:
@@ -121,11 +122,13 @@ class AwsCredentialCache:
         *,
         run_sync: RunSync = _in_thread,
         wall: Callable[[], float] = time.time,
+        sources: SourceFor = source_for,
         prepare_timeout_s: float = PREPARE_TIMEOUT_S,
         refresh_timeout_s: float = REFRESH_TIMEOUT_S,
     ) -> None:
         self._run_sync = run_sync
         self._wall = wall
+        self._sources = sources
         self._prepare_timeout_s = prepare_timeout_s
         self._refresh_timeout_s = refresh_timeout_s
         self._holders: dict[tuple[uuid.UUID, str], AwsCredentials] = {}
@@ -158,7 +161,7 @@ class AwsCredentialCache:
         settings = bedrock_settings(provider.id, provider.base_url, provider.settings,
                                     provider.secrets)  # fmt: skip
         session_name = f"aibridged-{provider.name}"[:_SESSION_NAME_CHARS]
-        return AwsCredentials(provider.name, source_for(settings, session_name), wall=self._wall)
+        return AwsCredentials(provider.name, self._sources(settings, session_name), wall=self._wall)
 
     async def _refresh(self, holder: AwsCredentials) -> None:
         failures = holder.failures

@@ -92,11 +92,16 @@ def bedrock_settings(
     role_arn = str(settings.get("role_arn") or "")
     if role_arn and _ROLE_ARN.fullmatch(role_arn) is None:
         raise ValueError("role_arn is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
+    model = str(settings.get("model") or DEFAULT_MODEL)
+    small_fast_model = str(settings.get("small_fast_model") or DEFAULT_SMALL_FAST_MODEL)
+    for name, value in (("model", model), ("small_fast_model", small_fast_model)):
+        if value in (".", "..") or not value.isprintable() or " " in value:
+            raise ValueError(f"{name} {value!r} is not a Bedrock model id or inference profile ARN")
     return BedrockSettings(
         region=region,
         protocol=Protocol(settings.get("protocol") or Protocol.INVOKE_MODEL),
-        model=str(settings.get("model") or DEFAULT_MODEL),
-        small_fast_model=str(settings.get("small_fast_model") or DEFAULT_SMALL_FAST_MODEL),
+        model=model,
+        small_fast_model=small_fast_model,
         role_arn=role_arn,
         external_id=external_id_for(provider_id) if role_arn else "",
         access_key=access_key,

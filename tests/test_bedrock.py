@@ -17,6 +17,7 @@ import anthropic
 import httpx2
 import pytest
 import trio
+from prometheus_client import generate_latest
 
 from aibridged.demo import serve_demo_upstream
 from aibridged.providers.bedrock.settings import external_id_for
@@ -30,6 +31,7 @@ from tests.fakes_bedrock import (
     isolate_aws,
 )
 from tests.gateway import Gateway, start_gateway
+from tests.logs import LogWatch, watch_logs
 
 SCHEMA = {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}
 TOOLS = [{"name": "read_file", "input_schema": SCHEMA}]
@@ -43,6 +45,12 @@ ASK = {
     "tools": TOOLS,
     "thinking": {"type": "enabled", "budget_tokens": 2048},
 }
+
+
+@pytest.fixture
+async def logs() -> AsyncIterator[LogWatch]:
+    with watch_logs() as watch:
+        yield watch
 
 
 @pytest.fixture
@@ -318,6 +326,7 @@ async def test_no_credentials_anywhere_answers_503_without_calling_bedrock(
 
 
 async def test_a_role_is_assumed_with_the_providers_external_id(
+    logs: LogWatch,
     nursery: trio.Nursery,
     gateway: Gateway,
     api: httpx2.AsyncClient,
@@ -344,6 +353,19 @@ async def test_a_role_is_assumed_with_the_providers_external_id(
     (call,) = fake.invocations
     signed_with = dict(call.headers)["authorization"].split("Credential=")[1][:4]
     assert signed_with == "ASIA" and "x-amz-security-token" in dict(call.headers)
+    shown = [
+        repr(logs.entries),
+        generate_latest(gateway.registry).decode(),
+        repr(created),
+        (await api.get("/api/v2/ai/providers/assumed")).text,
+    ]
+    secrets = list(fake.keys.known)  # access key ids, the static one and those STS issued
+    for secret, token in fake.keys.known.values():
+        secrets += [secret] + ([token] if token else [])
+    assert len(secrets) == 5
+    for secret in secrets:
+        assert secret not in "\n".join(shown)
+    assert logs.matching("bedrock.credentials_resolved", provider="assumed")
 
 
 async def test_a_role_the_gateway_may_not_assume_answers_503(

@@ -138,11 +138,8 @@ async def test_the_sdk_gets_messages_with_tool_use_and_thinking_and_the_intercep
     assert call.model_id == MODEL and call.body["anthropic_version"] == "bedrock-2023-05-31"
     assert "model" not in call.body and "stream" not in call.body and fake.refusals == []
     (row,) = await _ended(db, 1)
-    assert (row["provider"], row["provider_name"], row["model"]) == (
-        "anthropic",
-        "bedrock",
-        "claude-sonnet-4-5",
-    )
+    # Recorded under the model Bedrock was asked for, as Coder's gateway records it.
+    assert (row["provider"], row["provider_name"], row["model"]) == ("anthropic", "bedrock", MODEL)
     assert row["credential_kind"] == "centralized" and row["credential_hint"] == "AKIA...0001"
     tokens = await _children(db, "aibridge_token_usages", row["id"])
     assert sum(t["input_tokens"] for t in tokens) == message.usage.input_tokens
@@ -266,7 +263,7 @@ async def test_an_exception_mid_stream_becomes_an_anthropic_error_event(
 
 
 async def test_mantle_forwards_the_native_body_and_relays_its_sse(
-    gateway: Gateway, api: httpx2.AsyncClient, bedrock: tuple[FakeBedrock, str]
+    gateway: Gateway, api: httpx2.AsyncClient, bedrock: tuple[FakeBedrock, str], db: Store
 ) -> None:
     fake, url = bedrock
     await _provider(api, url + "/anthropic", protocol="mantle", **_static())
@@ -280,6 +277,10 @@ async def test_mantle_forwards_the_native_body_and_relays_its_sse(
     assert call.api == "mantle" and call.body["model"] == "claude-sonnet-4-5"
     assert call.body["stream"] is True and fake.refusals == []
     assert dict(call.headers)["anthropic-version"]  # native: the client's headers go along
+    (row,) = await _ended(db, 1)  # count_tokens is passed through, not recorded
+    assert row["model"] == "claude-sonnet-4-5"
+    tokens = await _children(db, "aibridge_token_usages", row["id"])
+    assert sum(t["output_tokens"] for t in tokens) == message.usage.output_tokens
 
 
 async def test_invoke_model_has_no_count_tokens(

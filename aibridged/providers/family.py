@@ -91,6 +91,11 @@ class ProviderFamily:
         Asked when the provider is built: such a provider gets status "error"."""
         return ""
 
+    def recorded_model(self, provider: Provider, requested: str) -> str:
+        """The model an interception is recorded (and counted) under: the one the client asked
+        for, unless the provider type calls another (Bedrock's model mapping)."""
+        return requested
+
     def admit(self, call: UpstreamCall) -> None:
         """Refuse (`Rejected`) a call this family cannot make at all, before any upstream work."""
 

@@ -31,7 +31,7 @@ from aibridged.intercept.relay import StreamTranscoder
 from aibridged.intercept.routes import Api, UpstreamCall, encode_path
 from aibridged.intercept.upstream import UpstreamRequest
 from aibridged.intercept.wire import WireFormat
-from aibridged.providers.bedrock.body import beta_flags, invoke_model_request, load_json
+from aibridged.providers.bedrock.body import beta_flags, invoke_model_request, load_json, map_model
 from aibridged.providers.bedrock.errors import anthropic_error, shape_error
 from aibridged.providers.bedrock.settings import BedrockSettings, Protocol, bedrock_settings
 from aibridged.providers.bedrock.signing import AwsKeys, signed_headers
@@ -80,6 +80,14 @@ class BedrockFamily(ProviderFamily):
         except ValueError as exc:
             return str(exc)
         return ""
+
+    def recorded_model(self, provider: Provider, requested: str) -> str:
+        """InvokeModel calls the mapped model: that is what is recorded, as in Coder's gateway
+        (a Mantle request names its model itself)."""
+        settings = settings_of(provider)
+        if settings.protocol is Protocol.MANTLE:
+            return requested
+        return map_model(requested, settings)
 
     def credential(self, provider: Provider, call: UpstreamCall) -> Credential:
         keys, problem = current_keys(provider)

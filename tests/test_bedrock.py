@@ -207,6 +207,21 @@ async def test_haiku_goes_to_the_small_fast_model_and_betas_are_filtered(
     assert not any(name.startswith("anthropic-") for name, _ in call.headers)
 
 
+async def test_an_inference_profile_arn_is_one_signed_path_segment(
+    gateway: Gateway, api: httpx2.AsyncClient, bedrock: tuple[FakeBedrock, str]
+) -> None:
+    fake, url = bedrock
+    profile = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3"
+    await _provider(api, url, **_static(), model=profile)
+    async with _claude(gateway) as claude:
+        await claude.messages.create(model="claude-opus-4-1", max_tokens=64, messages=HI)
+    (call,) = fake.invocations
+    assert call.model_id == profile and fake.refusals == []
+    assert fake.requests[-1].raw_path == (
+        "/model/arn:aws:bedrock:us-east-1:123456789012:application-inference-profile%2Fa1b2c3/invoke"
+    )
+
+
 async def test_a_wrong_secret_gets_bedrocks_403_as_an_anthropic_permission_error(
     gateway: Gateway, api: httpx2.AsyncClient, bedrock: tuple[FakeBedrock, str]
 ) -> None:

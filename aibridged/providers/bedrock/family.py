@@ -55,7 +55,6 @@ class AwsCredential(Credential):
     """A Bedrock attempt's credential: the keys to sign with (None: none are available)."""
 
     keys: AwsKeys | None = None
-    problem: str = ""
 
 
 class BedrockFamily(ProviderFamily):
@@ -90,9 +89,9 @@ class BedrockFamily(ProviderFamily):
         return map_model(requested, settings)
 
     def credential(self, provider: Provider, call: UpstreamCall) -> Credential:
-        keys, problem = current_keys(provider)
+        keys = current_keys(provider)
         hint = keys.hint if keys is not None else ""
-        return AwsCredential("centralized", None, hint, keys=keys, problem=problem)
+        return AwsCredential("centralized", None, hint, keys=keys)
 
     def build_request(
         self, provider: Provider, call: UpstreamCall, credential: Credential
@@ -185,16 +184,15 @@ def settings_of(provider: Provider) -> BedrockSettings:
     return bedrock_settings(provider.id, provider.base_url, provider.settings, provider.secrets)
 
 
-def current_keys(provider: Provider) -> tuple[AwsKeys | None, str]:
-    """The keys to sign with now, or None and why not."""
+def current_keys(provider: Provider) -> AwsKeys | None:
+    """The keys to sign with now (None: there are none; the holder has logged why)."""
     holder = provider.aws_credentials
     if holder is not None:
-        keys = holder.current()
-        return keys, "" if keys is not None else holder.error
+        return holder.current()
     settings = settings_of(provider)
     if settings.static_keys and not settings.role_arn:  # no lookup needed: sign with them
-        return AwsKeys(settings.access_key, settings.access_key_secret), ""
-    return None, "AWS credentials are not resolved for this provider snapshot"
+        return AwsKeys(settings.access_key, settings.access_key_secret)
+    return None  # a snapshot built without the credential cache (tools, tests)
 
 
 def _forwarded(call: UpstreamCall) -> list[tuple[bytes, bytes]]:

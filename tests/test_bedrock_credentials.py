@@ -37,17 +37,19 @@ async def _inline(source: Source) -> Resolved:
 
 
 class ScriptedSource:
-    """Temporary credentials of `LIFETIME_S`; fails while `failing`; records when it is asked."""
+    """Temporary credentials of `lifetime_s`; fails while `failing`; records when it is asked."""
 
-    def __init__(self) -> None:
+    def __init__(self, lifetime_s: float = LIFETIME_S) -> None:
         self.asked: list[float] = []
         self.failing = False
+        self.lifetime_s = lifetime_s
 
     def __call__(self) -> Resolved:
         self.asked.append(trio.current_time())
         if self.failing:
             raise CredentialError("STS is down")
-        keys = AwsKeys(f"ASIA{len(self.asked):016d}", "secret", "token", _wall() + LIFETIME_S)
+        expires_at = _wall() + self.lifetime_s
+        keys = AwsKeys(f"ASIA{len(self.asked):016d}", "secret", "token", expires_at)
         return Resolved(keys, changing=True)
 
 
@@ -88,6 +90,17 @@ async def test_temporary_credentials_are_renewed_a_margin_before_they_expire(
     assert source.asked == [0.0, renew, 2 * renew]
     keys = holder.current()
     assert keys is not None and keys.access_key == "ASIA0000000000000003"
+
+
+async def test_short_lived_credentials_are_renewed_halfway_through(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    source = ScriptedSource(lifetime_s=1200.0)  # shorter than twice the margin
+    cache = _cache(source)
+    await cache.prepare(_providers())
+    await nursery.start(cache.run_refresher)
+    await trio.sleep(1201)
+    assert source.asked == [0.0, 600.0, 1200.0]
 
 
 async def test_a_failed_renewal_is_retried_with_backoff_while_the_old_keys_sign(

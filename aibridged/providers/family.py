@@ -106,9 +106,12 @@ class ProviderFamily:
             own = self.byok_secret(call)
             if own is not None:
                 return Credential("byok", None, mask_secret(own))
-        key = provider.key
-        if not key:
+        if not provider.keys:
             return Credential("centralized")
+        return self.key_credential(provider.keys[0])
+
+    def key_credential(self, key: str) -> Credential:
+        """The credential of an attempt with one of the provider's keys (failover walks them)."""
         return Credential("centralized", self.key_header(key), mask_secret(key))
 
     def byok_secret(self, call: UpstreamCall) -> str | None:

@@ -76,11 +76,6 @@ class Provider:
             return "error"
         return "enabled" if self.enabled else "disabled"
 
-    @property
-    def key(self) -> str:
-        """The centralized credential (key failover across several keys is a later feature)."""
-        return self.keys[0] if self.keys else ""
-
     def route(self, method: str, path: str) -> Route | None:
         return self.family.route(method, path)
 

@@ -241,4 +241,5 @@ def statistics_for_readiness(
     }
     if recorder is not None:
         found["recorder"] = asdict(recorder.statistics())
+    found["aws_credentials"] = asdict(providers.aws.statistics())
     return found

@@ -217,6 +217,8 @@ async def test_an_inference_profile_arn_is_one_signed_path_segment(
         await claude.messages.create(model="claude-opus-4-1", max_tokens=64, messages=HI)
     (call,) = fake.invocations
     assert call.model_id == profile and fake.refusals == []
+    ready = (await api.get("/readyz")).json()["aws_credentials"]
+    assert ready == {"providers": 1, "resolved": 1, "failures": 0}
     assert fake.requests[-1].raw_path == (
         "/model/arn:aws:bedrock:us-east-1:123456789012:application-inference-profile%2Fa1b2c3/invoke"
     )
@@ -339,6 +341,8 @@ async def test_no_credentials_anywhere_answers_503_without_calling_bedrock(
         with pytest.raises(anthropic.InternalServerError, match="not available") as caught:
             await claude.messages.create(model="claude-sonnet-4-5", **ASK)
     assert caught.value.status_code == 503 and len(fake.requests) == 0
+    ready = (await api.get("/readyz")).json()["aws_credentials"]
+    assert ready["providers"] == 1 and ready["resolved"] == 0 and ready["failures"] >= 1
 
 
 async def test_a_role_is_assumed_with_the_providers_external_id(

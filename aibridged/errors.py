@@ -15,6 +15,7 @@
     ├── Conflict                  a unique name is already taken
     ├── Rejected                  a request the gateway answers itself (status, message, reason)
     │   └── BodyRejected          the request body is not acceptable (400, 415, 501)
+    ├── CredentialError           a provider's own credentials (AWS) cannot be resolved
     └── UpstreamError             talking to an LLM provider failed
         ├── UpstreamTimeout       no answer in time (the client gets 504)
         ├── UpstreamConnectError  cannot connect, or the connection broke (502)
@@ -123,6 +124,11 @@ class BodyRejected(Rejected):
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(status, message, "bad_request")
+
+
+class CredentialError(AibridgedError):
+    """A provider's credentials cannot be resolved (AWS: the default chain found none, STS
+    refused the role). The message names no secret."""
 
 
 class UpstreamError(AibridgedError):

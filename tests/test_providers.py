@@ -49,7 +49,7 @@ def test_keys_come_from_env_or_file_and_never_show_in_repr(tmp_path: Path) -> No
         (_seed(), {}, "needs an API key"),
         (_seed(type="openai-compat", base_url=""), {}, "needs a base_url"),
         (_seed(base_url="ftp://x", key_env="K"), {"K": "sk-1"}, "http(s)"),
-        (_seed(type="bedrock", name="bedrock"), {}, "not served"),
+        (_seed(type="bedrock", name="bedrock"), {}, "bedrock needs a region"),
     ],
 )
 def test_unusable_providers_get_status_error_with_a_reason(

@@ -271,7 +271,8 @@ class DataPlane:
             prepared = await trio.to_thread.run_sync(prepare_body, api, body)
         else:
             prepared = prepare_body(api, body)
-        interception.model = prepared.model
+        provider = interception.provider
+        interception.model = provider.family.recorded_model(provider, prepared.model)
         interception.stream = prepared.stream
         text_headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers}
         interception.client = classify_client(text_headers)

@@ -10,9 +10,10 @@ added here without touching the data plane.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aibridged.intercept.headers import CLIENT_AUTH, IDENTITY_ENCODING
 from aibridged.intercept.relay import StreamTranscoder
@@ -78,6 +79,22 @@ class ProviderFamily:
                     return None  # read-only unless the route needs more: no writes with our key
                 return Route(Api.PASSTHROUGH, upstream, rule.path, self.wire_format)
         return None
+
+    def settings_problem(
+        self,
+        provider_id: uuid.UUID,
+        base_url: str,
+        settings: Mapping[str, Any],
+        secrets: Mapping[str, str],
+    ) -> str:
+        """Why a provider of this family with these settings cannot be served ("": it can).
+        Asked when the provider is built: such a provider gets status "error"."""
+        return ""
+
+    def recorded_model(self, provider: Provider, requested: str) -> str:
+        """The model an interception is recorded (and counted) under: the one the client asked
+        for, unless the provider type calls another (Bedrock's model mapping)."""
+        return requested
 
     def admit(self, call: UpstreamCall) -> None:
         """Refuse (`Rejected`) a call this family cannot make at all, before any upstream work."""

@@ -10,6 +10,8 @@ from typing import Any
 
 from aibridged.intercept.wire import WireFormat
 from aibridged.providers.anthropic import ANTHROPIC
+from aibridged.providers.bedrock.family import BEDROCK
+from aibridged.providers.bedrock.settings import default_base_url
 from aibridged.providers.copilot import COPILOT, PLAN_HOSTS
 from aibridged.providers.family import ProviderFamily
 from aibridged.providers.google import GOOGLE
@@ -53,8 +55,8 @@ class ProviderType:
         """The default base URL given the provider's settings (Copilot's plan picks its host)."""
         if self.name == "copilot":
             return PLAN_HOSTS[settings.get("plan") or "individual"]
-        if self.name == "bedrock" and settings.get("region"):
-            return f"https://bedrock-runtime.{settings['region']}.amazonaws.com"
+        if self.name == "bedrock":
+            return default_base_url(settings)  # by region and protocol
         return self.default_base_url
 
 
@@ -85,14 +87,6 @@ TYPES: dict[str, ProviderType] = {
             keys=Keys.NONE,
             settings=(Setting("plan", choices=tuple(PLAN_HOSTS)),),
         ),
-        ProviderType(
-            "bedrock",
-            ANTHROPIC,
-            "",
-            keys=Keys.NONE,
-            settings=_BEDROCK_SETTINGS,
-            supported=False,
-            why_unsupported="bedrock providers (AWS SigV4) are stored but not served by this build",
-        ),
+        ProviderType("bedrock", BEDROCK, "", keys=Keys.NONE, settings=_BEDROCK_SETTINGS),
     )
 }

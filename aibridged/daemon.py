@@ -109,7 +109,6 @@ async def run_daemon(
     metrics.build_info.labels(version=__version__).set(1)
     notifier = notifier if notifier is not None else SdNotifier()
     _check_state_dir(config.server.state_dir)
-    _warn_about_settings_not_in_effect(config)
     _raise_open_file_limit()
     async with trio.open_nursery() as root:
         life = _Lifecycle(root.cancel_scope, notifier)
@@ -275,13 +274,6 @@ def _upstream_settings(config: Config) -> UpstreamSettings:
         connect_timeout_s=config.ai_gateway.upstream_connect_timeout_s,
         read_timeout_s=config.ai_gateway.upstream_timeout_s,
     )
-
-
-def _warn_about_settings_not_in_effect(config: Config) -> None:
-    gateway = config.ai_gateway
-    for key, is_set in (("ai_gateway.circuit_breaker.enabled", gateway.circuit_breaker.enabled),):
-        if is_set:
-            log.warning("config.not_in_effect", key=key, reason="not implemented by this build yet")
 
 
 def _build_app(

@@ -387,3 +387,44 @@ async def test_a_stream_open_at_sigterm_is_dumped_to_its_last_chunk_before_the_e
     # as the cut came can be in the dump and not at the client.
     assert body.startswith(bytes(received))
     assert body.count(b"\n\n") - received.count(b"\n\n") <= 1
+
+
+async def test_each_attempt_of_a_key_failover_has_its_own_dump(
+    gateway: Gateway, dump_dir: Path
+) -> None:
+    keys = ["sk-first-key-of-the-pool-0123456789", "sk-second-key-of-the-pool-9876543210"]
+    headers = {"authorization": f"Bearer {gateway.token}"}
+    async with httpx2.AsyncClient(base_url=gateway.url, headers=headers, timeout=10) as api:
+        created = await api.post(
+            "/api/v2/ai/providers",
+            json={
+                "type": "openai-compat",
+                "name": "pool",
+                "base_url": gateway.upstream_url + "/v1",
+                "api_keys": keys,
+            },
+        )
+        assert created.status_code == 201
+        for _ in range(250):  # served within a second (NOTIFY, then a reload)
+            if (await api.get("/api/v2/aibridge/pool/v1/models")).status_code != 404:
+                break
+            await trio.sleep(0.02)
+        gateway.upstream.fail_next(429, headers=[("retry-after", "30")])
+        answer = await api.post(
+            "/api/v2/aibridge/pool/v1/chat/completions",
+            json={"model": "gpt-demo", "messages": MESSAGES},
+        )
+    assert answer.status_code == 200
+    files = await _dumped(gateway, dump_dir / "pool" / "gpt-demo", 4)
+    first, second = sorted(f for f in files if f.name.endswith(".req.txt"))
+    assert first.name.split("-", 1)[1] == second.name.split("-", 1)[1]  # one interception
+    assert int(first.name.split("-")[0]) < int(second.name.split("-")[0])
+    assert _split(first)[1]["Authorization"] == "Bearer sk-f...6789"
+    assert _split(second)[1]["Authorization"] == "Bearer sk-s...3210"
+    responses = [f.with_name(f.name.replace(".req.", ".resp.")) for f in (first, second)]
+    assert [_split(r)[0] for r in responses] == [
+        "HTTP/1.1 429 Too Many Requests",
+        "HTTP/1.1 200 OK",
+    ]
+    text = "".join(f.read_text() for f in files)
+    assert keys[0] not in text and keys[1] not in text

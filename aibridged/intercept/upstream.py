@@ -114,6 +114,10 @@ class ExchangeTap(Protocol):
     def response_closed(self) -> None: ...
 
 
+# An error answer's status, body and headers → the status and body the client gets.
+ErrorShaper = Callable[[int, bytes, list[tuple[bytes, bytes]]], tuple[int, bytes]]
+
+
 @dataclass(slots=True)
 class UpstreamRequest:
     method: str
@@ -121,6 +125,10 @@ class UpstreamRequest:
     target: str  # percent-encoded path (after the origin's base path) and query
     headers: list[tuple[bytes, bytes]]  # without Host and Content-Length: added here
     body: bytes
+    # For a provider whose errors are not in its clients' wire format (Bedrock's AWS errors
+    # for Anthropic clients): reshapes them. None: the body is kept when it already has the
+    # format's error shape, else wrapped in it.
+    shape_error: ErrorShaper | None = None
     tap: ExchangeTap | None = None  # sees the request as sent and its answer (API dumps)
 
 

@@ -21,7 +21,7 @@ import uuid
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 import trio
@@ -59,6 +59,14 @@ _KIND = {
     ToolUsage: "tool_usage",
     ModelThought: "model_thought",
 }
+
+
+class RecordTap(Protocol):
+    """Told of each record as the request hands it over (tracing makes its spans of them)."""
+
+    def added(self, interception: InterceptionStart, record: ChildRecord) -> None: ...
+
+    def ended(self, record: InterceptionEnd) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +119,7 @@ class Recorder:
         self._counts = {"starts": 0, "batches": 0, "rows": 0, "ends": 0, "dropped": 0}
         self._last_error = ""
         self._last_drop_log = -DROP_LOG_EVERY_S
+        self.tap: RecordTap | None = None
         metrics.recorder_queue.labels(queue="rows").set_function(lambda: len(self._rows))
         metrics.recorder_queue.labels(queue="ends").set_function(lambda: len(self._ends))
 
@@ -141,6 +150,8 @@ class Recorder:
     def add(self, interception: InterceptionStart, record: ChildRecord) -> None:
         """Queue a child row (never waits; a full queue drops it, counted)."""
         kind = _KIND[type(record)]
+        if self.tap is not None:
+            self.tap.added(interception, record)
         if isinstance(record, ToolUsage) and record.call_id:
             self._remember_call(record.call_id, interception)
         if len(self._rows) >= self._queue_rows:
@@ -155,6 +166,8 @@ class Recorder:
 
     def end(self, record: InterceptionEnd) -> None:
         """Queue the end of a started interception (never dropped)."""
+        if self.tap is not None:
+            self.tap.ended(record)
         self._ends.append(record)
         self._rows_wanted.set()
         if self._structured:

@@ -219,8 +219,8 @@ def test_unknown_nested_section_is_named_with_its_dotted_path(
 
 
 def test_not_yet_supported_sections_are_unknown(toml_file: Callable[[str], Path]) -> None:
-    file = toml_file("[trace]\nenable = true\n")
-    assert error_of(file).startswith('unknown section "trace"')
+    file = toml_file("[mcp]\nservers = []\n")
+    assert error_of(file).startswith('unknown section "mcp"')
 
 
 @pytest.mark.parametrize(
@@ -506,8 +506,11 @@ def test_bad_alias_value_names_the_alias() -> None:
     assert message.startswith('CODER_AIBRIDGE_ALLOW_BYOK: invalid boolean "maybe"')
 
 
-def test_coder_trace_variables_are_ignored() -> None:
-    assert load(env={"CODER_TRACE_ENABLE": "true", "CODER_TRACE_LOGS": "true"}) == load()
+def test_coder_trace_variables_set_tracing_and_aibridged_names_win() -> None:
+    config = load(env={"CODER_TRACE_ENABLE": "true", "CODER_TRACE_LOGS": "on"})
+    assert config.trace.enable and config.trace.logs
+    config = load(env={"CODER_TRACE_ENABLE": "true", "AIBRIDGED_TRACE_ENABLE": "false"})
+    assert not config.trace.enable
 
 
 # ---------------------------------------------------------------------------- provider seeds
@@ -698,6 +701,7 @@ EXPECTED_FLAGS = {
     "--ai-gateway-auth-failure-limit",
     "--ai-gateway-send-actor-headers", "--prometheus-enabled", "--prometheus-address",
     "--log-human", "--log-json", "--log-level",
+    "--trace", "--trace-logs", "--trace-otlp-endpoint", "--trace-file",
 }  # fmt: skip
 
 

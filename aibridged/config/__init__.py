@@ -27,6 +27,7 @@ from aibridged.config.tree import (
     PrometheusConfig,
     ProviderSeed,
     ServerConfig,
+    TraceConfig,
 )
 from aibridged.config.values import parse_address, parse_bool, parse_duration, parse_size
 
@@ -46,6 +47,7 @@ __all__ = [
     "PrometheusConfig",
     "ProviderSeed",
     "ServerConfig",
+    "TraceConfig",
     "add_config_flags",
     "flags_from_args",
     "load_config",

@@ -18,7 +18,7 @@ from typing import Any
 from aibridged.config.keys import _KEY_BY_PATH, _OTHER_AIBRIDGED_VARS, FLAG_FOR_KEY, KEYS
 from aibridged.config.seeds import SeedValues, env_seeds, toml_seeds
 from aibridged.config.tree import SECTIONS, Config, ProviderSeed
-from aibridged.config.values import located, toml_type_name, unknown
+from aibridged.config.values import BOOL, located, toml_type_name, unknown
 from aibridged.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/aibridged/aibridged.toml")
@@ -190,12 +190,15 @@ def add_config_flags(parser: argparse.ArgumentParser, *, suppress: bool = False)
     group = parser.add_argument_group("configuration (overrides the file and the environment)")
     for key in KEYS:
         if key.flag:
+            # A boolean flag alone means true (`--trace`); `--trace false` works too.
+            switch: dict[str, Any] = {"nargs": "?", "const": "true"} if key.kind is BOOL else {}
             group.add_argument(
                 key.flag,
                 dest=_dest(key.path),
                 metavar=key.kind.metavar,
                 default=argparse.SUPPRESS if suppress else None,
                 help=f"{key.path} (env {key.env})",
+                **switch,
             )
 
 

@@ -166,6 +166,12 @@ def positive(value: float) -> float:
     return value
 
 
+def not_empty(value: str) -> str:
+    if not value.strip():
+        raise ConfigError("must not be empty")
+    return value
+
+
 def one_of(*choices: str) -> Check:
     def check(value: str) -> str:
         if value.lower() not in choices:

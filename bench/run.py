@@ -381,7 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     kind,
                     api,
                     args.out,
-                    date,
+                    date if args.label == "hotpath" else f"{date}-{args.label}",  # file prefix
                     generator=args.generator,
                     connections=max(connections),
                     seconds=args.profile_seconds,

@@ -124,7 +124,7 @@ def collector_statistics(stack: Stack) -> dict[str, Any]:
         found = {"error": f"{type(exc).__name__}: {exc}"}
     log = stack.gateway_trace.log_path
     text = log.read_text(errors="replace") if log is not None and log.exists() else ""
-    found["queue_full_warnings"] = text.count("Queue is full")
+    found["queue_full_warnings"] = text.count("Queue full")
     return found
 
 

@@ -8,6 +8,7 @@ reports them), never from the code under test.
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -30,7 +31,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from aibridged.config import TraceConfig
 from aibridged.log import RedactSecrets, call_log_hook, merge_request_fields
 from aibridged.tracing import GENAI_SEMCONV_VERSION, open_tracing
-from aibridged.tracing.setup import otlp_traces_url
+from aibridged.tracing.setup import DropReport, otlp_traces_url
 from tests.gateway import ANTHROPIC_KEY, OPENAI_KEY, Gateway, start_gateway
 
 # Text that must never reach a span: the prompts sent, the answers received, the credentials.
@@ -548,3 +549,16 @@ async def test_a_task_started_inside_a_span_sees_it_and_cannot_change_its_parent
 def test_the_pinned_genai_conventions_version_is_documented() -> None:
     operations = (Path(__file__).parent.parent / "docs" / "operations.md").read_text()
     assert f"GenAI semantic conventions v{GENAI_SEMCONV_VERSION}" in operations
+
+
+def test_the_sdks_warning_per_dropped_span_becomes_one_line_per_period_with_the_count() -> None:
+    drops = DropReport()
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("opentelemetry", logging.WARNING, "x", 1, msg, ("Span",), None)
+
+    first, second = record("Queue full, dropping %s."), record("Queue full, dropping %s.")
+    assert drops.filter(first) and not drops.filter(second)
+    assert first.getMessage().startswith("Queue full: spans dropped (1 so far")
+    assert drops.dropped == 2
+    assert drops.filter(record("Exception while exporting %s."))  # other lines pass as they are

@@ -8,7 +8,11 @@ worker thread, for at most `SHUTDOWN_TIMEOUT_S`.
 
 from __future__ import annotations
 
+import logging
+import math
 import sys
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -33,6 +37,34 @@ log = structlog.get_logger("aibridged.tracing")
 
 SHUTDOWN_TIMEOUT_S = 5.0
 OTLP_TRACES_PATH = "/v1/traces"
+DROP_LOG_EVERY_S = 10.0
+# The batch processor's logger: it warns once per span dropped from a full queue.
+_SDK_QUEUE_LOGGER = "opentelemetry.sdk._shared_internal"
+
+
+class DropReport(logging.Filter):
+    """The SDK's "Queue full" warning, one per dropped span, becomes one line per
+    `DROP_LOG_EVERY_S` with the count so far: an exporter that cannot keep up must not turn
+    into a log storm on the event loop's thread (spans end there)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped = 0
+        self._last = -math.inf
+        self._lock = threading.Lock()  # the SDK may log from its export thread too
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("Queue full"):
+            return True
+        with self._lock:
+            self.dropped += 1
+            now = time.monotonic()
+            if now - self._last < DROP_LOG_EVERY_S:
+                return False
+            self._last = now
+        record.msg = "Queue full: spans dropped (%d so far; the exporter cannot keep up)"
+        record.args = (self.dropped,)
+        return True
 
 
 @asynccontextmanager
@@ -65,6 +97,8 @@ async def open_tracing(
     )
     if config.logs:
         set_log_hook(add_span_event)
+    drops = DropReport()
+    logging.getLogger(_SDK_QUEUE_LOGGER).addFilter(drops)
     log.info("tracing.on", exporter=where, service_name=config.service_name,
              log_events=config.logs)  # fmt: skip
     try:
@@ -73,6 +107,7 @@ async def open_tracing(
         if config.logs:
             set_log_hook(None)
         await _shut_down(provider.shutdown, file)
+        logging.getLogger(_SDK_QUEUE_LOGGER).removeFilter(drops)
 
 
 async def _shut_down(shutdown: Callable[[], object], file: IO[str] | None) -> None:

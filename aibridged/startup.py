@@ -43,7 +43,9 @@ log = structlog.get_logger("aibridged.providers")
 
 # Connections of the pool reloads may use (one is plenty: a reload is two queries).
 RELOAD_CONNECTIONS = 1
-RECORDER_CONNECTIONS = 2  # starts (group commit) and the batch writer
+RECORDER_CONNECTIONS = 1  # the batch writer's (asyncpg)
+RECORDER_STARTS_CONNECTIONS = 1  # the group commit's (trio-native libpq: store/native.py)
+RECORDER_APPLICATION_NAME = "aibridged-recorder"
 _CHECK_VALUE = b"aibridged secrets check"
 
 
@@ -207,15 +209,23 @@ async def open_recorder(
     created = await ensure_partitions(store)
     if created:
         log.info("recorder.partitions_created", count=created)
-    runner: Runner = store.budget("recorder", RECORDER_CONNECTIONS)
+    settings: dict[str, str] = {}
     if not config.ai_gateway.recording_synchronous_commit:
         # A commit then returns before its WAL reaches the disk: a PostgreSQL crash (not the
         # gateway's) may lose the last ~0.6 s of records; a flush per commit costs ~5 ms here.
-        runner = await store.side_pool(RECORDER_CONNECTIONS, {"synchronous_commit": "off"})
+        settings = {"synchronous_commit": "off"}
+    runner: Runner = store.budget("recorder", RECORDER_CONNECTIONS)
+    if settings:
+        runner = await store.side_pool(RECORDER_CONNECTIONS, settings)
+    # Starts are on the request's path: their commit skips trio-asyncio (docs/recording.md).
+    starts = await store.native_pool(
+        RECORDER_STARTS_CONNECTIONS, settings, application_name=RECORDER_APPLICATION_NAME
+    )
     recorder = Recorder(
         runner,
         metrics,
         structured_logging=config.ai_gateway.structured_logging,
+        starts_runner=starts,
     )
     await writers.start_task("recorder", recorder.run, recorder.close)
     return recorder

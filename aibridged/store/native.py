@@ -70,6 +70,8 @@ class NativeConnection:
         self._fd = pgconn.socket
         self._scrub = scrub
         self._prepared: set[str] = set()
+        self._ending = False  # the server said FATAL while the session sat idle
+        pgconn.notice_handler = self._on_notice
 
     @classmethod
     async def open(cls, conninfo: str, scrub: Callable[[str], str], shown: str) -> NativeConnection:
@@ -92,7 +94,6 @@ class NativeConnection:
                 else:
                     await trio.lowlevel.wait_writable(pgconn.socket)
             pgconn.nonblocking = 1
-            pgconn.notice_handler = _log_notice
         except psycopg.Error as exc:  # `socket` of a connection libpq gave up on
             _finish(pgconn)
             raise StoreUnavailable(f"{failed}: {scrub(str(exc))}") from exc
@@ -116,9 +117,10 @@ class NativeConnection:
         if pgconn is None:
             return False
         with contextlib.suppress(psycopg.Error):  # a closed stream shows in `status`
-            pgconn.consume_input()
+            pgconn.consume_input()  # only reads: parsing (and the notice handler) is here
+            pgconn.is_busy()
         idle = pq.TransactionStatus.IDLE
-        if pgconn.status != pq.ConnStatus.OK or pgconn.transaction_status != idle:
+        if self._ending or pgconn.status != pq.ConnStatus.OK or pgconn.transaction_status != idle:
             self.close()
             return False
         return True
@@ -145,6 +147,15 @@ class NativeConnection:
         if pgconn is not None:
             trio.lowlevel.notify_closing(self._fd)
             pgconn.finish()
+
+    def _on_notice(self, result: pq.abc.PGresult) -> None:
+        # libpq prints notices on stderr unless told otherwise. The FATAL of a session the
+        # server ends while it is idle (pg_terminate_backend, shutdown) arrives this way, maybe
+        # before the end of the stream does.
+        severity = _field(result, pq.DiagnosticField.SEVERITY_NONLOCALIZED)
+        self._ending = self._ending or severity in ("FATAL", "PANIC")
+        message = self._scrub(_field(result, pq.DiagnosticField.MESSAGE_PRIMARY))
+        log.debug("store.native_notice", severity=severity, message=message)
 
     def _live(self) -> pq.abc.PGconn:
         if self._pgconn is None:
@@ -367,16 +378,11 @@ def _field(result: pq.abc.PGresult, field: pq.DiagnosticField) -> str:
 
 
 def _message(pgconn: pq.abc.PGconn) -> str:
-    return pgconn.error_message.decode(errors="replace").strip() or "connection failed"
+    text = " ".join(pgconn.error_message.decode(errors="replace").split())  # one line
+    return text or "connection failed"
 
 
 def _finish(pgconn: pq.abc.PGconn) -> None:
     with contextlib.suppress(psycopg.Error):  # no socket
         trio.lowlevel.notify_closing(pgconn.socket)
     pgconn.finish()
-
-
-def _log_notice(result: pq.abc.PGresult) -> None:
-    # libpq prints notices on stderr unless told otherwise; the server's FATAL to a session it
-    # terminates while idle arrives this way too.
-    log.debug("store.native_notice", message=_field(result, pq.DiagnosticField.MESSAGE_PRIMARY))

@@ -30,6 +30,7 @@ from aibridged.secretbox import SecretBox, load_secret_box
 from aibridged.store import Store
 from aibridged.store.db import Runner
 from aibridged.store.listen import run_notification_listener
+from aibridged.store.native import NativePool
 from aibridged.store.providers import (
     CHANGED_CHANNEL,
     SECRETS_CHECK_CONTEXT,
@@ -209,8 +210,25 @@ async def open_recorder(
     created = await ensure_partitions(store)
     if created:
         log.info("recorder.partitions_created", count=created)
+    runner, starts = await recorder_connections(
+        store, synchronous_commit=config.ai_gateway.recording_synchronous_commit
+    )
+    recorder = Recorder(
+        runner,
+        metrics,
+        structured_logging=config.ai_gateway.structured_logging,
+        starts_runner=starts,
+    )
+    await writers.start_task("recorder", recorder.run, recorder.close)
+    return recorder
+
+
+async def recorder_connections(
+    store: Store, *, synchronous_commit: bool
+) -> tuple[Runner, NativePool]:
+    """The batch writer's runner and the start commits' native pool, closed with the store."""
     settings: dict[str, str] = {}
-    if not config.ai_gateway.recording_synchronous_commit:
+    if not synchronous_commit:
         # A commit then returns before its WAL reaches the disk: a PostgreSQL crash (not the
         # gateway's) may lose the last ~0.6 s of records; a flush per commit costs ~5 ms here.
         settings = {"synchronous_commit": "off"}
@@ -221,14 +239,7 @@ async def open_recorder(
     starts = await store.native_pool(
         RECORDER_STARTS_CONNECTIONS, settings, application_name=RECORDER_APPLICATION_NAME
     )
-    recorder = Recorder(
-        runner,
-        metrics,
-        structured_logging=config.ai_gateway.structured_logging,
-        starts_runner=starts,
-    )
-    await writers.start_task("recorder", recorder.run, recorder.close)
-    return recorder
+    return runner, starts
 
 
 def statistics_for_readiness(

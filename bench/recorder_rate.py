@@ -9,12 +9,16 @@ the moment every end and every row has been written (or counted as dropped); the
 interceptions per second over that time. Before it, ``ALONE`` starts are committed one at a time
 (what a start costs a request at concurrency 1: ``start_alone_ms``).
 
-The recorder is built as ``aibridged.startup.open_recorder`` builds it: a ``StoreBudget`` of the
-recorder's connections in front of a pool of ``database.pool_size`` connections, default queue and
-batch sizes. Runs in a database of its own (created and migrated here), so the gateways' tables
-are not touched.
+The recorder is built as ``aibridged.startup.open_recorder`` builds it by default
+(``aibridged.startup.recorder_connections``): starts committed on a trio-native libpq connection,
+batches on an asyncpg connection of their own, both with ``synchronous_commit = off``; default
+queue and batch sizes. ``--starts asyncpg`` commits the starts through asyncpg and trio-asyncio
+instead (one more connection of that side pool), as the daemon did before, for comparison.
+Runs in a database of its own (created and migrated here), so the gateways' tables are not
+touched.
 
     python -m bench.recorder_rate --server-uri URI [--interceptions 20000] [--concurrency 64]
+        [--starts native|asyncpg]
 
 prints one JSON object on stdout. ``bench.run`` runs it pinned to the gateway's CPU.
 """
@@ -39,7 +43,7 @@ from prometheus_client import CollectorRegistry
 from aibridged.metrics import Metrics
 from aibridged.recorder import Recorder, ensure_partitions
 from aibridged.records import InterceptionEnd, InterceptionStart, PromptUsage, TokenUsage, ToolUsage
-from aibridged.startup import RECORDER_CONNECTIONS
+from aibridged.startup import RECORDER_CONNECTIONS, recorder_connections
 from aibridged.store import apply_migrations, open_store
 from bench.latency import summary_ms
 
@@ -145,16 +149,22 @@ async def _until_written(recorder: Recorder, ends: int, rows: int) -> dict[str, 
         await trio.sleep(0.001)
 
 
-async def measure(server_uri: str, *, interceptions: int, concurrency: int, warmup: int) -> Any:
+async def measure(
+    server_uri: str, *, interceptions: int, concurrency: int, warmup: int, starts: str = "native"
+) -> Any:
     await _create_database(server_uri)
     async with open_store(
         _dsn(server_uri, DATABASE), pool_size=POOL_SIZE, connect_timeout_s=10
     ) as store:
         await apply_migrations(store)
         await ensure_partitions(store)
+        if starts == "native":
+            runner, native = await recorder_connections(store, synchronous_commit=False)
+        else:
+            runner = await store.side_pool(RECORDER_CONNECTIONS + 1, {"synchronous_commit": "off"})
+            native = None
         recorder = Recorder(
-            store.budget("recorder", RECORDER_CONNECTIONS),
-            Metrics(CollectorRegistry(), process_metrics=False),
+            runner, Metrics(CollectorRegistry(), process_metrics=False), starts_runner=native
         )
         async with trio.open_nursery() as nursery:
             await nursery.start(recorder.run)
@@ -216,7 +226,8 @@ async def measure(server_uri: str, *, interceptions: int, concurrency: int, warm
         "prompt_chars": len(PROMPT),
         "tool_input_chars": len(TOOL_INPUT),
         "pool_size": POOL_SIZE,
-        "recorder_connections": RECORDER_CONNECTIONS,
+        "recorder_connections": RECORDER_CONNECTIONS + 1,
+        "starts": starts,
     }
 
 
@@ -253,6 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--interceptions", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--warmup", type=int, default=1_000, help="untimed interceptions first")
+    parser.add_argument("--starts", choices=["native", "asyncpg"], default="native",
+                        help="the start commits' driver")  # fmt: skip
     args = parser.parse_args(argv)
     result = trio.run(
         lambda: measure(
@@ -260,6 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             interceptions=args.interceptions,
             concurrency=args.concurrency,
             warmup=args.warmup,
+            starts=args.starts,
         )
     )
     json.dump(result, sys.stdout)

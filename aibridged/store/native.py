@@ -96,7 +96,7 @@ class NativeConnection:
             pgconn.nonblocking = 1
         except psycopg.Error as exc:  # `socket` of a connection libpq gave up on
             _finish(pgconn)
-            raise StoreUnavailable(f"{failed}: {scrub(str(exc))}") from exc
+            raise StoreUnavailable(f"{failed}: {scrub(_one_line(str(exc)))}") from exc
         except BaseException:
             _finish(pgconn)
             raise
@@ -105,10 +105,6 @@ class NativeConnection:
     @property
     def closed(self) -> bool:
         return self._pgconn is None
-
-    @property
-    def backend_pid(self) -> int:
-        return self._live().backend_pid
 
     def usable(self) -> bool:
         """Still open, as far as a read that does not wait can tell (the server closes an idle
@@ -172,7 +168,8 @@ class NativeConnection:
             results = await self._results(pgconn)
             completed = pgconn.transaction_status == pq.TransactionStatus.IDLE
         except psycopg.Error as exc:  # sending or reading failed: the session is gone
-            raise StoreUnavailable(f"database unavailable: {self._scrub(str(exc))}") from exc
+            message = self._scrub(_one_line(str(exc)))
+            raise StoreUnavailable(f"database unavailable: {message}") from exc
         except (OSError, trio.ClosedResourceError) as exc:
             raise StoreUnavailable(f"database unavailable: {exc}") from exc
         finally:
@@ -216,7 +213,7 @@ class NativeConnection:
         state = _field(result, pq.DiagnosticField.SQLSTATE)
         primary = self._scrub(_field(result, pq.DiagnosticField.MESSAGE_PRIMARY))
         if not primary:  # no error fields: libpq's own message (a protocol failure)
-            primary = self._scrub(result.error_message.decode(errors="replace").strip())
+            primary = self._scrub(_one_line(result.error_message.decode(errors="replace")))
         if state == _UNIQUE_VIOLATION:
             return Conflict(
                 self._scrub(_field(result, pq.DiagnosticField.MESSAGE_DETAIL)) or primary
@@ -378,8 +375,11 @@ def _field(result: pq.abc.PGresult, field: pq.DiagnosticField) -> str:
 
 
 def _message(pgconn: pq.abc.PGconn) -> str:
-    text = " ".join(pgconn.error_message.decode(errors="replace").split())  # one line
-    return text or "connection failed"
+    return _one_line(pgconn.error_message.decode(errors="replace")) or "connection failed"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())  # libpq's messages span lines, indented with tabs
 
 
 def _finish(pgconn: pq.abc.PGconn) -> None:

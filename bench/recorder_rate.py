@@ -68,17 +68,19 @@ TOOL_INPUT = json.dumps(
 )
 
 
-def _dsn(server_uri: str, database: str) -> str:
+def database_dsn(server_uri: str, database: str) -> str:
     head, sep, tail = server_uri.partition("/postgres?")
     return f"{head}/{database}?{tail}" if sep else server_uri.replace("/postgres", f"/{database}")
 
 
-async def _create_database(server_uri: str) -> None:
+async def create_database(server_uri: str, database: str = DATABASE) -> None:
+    """A new empty `database` on the server (dropped first if it exists)."""
+
     async def create() -> None:
         conn = await asyncpg.connect(server_uri)
         try:
-            await conn.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
-            await conn.execute(f"CREATE DATABASE {DATABASE}")
+            await conn.execute(f"DROP DATABASE IF EXISTS {database}")
+            await conn.execute(f"CREATE DATABASE {database}")
         finally:
             await conn.close()
 
@@ -152,9 +154,9 @@ async def _until_written(recorder: Recorder, ends: int, rows: int) -> dict[str, 
 async def measure(
     server_uri: str, *, interceptions: int, concurrency: int, warmup: int, starts: str = "native"
 ) -> Any:
-    await _create_database(server_uri)
+    await create_database(server_uri)
     async with open_store(
-        _dsn(server_uri, DATABASE), pool_size=POOL_SIZE, connect_timeout_s=10
+        database_dsn(server_uri, DATABASE), pool_size=POOL_SIZE, connect_timeout_s=10
     ) as store:
         await apply_migrations(store)
         await ensure_partitions(store)
@@ -236,7 +238,7 @@ async def _counts(server_uri: str) -> tuple[dict[str, int], dict[str, str]]:
               "aibridge_tool_usages")  # fmt: skip
 
     async def count() -> tuple[dict[str, int], dict[str, str]]:
-        conn = await asyncpg.connect(_dsn(server_uri, DATABASE))
+        conn = await asyncpg.connect(database_dsn(server_uri, DATABASE))
         try:
             out = {t: int(await conn.fetchval(f"SELECT count(*) FROM {t}")) for t in tables}
             ended = "SELECT count(*) FROM aibridge_interceptions WHERE ended_at IS NOT NULL"

@@ -18,8 +18,9 @@ from aibridged.errors import Conflict, StoreError, StoreUnavailable
 from aibridged.recorder import ensure_partitions
 from aibridged.records import InterceptionStart
 from aibridged.store import Store, open_store
+from aibridged.store.conninfo import native_conninfo, resolve_host, secret_scrubber
 from aibridged.store.db import redact_dsn
-from aibridged.store.native import NativePool, Statement, native_conninfo, secret_scrubber
+from aibridged.store.native import NativePool, Statement
 from aibridged.store.records import insert_starts, insert_starts_finding_threads
 
 
@@ -233,3 +234,15 @@ async def test_a_closed_pool_refuses_calls(store: Store) -> None:
     pool.close()
     with pytest.raises(StoreUnavailable, match="closed"):
         await pool.query("SELECT 1")
+
+
+async def test_a_host_name_is_resolved_before_libpq_sees_it() -> None:
+    # libpq would look it up inside connect_start, blocking every task until DNS answers.
+    conninfo = native_conninfo("postgresql://u@localhost:5999/db", "t", {})
+    found = conninfo_to_dict(await resolve_host(conninfo, "shown"))
+    addresses = str(found["hostaddr"]).split(",")
+    assert {"127.0.0.1", "::1"} & set(addresses)
+    assert str(found["host"]).split(",") == ["localhost"] * len(addresses)
+    for given in ("postgresql://u@127.0.0.1:5999/db", "postgresql://u@/db?host=/run/pg"):
+        unchanged = native_conninfo(given, "t", {})
+        assert await resolve_host(unchanged, "shown") == unchanged

@@ -32,7 +32,8 @@ import trio
 import trio_asyncio
 
 from aibridged.errors import Conflict, StoreError, StoreUnavailable
-from aibridged.store.native import NativePool, native_conninfo, secret_scrubber
+from aibridged.store.conninfo import native_conninfo, secret_scrubber
+from aibridged.store.native import NativePool
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -4,9 +4,10 @@ socket waited on by trio itself.
 Why it exists (docs/architecture.md, docs/recording.md): an asyncpg call through trio-asyncio
 costs several scheduling rounds of both loops, and an interception's start commit is on the
 request's critical path. The same INSERT here is one `wait_readable` between sending and
-reading: a start commit took 0.5-0.75 ms instead of 1.5-2.2 ms (measured,
-bench/results/2026-12-02-recorder-native.md). Only what that needs is here: prepared statements
-and plain queries, text parameters, results loaded by psycopg's `Transformer`.
+reading: a one-row start commit took 0.17 ms instead of 0.33 ms back to back, 0.69 ms instead of
+1.0-1.1 ms after 5 ms of idle (bench/results/2026-12-02-recorder-native.md). Only what that
+needs is here: prepared statements and plain queries, text parameters, results loaded by
+psycopg's `Transformer`.
 
 Parameters are dumped to PostgreSQL's text form here (scalars and one-dimensional arrays of
 them): every statement this runs casts each parameter (`$1::uuid[]`), so no type is sent.
@@ -14,6 +15,7 @@ them): every statement this runs casts each parameter (`$1::uuid[]`), so no type
 A call that fails or is cancelled part-way through the protocol closes its connection (its
 state is unknown); the pool opens a new one for the next call. A connection found closed by
 the server while it sat idle is replaced before anything is sent, so that call still succeeds.
+Host names are resolved before libpq connects (store/conninfo.py), which would block on DNS.
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ import structlog
 import trio
 from psycopg import pq
 from psycopg.adapt import Transformer
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from aibridged.errors import Conflict, StoreError, StoreUnavailable
+from aibridged.store.conninfo import resolve_host
 
 log = structlog.get_logger("aibridged.store")
 
@@ -275,7 +277,8 @@ class NativePool:
             ) from exc
 
     async def _connect(self) -> NativeConnection:
-        conn = await NativeConnection.open(self._conninfo, self._scrub, self._shown)
+        conninfo = await resolve_host(self._conninfo, self._shown)  # DNS off the event loop
+        conn = await NativeConnection.open(conninfo, self._scrub, self._shown)
         self._connects += 1
         return conn
 
@@ -298,46 +301,6 @@ class NativePool:
             borrowed=self._size - self._gate.value,
             connects=self._connects,
         )
-
-
-def native_conninfo(dsn: str, application_name: str, settings: dict[str, str]) -> str:
-    """libpq's connection string for `dsn` (a URL or key=value), naming the session and
-    setting `settings` at connect (no round trip of its own). ValueError if unparsable."""
-    try:
-        given = conninfo_to_dict(dsn)
-    except psycopg.Error as exc:
-        raise ValueError(str(exc)) from exc
-    options = [str(given["options"])] if given.get("options") else []
-    # Times are read and written in UTC whatever the server's default (as asyncpg does).
-    for key, value in {"TimeZone": "UTC", **settings}.items():
-        options.append(f"-c {_option(key)}={_option(value)}")
-    return make_conninfo(
-        dsn,
-        application_name=application_name,
-        client_encoding="UTF8",
-        options=" ".join(options),
-    )
-
-
-def secret_scrubber(conninfo: str) -> Callable[[str], str]:
-    """A function taking the connection's secrets (its password) out of a message."""
-    secrets = [
-        str(value)
-        for key, value in conninfo_to_dict(conninfo).items()
-        if key in ("password", "sslpassword") and value
-    ]
-
-    def scrub(message: str) -> str:
-        for secret in secrets:
-            message = message.replace(secret, "***")
-        return message
-
-    return scrub
-
-
-def _option(text: str) -> str:
-    # libpq splits `options` at spaces; a backslash escapes the next character.
-    return text.replace("\\", "\\\\").replace(" ", "\\ ")
 
 
 def _dump_all(params: Sequence[Any]) -> list[bytes | None]:

@@ -20,6 +20,7 @@ import trio
 from aibridged.config import Config
 from aibridged.errors import SecretsError, StartupError, UnknownSecretsKey
 from aibridged.metrics import Metrics
+from aibridged.providers.bedrock.credentials import AwsCredentialCache
 from aibridged.providers.load import load_provider_set, provider_from_stored
 from aibridged.providers.pool import Provider, ProviderRegistry, ProviderSet
 from aibridged.providers.seeding import demo_seeds, seed_database, seeds_from_config
@@ -107,6 +108,7 @@ class ProviderRuntime:
     reloader: Reloader[ProviderSet]
     box: SecretBox
     demo_url: str | None
+    aws: AwsCredentialCache  # Bedrock providers' credentials, refreshed in the background
 
     def describe(self, stored: StoredProvider) -> Provider:
         return provider_from_stored(stored, self.box, self.demo_url)
@@ -114,6 +116,7 @@ class ProviderRuntime:
     async def run(self, store: Store, metrics: Metrics, nursery: trio.Nursery) -> None:
         """Start the reload loop and the LISTEN connection under supervision in `nursery`."""
         await nursery.start(run_supervised, "provider_reloader", self.reloader.run, metrics)
+        await nursery.start(run_supervised, "aws_credentials", self.aws.run_refresher, metrics)
         await nursery.start(
             run_supervised,
             "provider_listener",
@@ -140,8 +143,12 @@ async def open_providers(
     runner = store.budget("providers", RELOAD_CONNECTIONS)
     registry = ProviderRegistry(ProviderSet({}))
     reported = _Reported(metrics)
+    aws = AwsCredentialCache()
 
     async def build(version: int) -> ProviderSet:
+        return await aws.prepare(await load(version))
+
+    async def load(version: int) -> ProviderSet:
         try:
             return await load_provider_set(runner, runtime.box, demo_url, version)
         except UnknownSecretsKey:
@@ -165,7 +172,7 @@ async def open_providers(
         notifier=notifier,
         poll_interval_s=config.ai_gateway.providers_poll_interval_s,
     )
-    runtime = ProviderRuntime(registry, reloader, box, demo_url)
+    runtime = ProviderRuntime(registry, reloader, box, demo_url, aws)
     if not await reloader.reload_now():
         raise StartupError(f"cannot load the providers: {reloader.statistics().last_error}")
     return runtime
@@ -255,4 +262,5 @@ def statistics_for_readiness(
     }
     if recorder is not None:
         found["recorder"] = asdict(recorder.statistics())
+    found["aws_credentials"] = asdict(providers.aws.statistics())
     return found

@@ -286,10 +286,7 @@ def _upstream_settings(config: Config) -> UpstreamSettings:
 
 def _warn_about_settings_not_in_effect(config: Config) -> None:
     gateway = config.ai_gateway
-    for key, is_set in (
-        ("ai_gateway.api_dump_dir", bool(gateway.api_dump_dir)),
-        ("ai_gateway.circuit_breaker.enabled", gateway.circuit_breaker.enabled),
-    ):
+    for key, is_set in (("ai_gateway.api_dump_dir", bool(gateway.api_dump_dir)),):
         if is_set:
             log.warning("config.not_in_effect", key=key, reason="not implemented by this build yet")
 

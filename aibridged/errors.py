@@ -15,11 +15,14 @@
     ├── Conflict                  a unique name is already taken
     ├── Rejected                  a request the gateway answers itself (status, message, reason)
     │   └── BodyRejected          the request body is not acceptable (400, 415, 501)
+    ├── CredentialError           a provider's own credentials (AWS) cannot be resolved
     └── UpstreamError             talking to an LLM provider failed
         ├── UpstreamTimeout       no answer in time (the client gets 504)
         ├── UpstreamConnectError  cannot connect, or the connection broke (502)
         ├── UpstreamProtocolError an answer the gateway cannot relay faithfully (502)
         └── UpstreamStatusError   an error status; carries the provider-shaped body to relay
+            ├── KeysExhausted     no key of the provider could serve the call (429 or 502)
+            └── CircuitOpen       the provider's circuit breaker refuses the call (503)
 
 Library exceptions (asyncpg, h11, trio streams, OSError) are translated once, where they enter
 our code, with ``raise X from exc``.
@@ -123,6 +126,11 @@ class BodyRejected(Rejected):
         super().__init__(status, message, "bad_request")
 
 
+class CredentialError(AibridgedError):
+    """A provider's credentials cannot be resolved (AWS: the default chain found none, STS
+    refused the role). The message names no secret."""
+
+
 class UpstreamError(AibridgedError):
     """Talking to an upstream provider failed."""
 
@@ -162,3 +170,27 @@ class UpstreamStatusError(UpstreamError):
     def header(self, name: bytes) -> bytes | None:
         """The first upstream header `name` (lower-case), e.g. b"retry-after" for failover."""
         return next((value for key, value in self.headers if key == name), None)
+
+
+class KeysExhausted(UpstreamStatusError):
+    """No key of the provider could serve the call (429 with `Retry-After`, or 502).
+
+    `upstream_failed` tells the circuit breaker whether the upstream itself failed (a 5xx or an
+    unreachable host on some key) rather than only refusing or rate-limiting the keys.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        body: bytes,
+        headers: list[tuple[bytes, bytes]],
+        reason: str,
+        *,
+        upstream_failed: bool,
+    ) -> None:
+        super().__init__(status, body, headers, reason)
+        self.upstream_failed = upstream_failed
+
+
+class CircuitOpen(UpstreamStatusError):
+    """The circuit breaker of the call's provider, endpoint and model is open (503)."""

@@ -170,6 +170,47 @@ class Metrics:
             ["queue"],
             registry=registry,
         )
+        # Resilience (providers/breaker.py, providers/keypool.py). endpoint: the provider's
+        # intercepted paths (a handful); model: capped per provider as above; key_index: 1 to 5;
+        # reason and outcome: fixed sets.
+        self.breaker_state = Gauge(
+            PREFIX + "circuit_breaker_state",
+            "Circuit breaker state: 0 closed, 0.5 half-open, 1 open.",
+            ["provider", "endpoint", "model"],
+            registry=registry,
+        )
+        self.breaker_trips = Counter(
+            PREFIX + "circuit_breaker_trips",
+            "Times a circuit breaker opened.",
+            ["provider", "endpoint", "model"],
+            registry=registry,
+        )
+        self.breaker_rejects = Counter(
+            PREFIX + "circuit_breaker_rejects",
+            "Requests refused with 503 because their circuit breaker was open.",
+            ["provider", "endpoint", "model"],
+            registry=registry,
+        )
+        self.key_pool_transitions = Counter(
+            PREFIX + "key_pool_state_transitions",
+            "Keys taken out of use: rate_limited (cooling down), unauthorized or forbidden"
+            " (until the provider changes).",
+            ["provider", "key_index", "reason"],
+            registry=registry,
+        )
+        self.key_pool_exhaustions = Counter(
+            PREFIX + "key_pool_exhaustions",
+            "Requests no key of the provider could serve: rate_limited (429) or failed (502).",
+            ["provider", "outcome"],
+            registry=registry,
+        )
+        self.key_pool_failover_attempts = Histogram(
+            PREFIX + "key_pool_failover_attempts",
+            "Upstream attempts per request of a provider with keys.",
+            ["provider"],
+            buckets=(1, 2, 3, 4, 5, 10, 25),
+            registry=registry,
+        )
         # route: the intercepted APIs (3 values).
         self.overhead = Histogram(
             PREFIX + "overhead_seconds",
@@ -179,6 +220,7 @@ class Metrics:
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
             registry=registry,
         )
+        self.key_pool_state_name = PREFIX + "key_pool_state"  # computed at scrape (keypool.py)
         self._models: dict[str, set[str]] = {}
         # Labelled children, found by their label values: `labels()` validates and locks on every
         # call, and the data plane asks for the same few series on every request. Bounded as

@@ -4,7 +4,8 @@ written behind the request by a batching writer.
 - **Starts** are committed synchronously (the request waits), by group commit: starts that
   arrive while a commit is in flight share the next one, so a burst costs one round trip, not
   one each. A start that cannot be committed fails its request (500 `failed to record
-  interception`).
+  interception`). The daemon commits them on a trio-native connection of their own
+  (`starts_runner`): its round trip skips trio-asyncio's scheduling rounds.
 - **Child rows** (token usage, prompts, tools, thoughts) go into a bounded queue; the request
   never waits for them. A full queue drops the new row, counted per kind
   (`coder_aibridged_recorder_dropped_total{record}`) and logged at most every 10 s.
@@ -37,6 +38,7 @@ from aibridged.records import (
     ToolUsage,
 )
 from aibridged.store.db import Runner
+from aibridged.store.native import NativePool
 from aibridged.store.records import (
     Stamped,
     create_partitions,
@@ -102,8 +104,13 @@ class Recorder:
         flush_interval_s: float = 0.05,
         drain_timeout_s: float = 10.0,
         structured_logging: bool = False,
+        starts_runner: NativePool | None = None,
     ) -> None:
+        """`runner` writes the batches; `starts_runner`, when given, commits the starts (the
+        daemon's: a trio-native connection, its round trip without trio-asyncio's
+        scheduling, store/native.py), else `runner` does."""
         self._runner, self._metrics = runner, metrics
+        self._starts_runner: Runner | NativePool = starts_runner or runner
         self._queue_rows, self._batch_rows = queue_rows, batch_rows
         self._flush_interval_s, self._drain_timeout_s = flush_interval_s, drain_timeout_s
         self._structured = structured_logging
@@ -248,9 +255,11 @@ class Recorder:
         try:
             with trio.fail_after(START_TIMEOUT_S):
                 if lookup:
-                    batch.threads = await insert_starts_finding_threads(self._runner, batch.records)
+                    batch.threads = await insert_starts_finding_threads(
+                        self._starts_runner, batch.records
+                    )
                 else:
-                    await insert_starts(self._runner, batch.records)
+                    await insert_starts(self._starts_runner, batch.records)
             self._counts["starts"] += len(batch.records)
         except (StoreError, trio.TooSlowError) as exc:
             batch.error = exc

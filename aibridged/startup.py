@@ -20,6 +20,7 @@ import trio
 from aibridged.config import Config
 from aibridged.errors import SecretsError, StartupError, UnknownSecretsKey
 from aibridged.metrics import Metrics
+from aibridged.providers.bedrock.credentials import AwsCredentialCache
 from aibridged.providers.load import load_provider_set, provider_from_stored
 from aibridged.providers.pool import Provider, ProviderRegistry, ProviderSet
 from aibridged.providers.seeding import demo_seeds, seed_database, seeds_from_config
@@ -30,6 +31,7 @@ from aibridged.secretbox import SecretBox, load_secret_box
 from aibridged.store import Store
 from aibridged.store.db import Runner
 from aibridged.store.listen import run_notification_listener
+from aibridged.store.native import NativePool
 from aibridged.store.providers import (
     CHANGED_CHANNEL,
     SECRETS_CHECK_CONTEXT,
@@ -43,7 +45,9 @@ log = structlog.get_logger("aibridged.providers")
 
 # Connections of the pool reloads may use (one is plenty: a reload is two queries).
 RELOAD_CONNECTIONS = 1
-RECORDER_CONNECTIONS = 2  # starts (group commit) and the batch writer
+RECORDER_CONNECTIONS = 1  # the batch writer's (asyncpg)
+RECORDER_STARTS_CONNECTIONS = 1  # the group commit's (trio-native libpq: store/native.py)
+RECORDER_APPLICATION_NAME = "aibridged-recorder"
 _CHECK_VALUE = b"aibridged secrets check"
 
 
@@ -104,6 +108,7 @@ class ProviderRuntime:
     reloader: Reloader[ProviderSet]
     box: SecretBox
     demo_url: str | None
+    aws: AwsCredentialCache  # Bedrock providers' credentials, refreshed in the background
 
     def describe(self, stored: StoredProvider) -> Provider:
         return provider_from_stored(stored, self.box, self.demo_url)
@@ -111,6 +116,7 @@ class ProviderRuntime:
     async def run(self, store: Store, metrics: Metrics, nursery: trio.Nursery) -> None:
         """Start the reload loop and the LISTEN connection under supervision in `nursery`."""
         await nursery.start(run_supervised, "provider_reloader", self.reloader.run, metrics)
+        await nursery.start(run_supervised, "aws_credentials", self.aws.run_refresher, metrics)
         await nursery.start(
             run_supervised,
             "provider_listener",
@@ -137,8 +143,12 @@ async def open_providers(
     runner = store.budget("providers", RELOAD_CONNECTIONS)
     registry = ProviderRegistry(ProviderSet({}))
     reported = _Reported(metrics)
+    aws = AwsCredentialCache()
 
     async def build(version: int) -> ProviderSet:
+        return await aws.prepare(await load(version))
+
+    async def load(version: int) -> ProviderSet:
         try:
             return await load_provider_set(runner, runtime.box, demo_url, version)
         except UnknownSecretsKey:
@@ -162,7 +172,7 @@ async def open_providers(
         notifier=notifier,
         poll_interval_s=config.ai_gateway.providers_poll_interval_s,
     )
-    runtime = ProviderRuntime(registry, reloader, box, demo_url)
+    runtime = ProviderRuntime(registry, reloader, box, demo_url, aws)
     if not await reloader.reload_now():
         raise StartupError(f"cannot load the providers: {reloader.statistics().last_error}")
     return runtime
@@ -207,18 +217,36 @@ async def open_recorder(
     created = await ensure_partitions(store)
     if created:
         log.info("recorder.partitions_created", count=created)
-    runner: Runner = store.budget("recorder", RECORDER_CONNECTIONS)
-    if not config.ai_gateway.recording_synchronous_commit:
-        # A commit then returns before its WAL reaches the disk: a PostgreSQL crash (not the
-        # gateway's) may lose the last ~0.6 s of records; a flush per commit costs ~5 ms here.
-        runner = await store.side_pool(RECORDER_CONNECTIONS, {"synchronous_commit": "off"})
+    runner, starts = await recorder_connections(
+        store, synchronous_commit=config.ai_gateway.recording_synchronous_commit
+    )
     recorder = Recorder(
         runner,
         metrics,
         structured_logging=config.ai_gateway.structured_logging,
+        starts_runner=starts,
     )
     await writers.start_task("recorder", recorder.run, recorder.close)
     return recorder
+
+
+async def recorder_connections(
+    store: Store, *, synchronous_commit: bool
+) -> tuple[Runner, NativePool]:
+    """The batch writer's runner and the start commits' native pool, closed with the store."""
+    settings: dict[str, str] = {}
+    if not synchronous_commit:
+        # A commit then returns before its WAL reaches the disk: a PostgreSQL crash (not the
+        # gateway's) may lose the last ~0.6 s of records; a flush per commit costs ~5 ms here.
+        settings = {"synchronous_commit": "off"}
+    runner: Runner = store.budget("recorder", RECORDER_CONNECTIONS)
+    if settings:
+        runner = await store.side_pool(RECORDER_CONNECTIONS, settings)
+    # Starts are on the request's path: their commit skips trio-asyncio (docs/recording.md).
+    starts = await store.native_pool(
+        RECORDER_STARTS_CONNECTIONS, settings, application_name=RECORDER_APPLICATION_NAME
+    )
+    return runner, starts
 
 
 def statistics_for_readiness(
@@ -234,4 +262,5 @@ def statistics_for_readiness(
     }
     if recorder is not None:
         found["recorder"] = asdict(recorder.statistics())
+    found["aws_credentials"] = asdict(providers.aws.statistics())
     return found

@@ -674,12 +674,40 @@ def test_seed_without_type_is_rejected() -> None:
     assert error_of(env=env) == "CODER_AI_GATEWAY_PROVIDER_0_TYPE is required"
 
 
-def test_bedrock_seed_variables_are_not_supported_yet() -> None:
-    env = {"CODER_AI_GATEWAY_PROVIDER_0_TYPE": "bedrock",
-           "CODER_AI_GATEWAY_PROVIDER_0_BEDROCK_REGION": "us-east-1"}  # fmt: skip
-    assert error_of(env=env) == (
-        "CODER_AI_GATEWAY_PROVIDER_0_BEDROCK_REGION: bedrock seed variables are not supported yet"
+def test_bedrock_seed_variables_give_settings_and_make_an_anthropic_seed_bedrock() -> None:
+    prefix = "CODER_AI_GATEWAY_PROVIDER_0_"
+    env = {f"{prefix}TYPE": "anthropic", f"{prefix}BEDROCK_REGION": "eu-west-1",
+           f"{prefix}BEDROCK_MODEL": "eu.anthropic.claude-sonnet-4-5-v1:0",
+           f"{prefix}BEDROCK_ACCESS_KEYS": "AKIA0000000000000001",
+           f"{prefix}BEDROCK_ACCESS_KEY_SECRET": "aws-secret",
+           f"{prefix}BEDROCK_BASE_URL": "https://vpce.example.com"}  # fmt: skip
+    (seed,) = load(None, env, None).providers
+    assert (seed.type, seed.name, seed.base_url) == (
+        "bedrock",
+        "bedrock",
+        "https://vpce.example.com",
     )
+    assert seed.settings == {"region": "eu-west-1", "model": "eu.anthropic.claude-sonnet-4-5-v1:0"}
+    assert seed.secret_settings == {"access_key": "AKIA0000000000000001",
+                                    "access_key_secret": "aws-secret"}  # fmt: skip
+    assert "aws-secret" not in repr(seed)
+
+
+@pytest.mark.parametrize(
+    ("extra", "error"),
+    [
+        ({"TYPE": "openai"}, "BEDROCK_* variables need CODER_AI_GATEWAY_PROVIDER_0_TYPE=bedrock"),
+        ({"TYPE": "bedrock", "BASE_URL": "https://a.example"}, "not both"),
+        ({"TYPE": "bedrock", "BEDROCK_ACCESS_KEYS": "AKIA2"}, "gives access_key already"),
+    ],
+)
+def test_bedrock_seed_variables_that_contradict_each_other_are_refused(
+    extra: dict[str, str], error: str
+) -> None:
+    prefix = "CODER_AI_GATEWAY_PROVIDER_0_"
+    env = {f"{prefix}BEDROCK_ACCESS_KEY": "AKIA1", f"{prefix}BEDROCK_BASE_URL": "https://b.example"}
+    env.update({prefix + k: v for k, v in extra.items()})
+    assert error in error_of(env=env)
 
 
 def test_unknown_seed_variable_suffix_is_rejected() -> None:

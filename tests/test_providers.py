@@ -38,7 +38,7 @@ def test_keys_come_from_env_or_file_and_never_show_in_repr(tmp_path: Path) -> No
     key_file.write_text("sk-from-file-123\n")
     from_env = provider_from_seed(_seed(key_env="K"), {"K": "sk-from-env-456"})
     from_file = provider_from_seed(_seed(key_file=key_file), {})
-    assert (from_env.key, from_file.key) == ("sk-from-env-456", "sk-from-file-123")
+    assert (from_env.keys, from_file.keys) == (("sk-from-env-456",), ("sk-from-file-123",))
     assert "sk-from" not in repr(from_env) + repr(from_file)
     assert from_env.status == "enabled"
 
@@ -49,7 +49,7 @@ def test_keys_come_from_env_or_file_and_never_show_in_repr(tmp_path: Path) -> No
         (_seed(), {}, "needs an API key"),
         (_seed(type="openai-compat", base_url=""), {}, "needs a base_url"),
         (_seed(base_url="ftp://x", key_env="K"), {"K": "sk-1"}, "http(s)"),
-        (_seed(type="bedrock", name="bedrock"), {}, "not served"),
+        (_seed(type="bedrock", name="bedrock"), {}, "bedrock needs a region"),
     ],
 )
 def test_unusable_providers_get_status_error_with_a_reason(

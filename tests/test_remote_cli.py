@@ -523,7 +523,7 @@ async def test_enable_and_disable_say_what_they_did(remote: Cli, api: httpx2.Asy
 
 
 async def test_enabling_a_provider_that_cannot_serve_warns_why(remote: Cli) -> None:
-    later = ("--type", "bedrock", "--name", "later", "--setting", "region=us-east-1")
+    later = ("--type", "bedrock", "--name", "later", "--base-url", "https://bedrock.example.com")
     await _create(remote, *later, "--disabled")
     enabled = await remote("providers", "enable", "later")
     assert enabled.code == 0 and enabled.out == "provider later is enabled\n"

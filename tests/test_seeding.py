@@ -7,7 +7,7 @@ import trio
 
 from aibridged.config import ProviderSeed, load_config
 from aibridged.errors import ConfigError, StartupError
-from aibridged.providers.sealed import open_keys
+from aibridged.providers.sealed import open_keys, open_secret_settings
 from aibridged.providers.seeding import Seed, demo_seeds, seed_database, seeds_from_config
 from aibridged.providers.spec import changed_provider
 from aibridged.secretbox import SecretBox
@@ -186,3 +186,32 @@ async def test_a_seeded_provider_whose_secret_was_altered_does_not_stop_startup(
         )
     )
     assert await seed_database(store, BOX, [_seed("a"), _seed("b"), _seed("c")]) == ["c"]
+
+
+def _bedrock_seed(**settings: str) -> list[Seed]:
+    env = {"CODER_AI_GATEWAY_PROVIDER_0_TYPE": "bedrock",
+           "CODER_AI_GATEWAY_PROVIDER_0_BEDROCK_ACCESS_KEY": "AKIA0000000000000001",
+           "CODER_AI_GATEWAY_PROVIDER_0_BEDROCK_ACCESS_KEY_SECRET": "aws-secret-one"}  # fmt: skip
+    env.update({f"CODER_AI_GATEWAY_PROVIDER_0_BEDROCK_{k.upper()}": v for k, v in settings.items()})
+    return seeds_from_config(_env_config(env), {})
+
+
+async def test_bedrock_seeds_store_their_settings_and_seal_their_keys(store: Store) -> None:
+    assert await seed_database(store, BOX, _bedrock_seed(region="us-east-1")) == ["bedrock"]
+    (row,) = await list_providers(store)
+    assert (row.type, row.settings) == ("bedrock", {"region": "us-east-1"})
+    assert row.secret_settings is not None and b"aws-secret-one" not in row.secret_settings
+    assert open_secret_settings(BOX, row) == {"access_key": "AKIA0000000000000001",
+                                              "access_key_secret": "aws-secret-one"}  # fmt: skip
+    # Models are not part of the canonical hash; the region and the keys are.
+    assert await seed_database(store, BOX, _bedrock_seed(region="us-east-1", model="m")) == []
+    with pytest.raises(StartupError, match='"bedrock" already exists'):
+        await seed_database(store, BOX, _bedrock_seed(region="us-west-2"))
+    with pytest.raises(StartupError, match='"bedrock" already exists'):
+        changed = _bedrock_seed(region="us-east-1", access_key_secret="aws-secret-two")
+        await seed_database(store, BOX, changed)
+
+
+def test_a_bedrock_seed_with_a_bad_region_stops_startup() -> None:
+    with pytest.raises(StartupError, match="region 'mars' is not valid"):
+        _bedrock_seed(region="mars")

@@ -46,7 +46,7 @@ from aibridged.intercept.upstream import UpstreamClient
 from aibridged.intercept.wire import WireFormat
 from aibridged.log import bind_request
 from aibridged.metrics import Metrics
-from aibridged.providers.attempts import open_upstream
+from aibridged.providers.attempts import Resilience, open_upstream
 from aibridged.providers.pool import Provider, ProviderRegistry
 from aibridged.recorder import Recorder
 from aibridged.safe import bounded_text
@@ -85,6 +85,7 @@ class DataPlane:
         self._upstream = upstream
         self._metrics = metrics
         self._finisher = Finisher(metrics)
+        self._resilience = Resilience(settings.circuit_breaker, metrics, providers)
         self._inflight = 0
 
     @property
@@ -230,7 +231,14 @@ class DataPlane:
         interception.upstream_called_at = trio.current_time()
         try:
             call = interception.trace.upstream_call(call)  # with tracing: its traceparent
-            response = await open_upstream(self._upstream, provider, call, interception.attempts)
+            response = await open_upstream(
+                self._upstream,
+                provider,
+                call,
+                interception.attempts,
+                self._resilience,
+                interception.model,
+            )
         except UpstreamError as exc:
             await send_upstream_error(send, fmt, exc, outcome, before_end)
             return
@@ -274,7 +282,8 @@ class DataPlane:
             prepared = await trio.to_thread.run_sync(prepare_body, api, body)
         else:
             prepared = prepare_body(api, body)
-        interception.model = prepared.model
+        provider = interception.provider
+        interception.model = provider.family.recorded_model(provider, prepared.model)
         interception.stream = prepared.stream
         text_headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers}
         interception.client = classify_client(text_headers)

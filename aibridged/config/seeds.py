@@ -58,6 +58,18 @@ PROVIDER_KEYS: Mapping[str, Kind] = MappingProxyType(
 _LITERAL_KEY_NAMES = frozenset({"key", "keys", "api_key", "api_keys"})
 _SEED_VAR = re.compile(r"(CODER_AI_GATEWAY|CODER_AIBRIDGE)_PROVIDER_(\d+)_([A-Z0-9_]+)")
 _SEED_SUFFIXES = {"TYPE": "type", "NAME": "name", "BASE_URL": "base_url", "KEY": "", "KEYS": ""}
+# Coder's Bedrock variables → (the field or setting they give, whether it is secret). Their
+# presence makes the seed a bedrock provider (an "anthropic" one becomes one, as in Coder).
+_BEDROCK_SUFFIXES = {
+    "BEDROCK_BASE_URL": ("base_url", False),
+    "BEDROCK_REGION": ("region", False),
+    "BEDROCK_MODEL": ("model", False),
+    "BEDROCK_SMALL_FAST_MODEL": ("small_fast_model", False),
+    "BEDROCK_ACCESS_KEY": ("access_key", True),
+    "BEDROCK_ACCESS_KEYS": ("access_key", True),
+    "BEDROCK_ACCESS_KEY_SECRET": ("access_key_secret", True),
+    "BEDROCK_ACCESS_KEY_SECRETS": ("access_key_secret", True),
+}
 SeedValues = tuple[dict[str, Any], str]  # field values, origin (for messages)
 
 
@@ -88,7 +100,8 @@ def toml_seeds(raw: object, source: str) -> list[SeedValues]:
 
 
 def env_seeds(env: Mapping[str, str]) -> list[SeedValues]:
-    """`CODER_AI_GATEWAY_PROVIDER_<N>_{TYPE,NAME,KEY,KEYS,BASE_URL}` (or `CODER_AIBRIDGE_...`)."""
+    """`CODER_AI_GATEWAY_PROVIDER_<N>_{TYPE,NAME,KEY,KEYS,BASE_URL,BEDROCK_*}` (or
+    `CODER_AIBRIDGE_...`)."""
     found = [(name, match) for name in sorted(env) if (match := _SEED_VAR.fullmatch(name))]
     if len({match[1] for _, match in found}) > 1:
         raise ConfigError(
@@ -98,10 +111,8 @@ def env_seeds(env: Mapping[str, str]) -> list[SeedValues]:
     by_index: dict[int, dict[str, str]] = {}  # index → suffix → variable name
     for name, match in found:
         suffix = match[3]
-        if suffix.startswith("BEDROCK_"):
-            raise ConfigError(f"{name}: bedrock seed variables are not supported yet")
-        if suffix not in _SEED_SUFFIXES:
-            known = ", ".join(_SEED_SUFFIXES)
+        if suffix not in _SEED_SUFFIXES and suffix not in _BEDROCK_SUFFIXES:
+            known = ", ".join([*_SEED_SUFFIXES, *_BEDROCK_SUFFIXES])
             raise ConfigError(f"unknown provider seed variable {name} (known suffixes: {known})")
         by_index.setdefault(int(match[2]), {})[suffix] = name
     seeds = []
@@ -123,5 +134,30 @@ def env_seeds(env: Mapping[str, str]) -> list[SeedValues]:
         texts = [env[variables[s]] for s in ("KEY", "KEYS") if s in variables]
         keys = (key.strip() for text in texts for key in text.split(","))
         values["keys"] = tuple(dict.fromkeys(key for key in keys if key))  # ordered, no repeats
+        _bedrock_values(values, variables, env, prefix)
         seeds.append((values, f"{prefix}*"))
     return seeds
+
+
+def _bedrock_values(
+    values: dict[str, Any], variables: Mapping[str, str], env: Mapping[str, str], prefix: str
+) -> None:
+    """The BEDROCK_* variables of one seed, into its base URL, settings and secret settings."""
+    given = {s: variables[s] for s in _BEDROCK_SUFFIXES if s in variables}
+    if not given:
+        return
+    if values["type"] not in ("bedrock", "anthropic"):
+        raise ConfigError(f"{prefix}BEDROCK_* variables need {prefix}TYPE=bedrock")
+    values["type"] = "bedrock"
+    settings: dict[str, str] = {}
+    secrets: dict[str, str] = {}
+    for suffix, variable in given.items():
+        name, secret = _BEDROCK_SUFFIXES[suffix]
+        text = env[variable].strip()
+        if name == "base_url":
+            if "base_url" in values:
+                raise ConfigError(f"{variable}: set {prefix}BASE_URL or this, not both")
+            values["base_url"] = located(variable, HTTP_URL.parse, text)
+        elif (secrets if secret else settings).setdefault(name, text) != text:
+            raise ConfigError(f"{variable}: another variable of this seed gives {name} already")
+    values["settings"], values["secret_settings"] = settings, secrets

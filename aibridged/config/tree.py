@@ -76,6 +76,9 @@ class ProviderSeed:
     key_file: Path | None = None
     keys: tuple[str, ...] = field(default=(), repr=False)  # only from CODER_*_PROVIDER_<N>_KEY(S)
     enabled: bool = True
+    # Only from CODER_*_PROVIDER_<N>_BEDROCK_*: region and models, and the static AWS keys.
+    settings: Mapping[str, str] = field(default_factory=dict)
+    secret_settings: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

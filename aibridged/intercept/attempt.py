@@ -33,7 +33,12 @@ async def open_attempt(
     finally:
         await response.aclose()
     headers = client_response_headers(response.headers)
-    if looks_like_provider_error(fmt, body):
+    status = response.status
+    if request.shape_error is not None:
+        status, shaped = request.shape_error(status, body, headers)
+        headers = [(k, v) for k, v in headers if k != b"content-type"]
+        headers.append((b"content-type", b"application/json"))
+    elif looks_like_provider_error(fmt, body):
         shaped = body
     else:
         text = body[:_ERROR_TEXT_CHARS].decode("utf-8", "replace").strip()
@@ -42,7 +47,7 @@ async def open_attempt(
         headers = [(k, v) for k, v in headers if k != b"content-type"]
         headers.append((b"content-type", b"application/json"))
     reason = f"upstream status {response.status}"
-    raise UpstreamStatusError(response.status, shaped, headers, reason)
+    raise UpstreamStatusError(status, shaped, headers, reason)
 
 
 async def send_upstream_error(

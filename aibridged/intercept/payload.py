@@ -121,6 +121,11 @@ def _closing_brace(raw: bytes) -> int:
     return end
 
 
+def object_members(raw: bytes, start: int) -> list[tuple[str, int, int]]:
+    """(key, value start, value end) of each member of the JSON object opening at raw[start]."""
+    return _members(raw, start)
+
+
 def _members(raw: bytes, start: int) -> list[tuple[str, int, int]]:
     """(key, value start, value end) of each member of the JSON object opening at raw[start].
 

@@ -96,6 +96,10 @@ def _encode_host(hostname: str) -> bytes:
         raise ValueError(f"host {hostname!r} is not a valid host name") from exc
 
 
+# An error answer's status, body and headers → the status and body the client gets.
+ErrorShaper = Callable[[int, bytes, list[tuple[bytes, bytes]]], tuple[int, bytes]]
+
+
 @dataclass(slots=True)
 class UpstreamRequest:
     method: str
@@ -103,6 +107,10 @@ class UpstreamRequest:
     target: str  # percent-encoded path (after the origin's base path) and query
     headers: list[tuple[bytes, bytes]]  # without Host and Content-Length: added here
     body: bytes
+    # For a provider whose errors are not in its clients' wire format (Bedrock's AWS errors
+    # for Anthropic clients): reshapes them. None: the body is kept when it already has the
+    # format's error shape, else wrapped in it.
+    shape_error: ErrorShaper | None = None
 
 
 class UpstreamResponse:

@@ -1,4 +1,4 @@
-"""Anthropic-format providers: anthropic (bedrock joins this family with its own signing).
+"""Anthropic-format providers: anthropic (bedrock, in providers/bedrock/, signs with AWS keys).
 
 Messages is intercepted; the base URL has no `/v1`. Keys go in `X-Api-Key`. In BYOK mode the
 caller's own `X-Api-Key` (a personal key) wins; else its `Authorization: Bearer` (a Claude Pro/Max

@@ -10,9 +10,10 @@ added here without touching the data plane.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aibridged.intercept.headers import CLIENT_AUTH, IDENTITY_ENCODING
 from aibridged.intercept.relay import StreamTranscoder
@@ -79,6 +80,22 @@ class ProviderFamily:
                 return Route(Api.PASSTHROUGH, upstream, rule.path, self.wire_format)
         return None
 
+    def settings_problem(
+        self,
+        provider_id: uuid.UUID,
+        base_url: str,
+        settings: Mapping[str, Any],
+        secrets: Mapping[str, str],
+    ) -> str:
+        """Why a provider of this family with these settings cannot be served ("": it can).
+        Asked when the provider is built: such a provider gets status "error"."""
+        return ""
+
+    def recorded_model(self, provider: Provider, requested: str) -> str:
+        """The model an interception is recorded (and counted) under: the one the client asked
+        for, unless the provider type calls another (Bedrock's model mapping)."""
+        return requested
+
     def admit(self, call: UpstreamCall) -> None:
         """Refuse (`Rejected`) a call this family cannot make at all, before any upstream work."""
 
@@ -89,9 +106,12 @@ class ProviderFamily:
             own = self.byok_secret(call)
             if own is not None:
                 return Credential("byok", None, mask_secret(own))
-        key = provider.key
-        if not key:
+        if not provider.keys:
             return Credential("centralized")
+        return self.key_credential(provider.keys[0])
+
+    def key_credential(self, key: str) -> Credential:
+        """The credential of an attempt with one of the provider's keys (failover walks them)."""
         return Credential("centralized", self.key_header(key), mask_secret(key))
 
     def byok_secret(self, call: UpstreamCall) -> str | None:

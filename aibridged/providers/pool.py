@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -28,6 +28,9 @@ from aibridged.intercept.upstream import Origin
 from aibridged.intercept.wire import WireFormat
 from aibridged.providers.family import ProviderFamily
 from aibridged.providers.types import TYPES, Keys, ProviderType
+
+if TYPE_CHECKING:
+    from aibridged.providers.bedrock.credentials import AwsCredentials
 
 log = structlog.get_logger("aibridged.providers")
 
@@ -55,6 +58,9 @@ class Provider:
     settings: Mapping[str, Any] = field(default_factory=dict)  # the non-secret ones
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)  # secret settings
     source: str = "api"
+    # A Bedrock provider's AWS credentials, kept fresh by the reload's credential cache
+    # (providers/bedrock/credentials.py); None for every other type.
+    aws_credentials: AwsCredentials | None = field(default=None, repr=False, compare=False)
 
     @property
     def family(self) -> ProviderFamily:
@@ -69,11 +75,6 @@ class Provider:
         if self.error:
             return "error"
         return "enabled" if self.enabled else "disabled"
-
-    @property
-    def key(self) -> str:
-        """The centralized credential (key failover across several keys is a later feature)."""
-        return self.keys[0] if self.keys else ""
 
     def route(self, method: str, path: str) -> Route | None:
         return self.family.route(method, path)
@@ -140,6 +141,7 @@ def build_provider(
     if ptype is None:
         raise ValueError(f"unknown provider type {type_name!r}")
     url = (base_url or ptype.base_url_for(settings)).rstrip("/")
+    provider_id = id or uuid.uuid5(_NAME_NAMESPACE, name)
     origin, error = None, problem
     if error:
         pass  # the caller's reason comes first: it is why the rest may look wrong too
@@ -149,6 +151,8 @@ def build_provider(
         error = f"provider name {name!r} is reserved for the management API"
     elif not ptype.supported:
         error = ptype.why_unsupported
+    elif reason := ptype.family.settings_problem(provider_id, url, settings, secrets):
+        error = reason
     elif not url:
         error = f"provider type {type_name} needs a base_url"
     elif ptype.keys is Keys.REQUIRED and not keys:
@@ -161,7 +165,7 @@ def build_provider(
         except ValueError as exc:
             error = str(exc)
     return Provider(
-        id=id or uuid.uuid5(_NAME_NAMESPACE, name),
+        id=provider_id,
         revision=_revision(name, type_name, url, keys, enabled, settings, secrets),
         name=name,
         type=ptype,

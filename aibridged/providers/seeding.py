@@ -16,16 +16,23 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
 from aibridged.config import ProviderSeed
 from aibridged.errors import SecretsError, StartupError, UnknownSecretsKey
 from aibridged.providers.pool import RESERVED_NAMES
-from aibridged.providers.sealed import open_keys, open_secret_settings, seal_key
+from aibridged.providers.sealed import (
+    open_keys,
+    open_secret_settings,
+    seal_key,
+    seal_secret_settings,
+)
 from aibridged.providers.types import MAX_KEYS, TYPES, Keys
 from aibridged.secretbox import SecretBox
 from aibridged.store.db import Runner
@@ -46,6 +53,8 @@ class Seed:
     enabled: bool = True
     origin: str = ""  # where it was configured, for messages
     source: str = "seed"
+    settings: Mapping[str, str] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 def seeds_from_config(
@@ -67,6 +76,7 @@ def seeds_from_config(
             log.warning("provider.seed_keys_ignored", provider=item.name, type=item.type)
             keys = []
         _check_seed(item.name, keys)
+        _check_settings(item)
         seeds.append(
             Seed(
                 type=item.type,
@@ -76,6 +86,8 @@ def seeds_from_config(
                 keys=tuple(dict.fromkeys(keys)),
                 enabled=item.enabled,
                 origin=f'provider "{item.name}" in the configuration',
+                settings=dict(item.settings),
+                secrets=dict(item.secret_settings),
             )
         )
     return seeds
@@ -86,6 +98,19 @@ def _check_seed(name: str, keys: list[str]) -> None:
         raise StartupError(f'provider name "{name}" is reserved for the management API')
     if len(dict.fromkeys(keys)) > MAX_KEYS:
         raise StartupError(f'provider "{name}": at most {MAX_KEYS} keys')
+
+
+def _check_settings(item: ProviderSeed) -> None:
+    """The seed's settings as the providers API would check them (choices, patterns)."""
+    ptype = TYPES[item.type]
+    for name, value in {**item.settings, **item.secret_settings}.items():
+        spec = ptype.setting(name)
+        if spec is None or (spec.secret != (name in item.secret_settings)):
+            raise StartupError(f'provider "{item.name}": type {item.type} has no setting {name}')
+        if spec.choices and value not in spec.choices:
+            raise StartupError(f'provider "{item.name}": {name} must be one of {spec.choices}')
+        if spec.pattern and re.fullmatch(spec.pattern, value) is None:
+            raise StartupError(f'provider "{item.name}": {name} {value!r} is not valid')
 
 
 def _skipped(item: ProviderSeed, reason: str) -> None:
@@ -142,16 +167,22 @@ def demo_seeds() -> list[Seed]:
 
 
 def canonical_hash(
-    type_name: str, base_url: str, keys: Iterable[str], secrets: Mapping[str, str] | None = None
+    type_name: str,
+    base_url: str,
+    keys: Iterable[str],
+    secrets: Mapping[str, str] | None = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> str:
     """What decides whether a seed and a stored provider are the same (display names, models
-    and the enabled flag are not part of it, as in Coder's AI Gateway)."""
+    and the enabled flag are not part of it, as in Coder's AI Gateway; Bedrock's region and
+    static keys are)."""
     secrets = secrets or {}
     document = {
         "type": type_name,
         "base_url": base_url.rstrip("/"),
         "keys": hashlib.sha256("\0".join(sorted(keys)).encode()).hexdigest(),
         "bedrock": [secrets.get("access_key", ""), secrets.get("access_key_secret", "")],
+        "bedrock_region": str((settings or {}).get("region", "")),
     }
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
@@ -185,7 +216,7 @@ def _decide(seed: Seed, stored: StoredProvider | None, box: SecretBox) -> Provid
     if stored.deleted:
         log.info("provider.seed_skipped", provider=seed.name, reason="deleted in the database")
         return None
-    wanted = canonical_hash(seed.type, seed.base_url, seed.keys)
+    wanted = canonical_hash(seed.type, seed.base_url, seed.keys, seed.secrets, seed.settings)
     try:
         keys, secrets = open_keys(box, stored), open_secret_settings(box, stored)
     except UnknownSecretsKey:
@@ -194,7 +225,7 @@ def _decide(seed: Seed, stored: StoredProvider | None, box: SecretBox) -> Provid
         log.warning("provider.seed_skipped", provider=seed.name,
                     reason=f"its stored secrets cannot be opened: {exc}")  # fmt: skip
         return None
-    have = canonical_hash(stored.type, stored.base_url, keys, secrets)
+    have = canonical_hash(stored.type, stored.base_url, keys, secrets, stored.settings)
     if wanted == have:
         return None
     if seed.source == "demo":
@@ -209,15 +240,16 @@ def _decide(seed: Seed, stored: StoredProvider | None, box: SecretBox) -> Provid
 
 
 def _write(seed: Seed, box: SecretBox) -> ProviderWrite:
+    provider_id = uuid.uuid4()
     return ProviderWrite(
-        id=uuid.uuid4(),
+        id=provider_id,
         type=seed.type,
         name=seed.name,
         display_name=seed.display_name,
         enabled=seed.enabled,
         base_url=seed.base_url,
-        settings={},
-        secret_settings=None,
+        settings=dict(seed.settings),
+        secret_settings=seal_secret_settings(box, provider_id, seed.secrets),
         keys=tuple(seal_key(box, key) for key in seed.keys),
         source=seed.source,
         seed_name=seed.name,

@@ -10,8 +10,11 @@ from typing import Any
 
 from aibridged.intercept.wire import WireFormat
 from aibridged.providers.anthropic import ANTHROPIC
+from aibridged.providers.bedrock.family import BEDROCK
+from aibridged.providers.bedrock.settings import default_base_url
 from aibridged.providers.copilot import COPILOT, PLAN_HOSTS
 from aibridged.providers.family import ProviderFamily
+from aibridged.providers.google import GOOGLE
 from aibridged.providers.openai import OPENAI
 
 MAX_KEYS = 5
@@ -52,8 +55,8 @@ class ProviderType:
         """The default base URL given the provider's settings (Copilot's plan picks its host)."""
         if self.name == "copilot":
             return PLAN_HOSTS[settings.get("plan") or "individual"]
-        if self.name == "bedrock" and settings.get("region"):
-            return f"https://bedrock-runtime.{settings['region']}.amazonaws.com"
+        if self.name == "bedrock":
+            return default_base_url(settings)  # by region and protocol
         return self.default_base_url
 
 
@@ -73,7 +76,7 @@ TYPES: dict[str, ProviderType] = {
         ProviderType("openai", OPENAI, "https://api.openai.com/v1/"),
         ProviderType("anthropic", ANTHROPIC, "https://api.anthropic.com/"),
         ProviderType("azure", OPENAI, ""),
-        ProviderType("google", OPENAI, ""),
+        ProviderType("google", GOOGLE, ""),
         ProviderType("openrouter", OPENAI, "https://openrouter.ai/api/v1"),
         ProviderType("vercel", OPENAI, "https://ai-gateway.vercel.sh/v1"),
         ProviderType("openai-compat", OPENAI, "", keys=Keys.OPTIONAL),
@@ -84,14 +87,6 @@ TYPES: dict[str, ProviderType] = {
             keys=Keys.NONE,
             settings=(Setting("plan", choices=tuple(PLAN_HOSTS)),),
         ),
-        ProviderType(
-            "bedrock",
-            ANTHROPIC,
-            "",
-            keys=Keys.NONE,
-            settings=_BEDROCK_SETTINGS,
-            supported=False,
-            why_unsupported="bedrock providers (AWS SigV4) are stored but not served by this build",
-        ),
+        ProviderType("bedrock", BEDROCK, "", keys=Keys.NONE, settings=_BEDROCK_SETTINGS),
     )
 }

@@ -26,6 +26,7 @@ from aibridged.config import (
     parse_bool,
     parse_duration,
     parse_size,
+    spell_out_bool_flags,
 )
 from aibridged.errors import ConfigError
 
@@ -812,3 +813,24 @@ def test_empty_state_dir_is_rejected() -> None:
     assert error_of(env={"AIBRIDGED_SERVER_STATE_DIR": ""}) == (
         "AIBRIDGED_SERVER_STATE_DIR: must not be empty"
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "spelled"),
+    [
+        (["--trace"], ["--trace=true"]),
+        (["--trace", "false"], ["--trace", "false"]),
+        (["--trace", "create", "bob"], ["--trace=true", "create", "bob"]),
+        (["--trace=off", "x"], ["--trace=off", "x"]),
+        (["--log-level", "info", "--trace-logs"], ["--log-level", "info", "--trace-logs=true"]),
+    ],
+)
+def test_a_bare_boolean_flag_never_takes_the_next_argument_as_its_value(
+    argv: list[str], spelled: list[str]
+) -> None:
+    assert spell_out_bool_flags(argv) == spelled
+    parser = argparse.ArgumentParser()
+    add_config_flags(parser)
+    parser.add_argument("rest", nargs="*")
+    ns = parser.parse_args(spelled)
+    assert ns.rest == [a for a in argv if not a.startswith("--") and a not in ("false", "info")]

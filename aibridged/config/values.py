@@ -86,6 +86,10 @@ _BOOLS = {
 }
 
 
+def is_bool_word(text: str) -> bool:
+    return text.strip().lower() in _BOOLS
+
+
 def parse_bool(text: str) -> bool:
     value = _BOOLS.get(text.strip().lower())
     if value is None:

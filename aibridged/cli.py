@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import trio
 
 from aibridged import __version__
-from aibridged.config import add_config_flags, flags_from_args, load_config
+from aibridged.config import add_config_flags, flags_from_args, load_config, spell_out_bool_flags
 from aibridged.errors import AibridgedError
 from aibridged.log import LogTargets, configure_logging
 from aibridged.remote import REMOTE_COMMANDS, add_remote_parsers, run_remote
@@ -115,7 +115,8 @@ def _add_format(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(spell_out_bool_flags(given))
     if args.command == "version":
         print(__version__)
         return 0

@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 import trio
@@ -56,6 +56,10 @@ from aibridged.store import Store, apply_migrations, open_store
 from aibridged.store.embedded import start_embedded_postgres
 from aibridged.store.users import bootstrap_admin, lookup_grant
 from aibridged.supervisor import open_writers, run_supervised
+from aibridged.tracing import open_tracing
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import SpanProcessor
 
 log = structlog.get_logger("aibridged.daemon")
 
@@ -102,9 +106,11 @@ async def run_daemon(
     demo: bool = False,
     handle_signals: bool = True,
     environ: Mapping[str, str] | None = None,
+    span_processor: SpanProcessor | None = None,
     task_status: trio.TaskStatus[BoundAddresses] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the gateway until a signal (or cancellation) stops it."""
+    """Run the gateway until a signal (or cancellation) stops it. `span_processor` replaces
+    the exporter of `[trace]` (tests give an in-memory one)."""
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
     metrics.build_info.labels(version=__version__).set(1)
     notifier = notifier if notifier is not None else SdNotifier()
@@ -123,6 +129,7 @@ async def run_daemon(
             )
         demo_url = await root.start(serve_demo_upstream, DemoUpstream()) if demo else None
         async with (
+            open_tracing(config.trace, processor=span_processor) as tracing,  # closes last
             open_database(config) as store,
             open_upstream_client(_upstream_settings(config)) as upstream,
         ):
@@ -147,7 +154,10 @@ async def run_daemon(
                     metrics=metrics,
                     recorder=recorder,
                     dumps=dumps,
+                    tracing=tracing,
                 )
+                if recorder is not None:
+                    tracing.watch_recorder(recorder)
                 app = _build_app(config, store, dataplane, life, token_cache, providers, recorder)
                 async with trio.open_nursery() as services:
                     await services.start(

@@ -1,8 +1,9 @@
 """Logging: structlog to a human console stream and/or a JSON-lines file.
 
 Per line: contextvars (a request binds `interception_id`, `provider`, `initiator`), level,
-timestamp, traceback text, `RedactSecrets`, then one render per output. `RedactSecrets` is the last
-processor before rendering: a line of defence, not the plan — code must not log secrets.
+timestamp, traceback text, `RedactSecrets`, the log hook (`--trace-logs` turns lines into span
+events), then one render per output. `RedactSecrets` comes before anything leaves the process: a
+line of defence, not the plan — code must not log secrets.
 
 Cost matters: the data plane logs a line per request. JSON is rendered with orjson, the human
 format by a small renderer of our own, and lines are not flushed one by one: the sinks flush when a
@@ -21,7 +22,7 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -138,6 +139,27 @@ def merge_request_fields(
     if fields:
         for key, value in fields.items():
             event_dict.setdefault(key, value)
+    return event_dict
+
+
+# What `--trace-logs` hooks in (aibridged.tracing): called with each line, after redaction.
+LogHook = Callable[[str, MutableMapping[str, Any]], None]
+_log_hook: LogHook | None = None
+
+
+def set_log_hook(hook: LogHook | None) -> None:
+    """Have every line (its level and redacted fields) also handed to `hook`; None: stop."""
+    global _log_hook
+    _log_hook = hook
+
+
+def call_log_hook(
+    logger: object, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor, after `RedactSecrets`: the hook sees what the sinks will see."""
+    hook = _log_hook
+    if hook is not None:
+        hook(method_name, event_dict)
     return event_dict
 
 
@@ -342,6 +364,7 @@ def configure_logging(targets: LogTargets) -> None:
             Timestamp(),
             structlog.processors.format_exc_info,
             RedactSecrets(),
+            call_log_hook,
             _active,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),

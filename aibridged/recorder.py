@@ -4,7 +4,8 @@ written behind the request by a batching writer.
 - **Starts** are committed synchronously (the request waits), by group commit: starts that
   arrive while a commit is in flight share the next one, so a burst costs one round trip, not
   one each. A start that cannot be committed fails its request (500 `failed to record
-  interception`).
+  interception`). The daemon commits them on a trio-native connection of their own
+  (`starts_runner`): its round trip skips trio-asyncio's scheduling rounds.
 - **Child rows** (token usage, prompts, tools, thoughts) go into a bounded queue; the request
   never waits for them. A full queue drops the new row, counted per kind
   (`coder_aibridged_recorder_dropped_total{record}`) and logged at most every 10 s.
@@ -21,7 +22,7 @@ import uuid
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 import trio
@@ -37,6 +38,7 @@ from aibridged.records import (
     ToolUsage,
 )
 from aibridged.store.db import Runner
+from aibridged.store.native import NativePool
 from aibridged.store.records import (
     Stamped,
     create_partitions,
@@ -59,6 +61,14 @@ _KIND = {
     ToolUsage: "tool_usage",
     ModelThought: "model_thought",
 }
+
+
+class RecordTap(Protocol):
+    """Told of each record as the request hands it over (tracing makes its spans of them)."""
+
+    def added(self, interception: InterceptionStart, record: ChildRecord) -> None: ...
+
+    def ended(self, record: InterceptionEnd) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +104,13 @@ class Recorder:
         flush_interval_s: float = 0.05,
         drain_timeout_s: float = 10.0,
         structured_logging: bool = False,
+        starts_runner: NativePool | None = None,
     ) -> None:
+        """`runner` writes the batches; `starts_runner`, when given, commits the starts (the
+        daemon's: a trio-native connection, its round trip without trio-asyncio's
+        scheduling, store/native.py), else `runner` does."""
         self._runner, self._metrics = runner, metrics
+        self._starts_runner: Runner | NativePool = starts_runner or runner
         self._queue_rows, self._batch_rows = queue_rows, batch_rows
         self._flush_interval_s, self._drain_timeout_s = flush_interval_s, drain_timeout_s
         self._structured = structured_logging
@@ -111,6 +126,7 @@ class Recorder:
         self._counts = {"starts": 0, "batches": 0, "rows": 0, "ends": 0, "dropped": 0}
         self._last_error = ""
         self._last_drop_log = -DROP_LOG_EVERY_S
+        self.tap: RecordTap | None = None
         metrics.recorder_queue.labels(queue="rows").set_function(lambda: len(self._rows))
         metrics.recorder_queue.labels(queue="ends").set_function(lambda: len(self._ends))
 
@@ -141,6 +157,8 @@ class Recorder:
     def add(self, interception: InterceptionStart, record: ChildRecord) -> None:
         """Queue a child row (never waits; a full queue drops it, counted)."""
         kind = _KIND[type(record)]
+        if self.tap is not None:
+            self.tap.added(interception, record)
         if isinstance(record, ToolUsage) and record.call_id:
             self._remember_call(record.call_id, interception)
         if len(self._rows) >= self._queue_rows:
@@ -155,6 +173,8 @@ class Recorder:
 
     def end(self, record: InterceptionEnd) -> None:
         """Queue the end of a started interception (never dropped)."""
+        if self.tap is not None:
+            self.tap.ended(record)
         self._ends.append(record)
         self._rows_wanted.set()
         if self._structured:
@@ -235,9 +255,11 @@ class Recorder:
         try:
             with trio.fail_after(START_TIMEOUT_S):
                 if lookup:
-                    batch.threads = await insert_starts_finding_threads(self._runner, batch.records)
+                    batch.threads = await insert_starts_finding_threads(
+                        self._starts_runner, batch.records
+                    )
                 else:
-                    await insert_starts(self._runner, batch.records)
+                    await insert_starts(self._starts_runner, batch.records)
             self._counts["starts"] += len(batch.records)
         except (StoreError, trio.TooSlowError) as exc:
             batch.error = exc

@@ -32,6 +32,7 @@ from aibridged.secretbox import SecretBox, load_secret_box
 from aibridged.store import Store
 from aibridged.store.db import Runner
 from aibridged.store.listen import run_notification_listener
+from aibridged.store.native import NativePool
 from aibridged.store.providers import (
     CHANGED_CHANNEL,
     SECRETS_CHECK_CONTEXT,
@@ -45,7 +46,9 @@ log = structlog.get_logger("aibridged.providers")
 
 # Connections of the pool reloads may use (one is plenty: a reload is two queries).
 RELOAD_CONNECTIONS = 1
-RECORDER_CONNECTIONS = 2  # starts (group commit) and the batch writer
+RECORDER_CONNECTIONS = 1  # the batch writer's (asyncpg)
+RECORDER_STARTS_CONNECTIONS = 1  # the group commit's (trio-native libpq: store/native.py)
+RECORDER_APPLICATION_NAME = "aibridged-recorder"
 _CHECK_VALUE = b"aibridged secrets check"
 
 
@@ -215,15 +218,14 @@ async def open_recorder(
     created = await ensure_partitions(store)
     if created:
         log.info("recorder.partitions_created", count=created)
-    runner: Runner = store.budget("recorder", RECORDER_CONNECTIONS)
-    if not config.ai_gateway.recording_synchronous_commit:
-        # A commit then returns before its WAL reaches the disk: a PostgreSQL crash (not the
-        # gateway's) may lose the last ~0.6 s of records; a flush per commit costs ~5 ms here.
-        runner = await store.side_pool(RECORDER_CONNECTIONS, {"synchronous_commit": "off"})
+    runner, starts = await recorder_connections(
+        store, synchronous_commit=config.ai_gateway.recording_synchronous_commit
+    )
     recorder = Recorder(
         runner,
         metrics,
         structured_logging=config.ai_gateway.structured_logging,
+        starts_runner=starts,
     )
     await writers.start_task("recorder", recorder.run, recorder.close)
     return recorder
@@ -259,6 +261,25 @@ def _prepare_dump_dir(configured: str) -> Path:
         log.warning("dump.dir_not_private", dump_dir=str(root), mode=oct(mode & 0o777),
                     fix=f"chmod 700 {root}")  # fmt: skip
     return root
+
+
+async def recorder_connections(
+    store: Store, *, synchronous_commit: bool
+) -> tuple[Runner, NativePool]:
+    """The batch writer's runner and the start commits' native pool, closed with the store."""
+    settings: dict[str, str] = {}
+    if not synchronous_commit:
+        # A commit then returns before its WAL reaches the disk: a PostgreSQL crash (not the
+        # gateway's) may lose the last ~0.6 s of records; a flush per commit costs ~5 ms here.
+        settings = {"synchronous_commit": "off"}
+    runner: Runner = store.budget("recorder", RECORDER_CONNECTIONS)
+    if settings:
+        runner = await store.side_pool(RECORDER_CONNECTIONS, settings)
+    # Starts are on the request's path: their commit skips trio-asyncio (docs/recording.md).
+    starts = await store.native_pool(
+        RECORDER_STARTS_CONNECTIONS, settings, application_name=RECORDER_APPLICATION_NAME
+    )
+    return runner, starts
 
 
 def statistics_for_readiness(

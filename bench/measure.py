@@ -23,6 +23,7 @@ from bench.profile import py_spy_path, record, summarize
 from bench.stack import (
     CLIENT_CPU,
     GATEWAY_CPU,
+    GATEWAYS,
     HOST,
     REPO,
     Api,
@@ -61,6 +62,11 @@ def check_relay(stack: Stack, apis: dict[str, Api]) -> dict[str, Any]:
         if not (isinstance(norec, Timed) and response_ok(norec, stream=api.stream)):
             raise RuntimeError(f"{api.name}: gateway with recording off {_said(norec)}")
         out[api.name]["norec_identical"] = norec.body == through.body
+        for via in ("gateway_trace", "gateway_base"):  # tracing on; the baseline's code
+            if via in results:
+                answer = results[via]
+                if not (isinstance(answer, Timed) and response_ok(answer, stream=api.stream)):
+                    raise RuntimeError(f"{api.name}: {via} {_said(answer)}")
         if "litellm" in results:
             answer = results["litellm"]
             ok = isinstance(answer, Timed) and response_ok(answer, stream=api.stream)
@@ -99,7 +105,7 @@ def measure_latency(
             Target("gateway", HOST, stack.gateway_port, stack.raw(api, "gateway")),
         )
 
-    return _interleaved_paths(stack, apis, targets, requests=requests, warmup=warmup,
+    return interleaved_paths(stack, apis, targets, requests=requests, warmup=warmup,
                               stream_details=True, says="added")  # fmt: skip
 
 
@@ -115,11 +121,11 @@ def measure_recording_latency(
             Target("recording_on", HOST, stack.gateway_port, stack.raw(api, "gateway")),
         )
 
-    return _interleaved_paths(stack, apis, targets, requests=requests, warmup=warmup,
+    return interleaved_paths(stack, apis, targets, requests=requests, warmup=warmup,
                               stream_details=False, says="recording adds")  # fmt: skip
 
 
-def _interleaved_paths(
+def interleaved_paths(
     stack: Stack,
     apis: dict[str, Api],
     targets: Callable[[Api], tuple[Target, Target]],
@@ -307,10 +313,10 @@ def measure_throughput(
         for conns in connections:
             for round_index in range(1, rounds + 1):
                 order = list(vias)
-                if round_index % 2 == 0 and "gateway_norec" in order:
-                    # recording on and off swap places every other round (no order bias)
-                    on, off = order.index("gateway"), order.index("gateway_norec")
-                    order[on], order[off] = order[off], order[on]
+                if round_index % 2 == 0:
+                    # the gateways run in reverse order every other round (no order bias)
+                    reverse = iter([v for v in reversed(order) if v in GATEWAYS])
+                    order = [next(reverse) if v in GATEWAYS else v for v in order]
                 for via in order:
                     spec = stack.spec(api, via)
                     run_load(
@@ -384,6 +390,20 @@ def summarize_throughput(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "generator_cpu_pct_gateway_run": median("gateway", "generator_cpu_pct"),
             "errors": errors("direct") + errors("gateway"),
         }
+        for via, ratio in (("gateway_trace", "tracing_ratio"), ("gateway_base", "baseline_ratio")):
+            if any(r["path"] == via for r in group):
+                rps, cpu = median(via, "rps"), median(via, "cpu_pct", via)
+                summary |= {
+                    f"{via}_rps": rps,
+                    f"{via}_rps_range": spread(via),
+                    f"{via}_p99_ms": median(via, "latency_ms", "p99"),
+                    f"{via}_cpu_ms_per_request": round(10 * cpu / rps, 3) if rps else 0.0,
+                    f"{via}_errors": errors(via),
+                    # tracing on ÷ off; this code (tracing off) ÷ the baseline's
+                    ratio: _ratio(rps, gateway_rps)
+                    if via == "gateway_trace"
+                    else _ratio(gateway_rps, rps),
+                }
         if any(r["path"] == "gateway_norec" for r in group):
             norec_rps = median("gateway_norec", "rps")
             norec_cpu = median("gateway_norec", "cpu_pct", "gateway_norec")

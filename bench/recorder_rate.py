@@ -9,12 +9,16 @@ the moment every end and every row has been written (or counted as dropped); the
 interceptions per second over that time. Before it, ``ALONE`` starts are committed one at a time
 (what a start costs a request at concurrency 1: ``start_alone_ms``).
 
-The recorder is built as ``aibridged.startup.open_recorder`` builds it: a ``StoreBudget`` of the
-recorder's connections in front of a pool of ``database.pool_size`` connections, default queue and
-batch sizes. Runs in a database of its own (created and migrated here), so the gateways' tables
-are not touched.
+The recorder is built as ``aibridged.startup.open_recorder`` builds it by default
+(``aibridged.startup.recorder_connections``): starts committed on a trio-native libpq connection,
+batches on an asyncpg connection of their own, both with ``synchronous_commit = off``; default
+queue and batch sizes. ``--starts asyncpg`` commits the starts through asyncpg and trio-asyncio
+instead (one more connection of that side pool), as the daemon did before, for comparison.
+Runs in a database of its own (created and migrated here), so the gateways' tables are not
+touched.
 
     python -m bench.recorder_rate --server-uri URI [--interceptions 20000] [--concurrency 64]
+        [--starts native|asyncpg]
 
 prints one JSON object on stdout. ``bench.run`` runs it pinned to the gateway's CPU.
 """
@@ -39,7 +43,7 @@ from prometheus_client import CollectorRegistry
 from aibridged.metrics import Metrics
 from aibridged.recorder import Recorder, ensure_partitions
 from aibridged.records import InterceptionEnd, InterceptionStart, PromptUsage, TokenUsage, ToolUsage
-from aibridged.startup import RECORDER_CONNECTIONS
+from aibridged.startup import RECORDER_CONNECTIONS, recorder_connections
 from aibridged.store import apply_migrations, open_store
 from bench.latency import summary_ms
 
@@ -64,17 +68,19 @@ TOOL_INPUT = json.dumps(
 )
 
 
-def _dsn(server_uri: str, database: str) -> str:
+def database_dsn(server_uri: str, database: str) -> str:
     head, sep, tail = server_uri.partition("/postgres?")
     return f"{head}/{database}?{tail}" if sep else server_uri.replace("/postgres", f"/{database}")
 
 
-async def _create_database(server_uri: str) -> None:
+async def create_database(server_uri: str, database: str = DATABASE) -> None:
+    """A new empty `database` on the server (dropped first if it exists)."""
+
     async def create() -> None:
         conn = await asyncpg.connect(server_uri)
         try:
-            await conn.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
-            await conn.execute(f"CREATE DATABASE {DATABASE}")
+            await conn.execute(f"DROP DATABASE IF EXISTS {database}")
+            await conn.execute(f"CREATE DATABASE {database}")
         finally:
             await conn.close()
 
@@ -145,16 +151,22 @@ async def _until_written(recorder: Recorder, ends: int, rows: int) -> dict[str, 
         await trio.sleep(0.001)
 
 
-async def measure(server_uri: str, *, interceptions: int, concurrency: int, warmup: int) -> Any:
-    await _create_database(server_uri)
+async def measure(
+    server_uri: str, *, interceptions: int, concurrency: int, warmup: int, starts: str = "native"
+) -> Any:
+    await create_database(server_uri)
     async with open_store(
-        _dsn(server_uri, DATABASE), pool_size=POOL_SIZE, connect_timeout_s=10
+        database_dsn(server_uri, DATABASE), pool_size=POOL_SIZE, connect_timeout_s=10
     ) as store:
         await apply_migrations(store)
         await ensure_partitions(store)
+        if starts == "native":
+            runner, native = await recorder_connections(store, synchronous_commit=False)
+        else:
+            runner = await store.side_pool(RECORDER_CONNECTIONS + 1, {"synchronous_commit": "off"})
+            native = None
         recorder = Recorder(
-            store.budget("recorder", RECORDER_CONNECTIONS),
-            Metrics(CollectorRegistry(), process_metrics=False),
+            runner, Metrics(CollectorRegistry(), process_metrics=False), starts_runner=native
         )
         async with trio.open_nursery() as nursery:
             await nursery.start(recorder.run)
@@ -216,7 +228,8 @@ async def measure(server_uri: str, *, interceptions: int, concurrency: int, warm
         "prompt_chars": len(PROMPT),
         "tool_input_chars": len(TOOL_INPUT),
         "pool_size": POOL_SIZE,
-        "recorder_connections": RECORDER_CONNECTIONS,
+        "recorder_connections": RECORDER_CONNECTIONS + 1,
+        "starts": starts,
     }
 
 
@@ -225,7 +238,7 @@ async def _counts(server_uri: str) -> tuple[dict[str, int], dict[str, str]]:
               "aibridge_tool_usages")  # fmt: skip
 
     async def count() -> tuple[dict[str, int], dict[str, str]]:
-        conn = await asyncpg.connect(_dsn(server_uri, DATABASE))
+        conn = await asyncpg.connect(database_dsn(server_uri, DATABASE))
         try:
             out = {t: int(await conn.fetchval(f"SELECT count(*) FROM {t}")) for t in tables}
             ended = "SELECT count(*) FROM aibridge_interceptions WHERE ended_at IS NOT NULL"
@@ -253,6 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--interceptions", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--warmup", type=int, default=1_000, help="untimed interceptions first")
+    parser.add_argument("--starts", choices=["native", "asyncpg"], default="native",
+                        help="the start commits' driver")  # fmt: skip
     args = parser.parse_args(argv)
     result = trio.run(
         lambda: measure(
@@ -260,6 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             interceptions=args.interceptions,
             concurrency=args.concurrency,
             warmup=args.warmup,
+            starts=args.starts,
         )
     )
     json.dump(result, sys.stdout)

@@ -36,6 +36,7 @@ from bench.tables import (
     throughput_rows,
     writer_rows,
 )
+from bench.tracing_cost import tracing_section
 
 
 def observations(results: dict[str, Any]) -> list[str]:
@@ -329,6 +330,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "per request.",
         "",
         *recording_section(results),
+        *tracing_section(results),
         *litellm_section(results),
         *streams_section(results),
         "## Gateway memory",

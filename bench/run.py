@@ -6,10 +6,12 @@ run (``make bench``).
    LiteLLM interleaved (fewer requests);
 2. time to the first SSE event at concurrency 1 (Anthropic messages, stream=true);
 3. what recording costs at concurrency 1: the gateway with recording off and the gateway with
-   recording on interleaved request by request, the same bodies;
+   recording on interleaved request by request, the same bodies; what tracing costs the same
+   way (``bench.tracing_cost``: tracing on vs off, tracing off vs ``--baseline``'s code, and
+   the noise floor);
 4. saturated closed-loop throughput, JSON (chat, blocking) and SSE (messages, streaming), in
-   rounds of direct / gateway (recording on) / gateway (recording off) / LiteLLM (one of them
-   under load at a time);
+   rounds of direct / gateway (recording on) / gateway (recording off) / gateway (tracing on) /
+   the baseline's gateway / LiteLLM (one of them under load at a time);
 5. gateway RSS before, during and after the load;
 6. py-spy profiles of the gateway (recording on) under saturated JSON and SSE load;
 7. the recorder's sustained write rate (``bench.recorder_rate``: start + 3 rows + end per
@@ -25,6 +27,7 @@ errors.
 
     python -m bench.run            # the full run (about 16 minutes), results in bench/results/
     python -m bench.run --quick    # a smoke run (about 2 minutes), results in a temp directory
+    python -m bench.run --baseline main --label tracing   # + main's code beside this checkout's
 """
 
 from __future__ import annotations
@@ -78,6 +81,12 @@ from bench.stack import (
 )
 from bench.streams import run_streams
 from bench.targets import evaluate_bench_targets, evaluate_targets
+from bench.tracing_cost import (
+    collector_statistics,
+    hook_cost,
+    measure_tracing_latency,
+    within_noise,
+)
 
 RESULTS_DIR = REPO / "bench" / "results"
 
@@ -174,6 +183,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--wait-fast", type=float, default=180, help="wait up to this long for that (seconds)"
     )
+    parser.add_argument(
+        "--baseline",
+        default="",
+        metavar="REF",
+        help="also run a gateway of git REF's aibridged/ (tracing off vs before tracing)",
+    )
+    parser.add_argument(
+        "--tracing-latency-requests",
+        type=int,
+        help="timed per gateway in each tracing pair (default: --latency-requests); 0: skip",
+    )
+    parser.add_argument("--label", default="hotpath", help="result files: <date>-<label>.*")
     parser.add_argument("--quick", action="store_true", help="small numbers, to check the bench")
     args = parser.parse_args(argv)
     if args.quick:
@@ -184,6 +205,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.writer_interceptions = min(args.writer_interceptions, 5_000)
     if args.recording_latency_requests is None:
         args.recording_latency_requests = args.latency_requests
+    if args.tracing_latency_requests is None:
+        args.tracing_latency_requests = args.latency_requests
     if args.out is None:
         quick_dir = Path(tempfile.gettempdir(), "aibridged-bench-quick")
         args.out = quick_dir if args.quick else RESULTS_DIR
@@ -265,6 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     recorder_rate: dict[str, Any] = {}
     database_cpu = {"client": CLIENT_CPU, "gateway": GATEWAY_CPU, "any": None}[args.database_cpu]
     streams: dict[str, Any] = {}
+    tracing: dict[str, Any] = {}
     try:
         with running_stack(
             work,
@@ -273,6 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             pacing=pacing,
             with_litellm=not args.no_litellm,
             database_cpu=database_cpu,
+            baseline=args.baseline,
         ) as stack:
             print(
                 f"gateway ready in {stack.startup_s:.1f} s (pid {stack.gateway.pid}; recording "
@@ -313,6 +338,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     requests=args.recording_latency_requests,
                     warmup=args.latency_warmup,
                 )
+            if args.tracing_latency_requests > 0:
+                tracing["latency"] = measure_tracing_latency(
+                    stack,
+                    apis,
+                    requests=args.tracing_latency_requests,
+                    warmup=args.latency_warmup,
+                )
+                tracing["within_noise"] = within_noise(tracing["latency"])
+            tracing["hook_cost"] = hook_cost()
             snapshot("after_latency")
             speed["after_latency"] = _speeds()
             if stack.litellm.up:
@@ -347,13 +381,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     kind,
                     api,
                     args.out,
-                    date,
+                    date if args.label == "hotpath" else f"{date}-{args.label}",  # file prefix
                     generator=args.generator,
                     connections=max(connections),
                     seconds=args.profile_seconds,
                     rate_hz=args.profile_rate,
                 )
             recorder_in_gateway = recorder_statistics(stack)
+            tracing["collector"] = collector_statistics(stack)
             if args.writer_interceptions > 0:
                 print(
                     f"the recorder's write rate ({args.writer_interceptions:,} interceptions, "
@@ -379,12 +414,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             speed["after_streams"] = _speeds()
         gateway_exit = stack.gateway.popen.returncode
         norec_exit = stack.gateway_norec.popen.returncode
+        trace_exit = stack.gateway_trace.popen.returncode
+        base_exit = stack.gateway_base.popen.returncode if stack.gateway_base else None
         litellm_exit = stack.litellm.proc.popen.returncode if stack.litellm.proc else None
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    json_path = args.out / f"{date}-hotpath.json"
-    md_path = args.out / f"{date}-hotpath.md"
+    json_path = args.out / f"{date}-{args.label}.json"
+    md_path = args.out / f"{date}-{args.label}.md"
     summary = summarize_throughput(runs)
     results: dict[str, Any] = {
         "date": date,
@@ -425,6 +462,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             "gateway_norec_config": stack.norec_config_text,
             "gateway_norec_exit_code": norec_exit,
             "recording_latency_requests_per_path": args.recording_latency_requests,
+            "gateway_trace_command": shlex.join(relative_cmd(stack.gateway_trace.cmd)),
+            "gateway_trace_config": stack.trace_config_text,
+            "gateway_trace_exit_code": trace_exit,
+            "tracing_latency_requests_per_path": args.tracing_latency_requests,
+            "baseline": stack.baseline,
+            "gateway_base_command": shlex.join(relative_cmd(stack.gateway_base.cmd))
+            if stack.gateway_base
+            else None,
+            "gateway_base_exit_code": base_exit,
             "database": {
                 "kind": "embedded PostgreSQL (pgserver), started by the bench, shared by both "
                 "gateways",
@@ -449,6 +495,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "latency": latency,
         "latency_litellm": latency_litellm,
         "latency_recording": latency_recording,
+        "tracing": tracing,
         "recorder_in_gateway": recorder_in_gateway,
         "recorder_rate": recorder_rate,
         "throughput_summary": summary,

@@ -1,25 +1,29 @@
 """The processes under test and the API surfaces every path is driven through.
 
 ``running_stack`` starts the bench's PostgreSQL (``bench.database``, CPU 0 by default), the fake
-upstream (CPU 0), two ``aibridged serve`` processes (CPU 1) on that database, one recording (the
-default, ``ai_gateway.recording = true``) and one with recording off, and, unless told not to,
-LiteLLM's proxy (also CPU 1, see ``bench.litellm_proxy``); it waits for each to answer and stops
-them all by PID on the way out, also on errors. ``Api`` describes one request shape (path, headers,
-body, auth) as a client sends it on each path ("via"): ``direct`` to the upstream, through the
-``gateway`` (recording on), through ``gateway_norec`` (recording off), or through ``litellm``.
+upstream (CPU 0), a local OTLP collector (``bench.otlp_sink``, CPU 0), three ``aibridged serve``
+processes (CPU 1) on that database: one recording (the default, ``ai_gateway.recording = true``),
+one with recording off, one recording with tracing on (exporting to the local collector), and,
+when asked for, a fourth of another commit's code (``baseline``, the defaults). Unless told not
+to, it also starts LiteLLM's proxy (also CPU 1, see ``bench.litellm_proxy``); it waits for each
+to answer and stops them all by PID on the way out, also on errors. ``Api`` describes one request
+shape (path, headers, body, auth) as a client sends it on each path ("via"): ``direct`` to the
+upstream, through the ``gateway`` (recording on, tracing off), ``gateway_norec`` (recording off),
+``gateway_trace`` (tracing on), ``gateway_base`` (the baseline's code) or ``litellm``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench import client_headers, litellm_proxy, payloads
+from bench import client_headers, litellm_proxy, otlp_sink, payloads
 from bench.database import Database, running_database
 from bench.httpclient import Timed, build_request
 from bench.litellm_proxy import LiteLLM
@@ -42,8 +46,9 @@ ANTHROPIC_KEY = "sk-ant-bench-upstream-0000000000"
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
 NOFILE = 65_536  # open-file limit asked for every process the bench starts (and itself)
-VIAS = ("direct", "gateway", "gateway_norec", "litellm")
-GATEWAYS = ("gateway", "gateway_norec")  # recording on, recording off
+VIAS = ("direct", "gateway", "gateway_norec", "gateway_trace", "gateway_base", "litellm")
+# recording on; recording off; tracing on; the baseline's code
+GATEWAYS = ("gateway", "gateway_norec", "gateway_trace", "gateway_base")
 PACED_PROVIDER = "anthropic-paced"  # the gateway's provider in front of bench.paced_upstream
 
 
@@ -166,17 +171,29 @@ class Stack:
     gateway_norec_port: int
     norec_config_text: str
     database: Database
+    gateway_trace: Proc  # the same gateway with [trace] enable = true
+    gateway_trace_port: int
+    trace_config_text: str
+    sink: Proc  # the local OTLP collector gateway_trace exports to
+    sink_port: int
+    gateway_base: Proc | None = None  # the baseline commit's code, when asked for
+    gateway_base_port: int = 0
+    baseline: str = ""  # its git commit
 
     @property
     def vias(self) -> tuple[str, ...]:
-        """The paths that can be measured: LiteLLM's only when it is up."""
-        return VIAS if self.litellm.up else VIAS[:3]
+        """The paths that can be measured: LiteLLM's only when it is up, the baseline's only
+        when there is one."""
+        missing = {"litellm": not self.litellm.up, "gateway_base": self.gateway_base is None}
+        return tuple(v for v in VIAS if not missing.get(v, False))
 
     def port(self, via: str) -> int:
         return {
             "direct": self.upstream_port,
             "gateway": self.gateway_port,
             "gateway_norec": self.gateway_norec_port,
+            "gateway_trace": self.gateway_trace_port,
+            "gateway_base": self.gateway_base_port,
         }.get(via, self.litellm.port)
 
     def key(self, via: str) -> str:
@@ -193,6 +210,8 @@ class Stack:
             "direct": self.upstream,
             "gateway": self.gateway,
             "gateway_norec": self.gateway_norec,
+            "gateway_trace": self.gateway_trace,
+            "gateway_base": self.gateway_base,
         }.get(via, self.litellm.proc)
 
     def procs(self) -> list[Sampled]:
@@ -200,9 +219,13 @@ class Stack:
         procs: list[Sampled] = [
             self.gateway,
             self.gateway_norec,
+            self.gateway_trace,
             self.upstream,
+            self.sink,
             self.database.tree(),
         ]
+        if self.gateway_base is not None:
+            procs.append(self.gateway_base)
         if self.litellm.proc is not None:
             procs.append(self.litellm.proc)
         return procs
@@ -218,7 +241,12 @@ def gateway_config(
     database_url: str,
     recording: bool,
     secrets_key_file: Path,
+    otlp_endpoint: str = "",
 ) -> str:
+    # Only the tracing gateway has a [trace] table: a baseline from before tracing would refuse it.
+    trace = (
+        f'\n[trace]\nenable = true\notlp_endpoint = "{otlp_endpoint}"\n' if otlp_endpoint else ""
+    )
     return f"""\
 [server]
 http_address = "{HOST}:{port}"
@@ -236,7 +264,7 @@ enabled = false
 
 [log]
 level = "{log_level}"
-
+{trace}
 [[providers]]
 type = "openai-compat"
 name = "openai"
@@ -263,13 +291,16 @@ def _start_gateway(
     config_text: str,
     state_dir: Path,
     port: int,
+    *,
+    code: Path = REPO,
 ) -> Proc:
-    """``aibridged serve`` of this checkout (``PYTHONPATH`` = the repository), pinned, ready."""
+    """``aibridged serve`` of the code in ``code`` (this checkout unless told otherwise), pinned,
+    ready."""
     config_path = work / f"{name}.toml"
     config_path.write_text(config_text)
     aibridged = str(Path(sys.executable).with_name("aibridged"))
     serve = [aibridged, "serve", "--config", str(config_path), "--state-dir", str(state_dir)]
-    pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    pythonpath = os.pathsep.join(p for p in (str(code), os.environ.get("PYTHONPATH", "")) if p)
     env = {
         **os.environ,
         "PYTHONPATH": pythonpath,  # the gateway runs the code the bench reports on
@@ -292,9 +323,11 @@ def running_stack(
     pacing: Pacing,
     with_litellm: bool,
     database_cpu: int | None = CLIENT_CPU,
+    baseline: str = "",
 ) -> Iterator[Stack]:
-    """The database (``database_cpu``), the upstream (CPU 0), the two gateways (CPU 1) and LiteLLM
-    (CPU 1), all stopped by PID on the way out. LiteLLM failing to install or start is recorded in
+    """The database (``database_cpu``), the upstream and the OTLP collector (CPU 0), the gateways
+    (CPU 1; a fourth running git ``baseline``'s code when given) and LiteLLM (CPU 1), all stopped
+    by PID on the way out. LiteLLM failing to install or start is recorded in
     ``Stack.litellm.error``."""
     procs: list[Proc] = []
     litellm = LiteLLM(error=None if with_litellm else "not asked for (--no-litellm)")
@@ -320,8 +353,25 @@ def running_stack(
             if not line.startswith("listening "):
                 raise RuntimeError(f"upstream said {line!r}:\n{upstream.log_tail()}")
 
+            sink = Proc(
+                "sink",
+                pinned([sys.executable, "-m", "bench.otlp_sink", "--port", "0"], CLIENT_CPU),
+                log_path=work / "sink.log",
+                stdout_pipe=True,
+                cwd=REPO,
+            )
+            procs.append(sink)
+            line = sink.read_line(30)
+            if not line.startswith(otlp_sink.READY_PREFIX):
+                raise RuntimeError(f"the OTLP sink said {line!r}:\n{sink.log_tail()}")
+            sink_url = line.removeprefix(otlp_sink.READY_PREFIX).strip()
+
             configs: dict[str, tuple[str, Path, int]] = {}
-            for name, recording in (("gateway", True), ("gateway_norec", False)):
+            variants = [("gateway", True, ""), ("gateway_norec", False, ""),
+                        ("gateway_trace", True, sink_url)]  # fmt: skip
+            if baseline:
+                variants.append(("gateway_base", True, ""))
+            for name, recording, otlp_endpoint in variants:
                 state_dir, port = work / f"state-{name}", free_port()
                 text = gateway_config(
                     state_dir,
@@ -332,6 +382,7 @@ def running_stack(
                     database_url=database.dsn("postgres"),
                     recording=recording,
                     secrets_key_file=work / "secrets.key",
+                    otlp_endpoint=otlp_endpoint,
                 )
                 configs[name] = (text, state_dir, port)
             started = time.monotonic()
@@ -341,6 +392,14 @@ def running_stack(
             startup_s = time.monotonic() - started
             gateway_norec = _start_gateway("gateway_norec", work, *configs["gateway_norec"])
             procs.append(gateway_norec)
+            gateway_trace = _start_gateway("gateway_trace", work, *configs["gateway_trace"])
+            procs.append(gateway_trace)
+            gateway_base = None
+            if baseline:
+                code = _checkout(baseline, work / "baseline")
+                gateway_base = _start_gateway("gateway_base", work, *configs["gateway_base"],
+                                              code=code)  # fmt: skip
+                procs.append(gateway_base)
             token = (configs["gateway"][1] / "admin.token").read_text().strip()
             if with_litellm:
                 print("starting LiteLLM ...", flush=True)
@@ -361,6 +420,14 @@ def running_stack(
                 configs["gateway_norec"][2],
                 configs["gateway_norec"][0],
                 database,
+                gateway_trace,
+                configs["gateway_trace"][2],
+                configs["gateway_trace"][0],
+                sink,
+                int(sink_url.rpartition(":")[2]),
+                gateway_base,
+                configs["gateway_base"][2] if baseline else 0,
+                _commit_of(baseline) if baseline else "",
             )
         finally:
             litellm_proxy.stop(litellm)
@@ -371,3 +438,26 @@ def running_stack(
                         f"warning: {proc.name} exited with {code}:\n{proc.log_tail()}",
                         file=sys.stderr,
                     )
+
+
+def _checkout(ref: str, into: Path) -> Path:
+    """The package of git ``ref`` (``aibridged/`` only: the bench is this checkout's), for a
+    gateway to run instead of this checkout's code."""
+    into.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", ref, "aibridged"],
+        capture_output=True,
+        check=True,
+    )
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into
+
+
+def _commit_of(ref: str) -> str:
+    found = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", ref],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return found.stdout.strip()

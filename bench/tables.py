@@ -283,6 +283,11 @@ def recording_latency_rows(latency_recording: dict[str, Any]) -> list[list[Any]]
     return _paired_latency_rows(latency_recording, "recording_off", "recording_on")
 
 
+def paired_latency_rows(latency: dict[str, Any], first: str, second: str) -> list[list[Any]]:
+    """Rows of RECORDING_LATENCY_HEADERS for any two gateways interleaved (tracing's pairs)."""
+    return _paired_latency_rows(latency, first, second)
+
+
 RECORDING_THROUGHPUT_HEADERS = (
     "saturated",
     "off req/s",

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import trio
+from opentelemetry.sdk.trace import SpanProcessor
 from prometheus_client import CollectorRegistry
 
 from aibridged.config import Config, load_config
@@ -82,6 +83,7 @@ async def start_gateway(
     extra_toml: str = "",
     upstream: FakeUpstream | None = None,
     handle_signals: bool = False,
+    span_processor: SpanProcessor | None = None,
 ) -> Gateway:
     upstream = upstream or FakeUpstream()
     upstream_url = await nursery.start(serve_demo_upstream, upstream)
@@ -102,6 +104,7 @@ async def start_gateway(
                 registry=registry,
                 handle_signals=handle_signals,
                 environ=_env(),
+                span_processor=span_processor,
                 task_status=task_status,
             )
         finally:

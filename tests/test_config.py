@@ -26,6 +26,7 @@ from aibridged.config import (
     parse_bool,
     parse_duration,
     parse_size,
+    spell_out_bool_flags,
 )
 from aibridged.errors import ConfigError
 
@@ -219,8 +220,8 @@ def test_unknown_nested_section_is_named_with_its_dotted_path(
 
 
 def test_not_yet_supported_sections_are_unknown(toml_file: Callable[[str], Path]) -> None:
-    file = toml_file("[trace]\nenable = true\n")
-    assert error_of(file).startswith('unknown section "trace"')
+    file = toml_file("[mcp]\nservers = []\n")
+    assert error_of(file).startswith('unknown section "mcp"')
 
 
 @pytest.mark.parametrize(
@@ -506,8 +507,11 @@ def test_bad_alias_value_names_the_alias() -> None:
     assert message.startswith('CODER_AIBRIDGE_ALLOW_BYOK: invalid boolean "maybe"')
 
 
-def test_coder_trace_variables_are_ignored() -> None:
-    assert load(env={"CODER_TRACE_ENABLE": "true", "CODER_TRACE_LOGS": "true"}) == load()
+def test_coder_trace_variables_set_tracing_and_aibridged_names_win() -> None:
+    config = load(env={"CODER_TRACE_ENABLE": "true", "CODER_TRACE_LOGS": "on"})
+    assert config.trace.enable and config.trace.logs
+    config = load(env={"CODER_TRACE_ENABLE": "true", "AIBRIDGED_TRACE_ENABLE": "false"})
+    assert not config.trace.enable
 
 
 # ---------------------------------------------------------------------------- provider seeds
@@ -726,6 +730,7 @@ EXPECTED_FLAGS = {
     "--ai-gateway-auth-failure-limit",
     "--ai-gateway-send-actor-headers", "--prometheus-enabled", "--prometheus-address",
     "--log-human", "--log-json", "--log-level",
+    "--trace", "--trace-logs", "--trace-otlp-endpoint", "--trace-file",
 }  # fmt: skip
 
 
@@ -808,3 +813,24 @@ def test_empty_state_dir_is_rejected() -> None:
     assert error_of(env={"AIBRIDGED_SERVER_STATE_DIR": ""}) == (
         "AIBRIDGED_SERVER_STATE_DIR: must not be empty"
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "spelled"),
+    [
+        (["--trace"], ["--trace=true"]),
+        (["--trace", "false"], ["--trace", "false"]),
+        (["--trace", "create", "bob"], ["--trace=true", "create", "bob"]),
+        (["--trace=off", "x"], ["--trace=off", "x"]),
+        (["--log-level", "info", "--trace-logs"], ["--log-level", "info", "--trace-logs=true"]),
+    ],
+)
+def test_a_bare_boolean_flag_never_takes_the_next_argument_as_its_value(
+    argv: list[str], spelled: list[str]
+) -> None:
+    assert spell_out_bool_flags(argv) == spelled
+    parser = argparse.ArgumentParser()
+    add_config_flags(parser)
+    parser.add_argument("rest", nargs="*")
+    ns = parser.parse_args(spelled)
+    assert ns.rest == [a for a in argv if not a.startswith("--") and a not in ("false", "info")]

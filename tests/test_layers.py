@@ -14,7 +14,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("cli", "admin_cli", "remote", "__main__"),
     ("daemon", "reload", "startup"),
     ("api", "proxy"),
-    ("providers", "mcp", "demo"),
+    ("providers", "mcp", "demo", "tracing"),
     ("intercept", "clients"),
     ("recorder", "dump", "auth"),
     ("store",),

@@ -333,3 +333,20 @@ async def test_a_huge_prompt_is_recorded_cut_to_its_first_64_kib(
     (row,) = await _ended(db, 1)
     (stored,) = await _children(db, "aibridge_user_prompts", row["id"])
     assert stored["prompt"] == "x" * 65536
+
+
+async def test_starts_are_committed_on_the_recorders_own_native_connection(
+    claude: anthropic.AsyncAnthropic, db: Store
+) -> None:
+    await claude.messages.create(**MSG)
+    await _ended(db, 1)
+    # Each backend shows its last statement: the start's insert was the native connection's
+    # (named by open_recorder), and no other session's last one.
+    rows = await db.run(
+        lambda conn: conn.fetch(
+            "SELECT application_name, state FROM pg_stat_activity"
+            " WHERE datname = current_database()"
+            " AND query LIKE 'INSERT INTO aibridge_interceptions %'"
+        )
+    )
+    assert [(r["application_name"], r["state"]) for r in rows] == [("aibridged-recorder", "idle")]

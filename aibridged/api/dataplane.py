@@ -51,6 +51,7 @@ from aibridged.providers.attempts import Resilience, open_upstream
 from aibridged.providers.pool import Provider, ProviderRegistry
 from aibridged.recorder import Recorder
 from aibridged.safe import bounded_text
+from aibridged.tracing import TRACING_OFF, InterceptionTrace, Tracing
 
 log = structlog.get_logger("aibridged.dataplane")
 
@@ -76,8 +77,10 @@ class DataPlane:
         metrics: Metrics,
         recorder: Recorder | None = None,
         dumps: Dumps | None = None,
+        tracing: Tracing = TRACING_OFF,
     ) -> None:
         self._settings = settings
+        self._tracing = tracing
         self._recorder = recorder
         self._dumps = dumps
         self._providers = providers
@@ -142,7 +145,8 @@ class DataPlane:
             )
         self._inflight += 1
         try:
-            await self._handle(scope, receive, send, provider, caller, sub, outcome)
+            with self._tracing.intercept(scope, provider, sub, caller.principal) as trace:
+                await self._handle(scope, receive, send, provider, caller, sub, outcome, trace)
         finally:
             self._inflight -= 1
 
@@ -167,6 +171,7 @@ class DataPlane:
         caller: Caller,
         sub: str,
         outcome: RelayOutcome,
+        trace: InterceptionTrace,
     ) -> None:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         method: str = scope["method"]
@@ -188,11 +193,12 @@ class DataPlane:
         )
         if body is None:
             return  # the client left while sending its request
-        interception = Interception(uuid.uuid4(), provider, route, method, caller, outcome)
+        interception = Interception(uuid.uuid4(), provider, route, method, caller, outcome, trace)
         bind_request(interception_id=str(interception.id))
         extra: list[tuple[bytes, bytes]] = []
         if route.intercepted:
-            body = await self._prepare(interception, headers, body)
+            with trace.creating(interception):
+                body = await self._prepare(interception, headers, body)
             extra = self._actor_headers(caller)
         call = UpstreamCall(
             method=method,
@@ -207,10 +213,14 @@ class DataPlane:
         )
         provider.family.admit(call)
         if interception.facts is not None:
-            await self._begin_recording(interception, call)
+            with trace.recording():
+                await self._begin_recording(interception, call)
         self._finisher.started(interception)
         try:
-            await run_watched(receive, outcome, partial(self._exchange, interception, call, send))
+            with trace.processing(interception):
+                await run_watched(
+                    receive, outcome, partial(self._exchange, interception, call, send)
+                )
         except Exception as exc:  # a bug: finished as such, not as a cut at the deadline
             outcome.error = outcome.error or f"internal error ({type(exc).__name__})"
             raise
@@ -224,6 +234,7 @@ class DataPlane:
         interception.upstream_called_at = trio.current_time()
         interception.attempts.new_tap = self._taps(interception)
         try:
+            call = interception.trace.upstream_call(call)  # with tracing: its traceparent
             response = await open_upstream(
                 self._upstream,
                 provider,
@@ -242,7 +253,7 @@ class DataPlane:
                 self._plan(interception, call),
                 send,
                 outcome,
-                observer=interception.recording,
+                observer=interception.trace.observer(interception.recording),
                 before_end=before_end,
             )
         except UpstreamError as exc:  # refused before any byte was relayed

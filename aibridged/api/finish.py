@@ -26,6 +26,7 @@ from aibridged.metrics import Metrics
 from aibridged.providers.attempts import Attempts
 from aibridged.providers.pool import Provider
 from aibridged.safe import bounded_text
+from aibridged.tracing import NO_TRACE, InterceptionTrace
 
 log = structlog.get_logger("aibridged.dataplane")
 
@@ -42,6 +43,7 @@ class Interception:
     method: str
     caller: Caller
     outcome: RelayOutcome
+    trace: InterceptionTrace = NO_TRACE  # its spans (tracing on) or nothing
     model: str = ""
     stream: bool = False
     client: Client | None = None

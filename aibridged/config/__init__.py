@@ -15,6 +15,7 @@ from aibridged.config.load import (
     add_config_flags,
     flags_from_args,
     load_config,
+    spell_out_bool_flags,
 )
 from aibridged.config.seeds import PROVIDER_KEYS, PROVIDER_TYPES
 from aibridged.config.tree import (
@@ -27,6 +28,7 @@ from aibridged.config.tree import (
     PrometheusConfig,
     ProviderSeed,
     ServerConfig,
+    TraceConfig,
 )
 from aibridged.config.values import parse_address, parse_bool, parse_duration, parse_size
 
@@ -46,6 +48,7 @@ __all__ = [
     "PrometheusConfig",
     "ProviderSeed",
     "ServerConfig",
+    "TraceConfig",
     "add_config_flags",
     "flags_from_args",
     "load_config",
@@ -53,4 +56,5 @@ __all__ = [
     "parse_bool",
     "parse_duration",
     "parse_size",
+    "spell_out_bool_flags",
 ]

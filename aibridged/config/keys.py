@@ -26,6 +26,7 @@ from aibridged.config.values import (
     STRING,
     Kind,
     between,
+    not_empty,
     one_of,
     positive,
 )
@@ -168,6 +169,12 @@ KEYS: tuple[Key, ...] = (
     Key("log.human", _PATH_TEXT, "", flag="--log-human"),
     Key("log.json", _PATH_TEXT, "", flag="--log-json"),
     Key("log.level", _LOG_LEVEL, "info", flag="--log-level"),
+    # [trace]
+    Key("trace.enable", BOOL, False, flag="--trace", aliases=("CODER_TRACE_ENABLE",)),
+    Key("trace.logs", BOOL, False, flag="--trace-logs", aliases=("CODER_TRACE_LOGS",)),
+    Key("trace.otlp_endpoint", HTTP_URL, "", flag="--trace-otlp-endpoint"),
+    Key("trace.file", _PATH_TEXT, "", flag="--trace-file"),
+    Key("trace.service_name", STRING.where(not_empty), "aibridged"),
 )
 # fmt: on
 

@@ -11,14 +11,14 @@ import argparse
 import difflib
 import os
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from aibridged.config.keys import _KEY_BY_PATH, _OTHER_AIBRIDGED_VARS, FLAG_FOR_KEY, KEYS
 from aibridged.config.seeds import SeedValues, env_seeds, toml_seeds
 from aibridged.config.tree import SECTIONS, Config, ProviderSeed
-from aibridged.config.values import located, toml_type_name, unknown
+from aibridged.config.values import BOOL, is_bool_word, located, toml_type_name, unknown
 from aibridged.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/aibridged/aibridged.toml")
@@ -182,6 +182,20 @@ def _dest(path: str) -> str:
     return "cfg__" + path.replace(".", "__")
 
 
+def spell_out_bool_flags(argv: Sequence[str]) -> list[str]:
+    """`argv` with each bare boolean flag written `--flag=true` unless a boolean word follows it,
+    so `aibridged users --trace create` keeps `create` as the action instead of reading it as
+    the flag's value (and failing on it)."""
+    flags = {key.flag for key in KEYS if key.flag and key.kind is BOOL}
+    out: list[str] = []
+    for index, arg in enumerate(argv):
+        following = argv[index + 1] if index + 1 < len(argv) else None
+        if arg in flags and (following is None or not is_bool_word(following)):
+            arg = arg + "=true"
+        out.append(arg)
+    return out
+
+
 def add_config_flags(parser: argparse.ArgumentParser, *, suppress: bool = False) -> None:
     """Add one `--option VALUE` per flagged key; read them back with `flags_from_args`.
 
@@ -190,12 +204,15 @@ def add_config_flags(parser: argparse.ArgumentParser, *, suppress: bool = False)
     group = parser.add_argument_group("configuration (overrides the file and the environment)")
     for key in KEYS:
         if key.flag:
+            # A boolean flag alone means true (`--trace`); `--trace false` works too.
+            switch: dict[str, Any] = {"nargs": "?", "const": "true"} if key.kind is BOOL else {}
             group.add_argument(
                 key.flag,
                 dest=_dest(key.path),
                 metavar=key.kind.metavar,
                 default=argparse.SUPPRESS if suppress else None,
                 help=f"{key.path} (env {key.env})",
+                **switch,
             )
 
 

@@ -95,6 +95,15 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TraceConfig:
+    enable: bool  # OpenTelemetry spans for every data-plane request
+    logs: bool  # log lines also become events of the span they were logged in
+    otlp_endpoint: str  # OTLP/HTTP collector URL; "" = write spans to `file`
+    file: str  # when there is no otlp_endpoint: JSON lines to this path, "" or "-" = stderr
+    service_name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     server: ServerConfig
     database: DatabaseConfig
@@ -102,6 +111,7 @@ class Config:
     providers: tuple[ProviderSeed, ...]
     prometheus: PrometheusConfig
     log: LogConfig
+    trace: TraceConfig
     source: str  # the TOML file used, or ""
 
 
@@ -115,5 +125,6 @@ SECTIONS: Mapping[str, type[Any]] = MappingProxyType(
         "ai_gateway.circuit_breaker": CircuitBreakerConfig,
         "prometheus": PrometheusConfig,
         "log": LogConfig,
+        "trace": TraceConfig,
     }
 )

@@ -86,6 +86,10 @@ _BOOLS = {
 }
 
 
+def is_bool_word(text: str) -> bool:
+    return text.strip().lower() in _BOOLS
+
+
 def parse_bool(text: str) -> bool:
     value = _BOOLS.get(text.strip().lower())
     if value is None:
@@ -163,6 +167,12 @@ def between(low: int, high: int | None = None) -> Check:
 def positive(value: float) -> float:
     if value <= 0:
         raise ConfigError(f"must be greater than 0, got {value:g}")
+    return value
+
+
+def not_empty(value: str) -> str:
+    if not value.strip():
+        raise ConfigError("must not be empty")
     return value
 
 

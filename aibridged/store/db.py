@@ -32,6 +32,8 @@ import trio
 import trio_asyncio
 
 from aibridged.errors import Conflict, StoreError, StoreUnavailable
+from aibridged.store.conninfo import native_conninfo, secret_scrubber
+from aibridged.store.native import NativePool
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -80,6 +82,7 @@ class Store:
         self._probe: Any = None
         self._probe_lock = trio.Lock()
         self._side_pools: list[Dedicated] = []
+        self._native_pools: list[NativePool] = []
 
     @property
     def loop(self) -> Any:
@@ -144,7 +147,34 @@ class Store:
         self._side_pools.append(side)
         return side
 
+    async def native_pool(
+        self, size: int, settings: dict[str, str], *, application_name: str
+    ) -> NativePool:
+        """`size` trio-native libpq connections of their own (store/native.py: no trio-asyncio
+        between the caller and the socket), named `application_name`, with these session
+        settings; connected now, closed with the store."""
+        try:
+            conninfo = native_conninfo(self._dsn, application_name, settings)
+        except ValueError as exc:
+            raise StoreUnavailable(f"invalid database url {self.dsn_for_humans}") from exc
+        pool = NativePool(conninfo, size, secret_scrubber(conninfo), shown=self.dsn_for_humans)
+        try:
+            await pool.open()
+        except trio.TooSlowError as exc:
+            pool.close()
+            raise StoreUnavailable(
+                f"cannot connect to database {self.dsn_for_humans}: no answer in time"
+            ) from exc
+        except BaseException:
+            pool.close()
+            raise
+        self._native_pools.append(pool)
+        return pool
+
     async def _close_side_pools(self) -> None:
+        for native in self._native_pools:
+            native.close()
+        self._native_pools.clear()
         for side in self._side_pools:
             with trio.CancelScope(shield=True), trio.move_on_after(10):
                 await side.close()

@@ -23,6 +23,7 @@ from aibridged.records import (
     ToolUsage,
 )
 from aibridged.store.db import Connection, Runner
+from aibridged.store.native import NativePool, Statement
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,13 +56,16 @@ def _clean(value: Any) -> Any:
 Threads = dict[uuid.UUID, tuple[uuid.UUID | None, uuid.UUID | None]]
 
 
-async def insert_starts(runner: Runner, starts: Sequence[InterceptionStart]) -> None:
+async def insert_starts(runner: Runner | NativePool, starts: Sequence[InterceptionStart]) -> None:
     """Insert starts whose thread is known (or that answer no tool call), as they are."""
-    await runner.run(_insert_starts, starts)
+    if isinstance(runner, NativePool):
+        await runner.fetch(INSERT_STARTS, _start_arrays(starts))
+    else:
+        await runner.run(_insert_starts, starts)
 
 
 async def insert_starts_finding_threads(
-    runner: Runner, starts: Sequence[InterceptionStart]
+    runner: Runner | NativePool, starts: Sequence[InterceptionStart]
 ) -> Threads:
     """Insert starts that answer a tool call their caller did not know the thread of
     (`correlating_call_id`, no parent): the thread comes from the tool usages, in the same
@@ -69,10 +73,16 @@ async def insert_starts_finding_threads(
 
     Kept apart from `insert_starts`: the lookup spans every partition of two tables, and
     planning it costs ~0.6 ms a commit (measured), which most starts need not pay."""
-    rows = await runner.run(_insert_starts_finding_threads, starts)
-    return {row["id"]: (row["thread_parent_id"], row["thread_root_id"]) for row in rows}
+    if isinstance(runner, NativePool):
+        rows: Any = await runner.fetch(INSERT_STARTS_FINDING_THREADS, _lookup_arrays(starts))
+    else:
+        rows = await runner.run(_insert_starts_finding_threads, starts)
+    return {row[0]: (row[1], row[2]) for row in rows}
 
 
+# Both drivers run the same statements with the same parameters: asyncpg (`Runner`, the tests'
+# and `recording_synchronous_commit`'s path) and the native connection the daemon commits
+# starts on (store/native.py; prepared once per connection under these names).
 _START_COLUMNS = (
     "id, initiator_id, api_key_id, provider, provider_name, model, client, client_session_id,"
     " user_agent, credential_kind, credential_hint, thread_parent_id, thread_root_id, metadata,"
@@ -83,38 +93,42 @@ _START_ARRAYS = (
     " $8::text[], $9::text[], $10::text[], $11::text[], $12::uuid[], $13::uuid[], $14::jsonb[],"
     " $15::timestamptz[]"
 )
+INSERT_STARTS = Statement(
+    "aibridged_insert_starts",
+    f"INSERT INTO aibridge_interceptions ({_START_COLUMNS}) SELECT * FROM unnest({_START_ARRAYS})",
+)
+INSERT_STARTS_FINDING_THREADS = Statement(
+    "aibridged_insert_starts_finding_threads",
+    f"INSERT INTO aibridge_interceptions ({_START_COLUMNS})"
+    " SELECT u.id, u.initiator_id, u.api_key_id, u.provider, u.provider_name, u.model,"
+    " u.client, u.client_session_id, u.user_agent, u.credential_kind, u.credential_hint,"
+    " coalesce(u.parent, t.interception_id), coalesce(u.root, t.root), u.metadata,"
+    " u.started_at"
+    f" FROM unnest({_START_ARRAYS}, $16::text[])"
+    f" AS u({_START_COLUMNS.replace('thread_parent_id, thread_root_id', 'parent, root')},"
+    " call_id)"
+    " LEFT JOIN LATERAL (SELECT tu.interception_id, coalesce(i.thread_root_id, i.id) AS root"
+    " FROM aibridge_tool_usages tu JOIN aibridge_interceptions i"
+    " ON i.id = tu.interception_id AND i.started_at = tu.started_at"
+    " WHERE u.parent IS NULL AND u.call_id IS NOT NULL AND tu.provider_tool_call_id = u.call_id"
+    " AND tu.provider_tool_call_id <> ''"
+    " ORDER BY tu.created_at DESC LIMIT 1) AS t ON true"
+    " RETURNING id, thread_parent_id, thread_root_id",
+)
 
 
 async def _insert_starts(conn: Connection, starts: Sequence[InterceptionStart]) -> None:
-    await conn.execute(
-        f"INSERT INTO aibridge_interceptions ({_START_COLUMNS})"
-        f" SELECT * FROM unnest({_START_ARRAYS})",
-        *_start_arrays(starts),
-    )
+    await conn.execute(INSERT_STARTS.sql, *_start_arrays(starts))
 
 
 async def _insert_starts_finding_threads(
     conn: Connection, starts: Sequence[InterceptionStart]
 ) -> Any:
-    return await conn.fetch(
-        f"INSERT INTO aibridge_interceptions ({_START_COLUMNS})"
-        " SELECT u.id, u.initiator_id, u.api_key_id, u.provider, u.provider_name, u.model,"
-        " u.client, u.client_session_id, u.user_agent, u.credential_kind, u.credential_hint,"
-        " coalesce(u.parent, t.interception_id), coalesce(u.root, t.root), u.metadata,"
-        " u.started_at"
-        f" FROM unnest({_START_ARRAYS}, $16::text[])"
-        f" AS u({_START_COLUMNS.replace('thread_parent_id, thread_root_id', 'parent, root')},"
-        " call_id)"
-        " LEFT JOIN LATERAL (SELECT tu.interception_id, coalesce(i.thread_root_id, i.id) AS root"
-        " FROM aibridge_tool_usages tu JOIN aibridge_interceptions i"
-        " ON i.id = tu.interception_id AND i.started_at = tu.started_at"
-        " WHERE u.parent IS NULL AND u.call_id IS NOT NULL AND tu.provider_tool_call_id = u.call_id"
-        " AND tu.provider_tool_call_id <> ''"
-        " ORDER BY tu.created_at DESC LIMIT 1) AS t ON true"
-        " RETURNING id, thread_parent_id, thread_root_id",
-        *_start_arrays(starts),
-        [s.correlating_call_id for s in starts],
-    )
+    return await conn.fetch(INSERT_STARTS_FINDING_THREADS.sql, *_lookup_arrays(starts))
+
+
+def _lookup_arrays(starts: Sequence[InterceptionStart]) -> list[list[Any]]:
+    return [*_start_arrays(starts), [s.correlating_call_id for s in starts]]
 
 
 def _start_arrays(starts: Sequence[InterceptionStart]) -> list[list[Any]]:

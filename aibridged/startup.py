@@ -25,6 +25,7 @@ from aibridged.providers.pool import Provider, ProviderRegistry, ProviderSet
 from aibridged.providers.seeding import demo_seeds, seed_database, seeds_from_config
 from aibridged.recorder import Recorder, ensure_partitions
 from aibridged.reload import Reloader
+from aibridged.retention import RetentionSweeper
 from aibridged.sdnotify import SdNotifier
 from aibridged.secretbox import SecretBox, load_secret_box
 from aibridged.store import Store
@@ -205,8 +206,11 @@ async def open_recorder(
         log.warning("recorder.off", reason="ai_gateway.recording = false: nothing is recorded")
         return None
     created = await ensure_partitions(store)
-    if created:
-        log.info("recorder.partitions_created", count=created)
+    if created.partitions:
+        log.info("recorder.partitions_created", count=created.partitions)
+    if created.blocked:
+        log.warning("recorder.partitions_blocked", days=[str(d) for d in created.blocked],
+                    reason="rows of these days are in a DEFAULT partition already")  # fmt: skip
     runner: Runner = store.budget("recorder", RECORDER_CONNECTIONS)
     if not config.ai_gateway.recording_synchronous_commit:
         # A commit then returns before its WAL reaches the disk: a PostgreSQL crash (not the
@@ -222,7 +226,7 @@ async def open_recorder(
 
 
 def statistics_for_readiness(
-    providers: ProviderRuntime, recorder: Recorder | None
+    providers: ProviderRuntime, recorder: Recorder | None, sweeper: RetentionSweeper
 ) -> dict[str, object]:
     reload = providers.reloader.statistics()
     found: dict[str, object] = {
@@ -234,4 +238,5 @@ def statistics_for_readiness(
     }
     if recorder is not None:
         found["recorder"] = asdict(recorder.statistics())
+    found["retention"] = asdict(sweeper.statistics())
     return found

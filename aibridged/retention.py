@@ -281,6 +281,7 @@ class RetentionSweeper:
             **{k: v for k, v in report.purged.items() if v},
             "partitions_dropped": report.partitions_dropped,
             "drops_deferred": report.drops_deferred,
+            "batches": report.batches,
             "partitions_created": report.partitions_created,
             "duration_s": round(report.duration_s, 3),
         }

@@ -218,7 +218,10 @@ def gateway_config(
     database_url: str,
     recording: bool,
     secrets_key_file: Path,
+    retention: str = "60d",
+    metrics_address: str | None = None,
 ) -> str:
+    prometheus = f'address = "{metrics_address}"' if metrics_address else "enabled = false"
     return f"""\
 [server]
 http_address = "{HOST}:{port}"
@@ -230,9 +233,10 @@ url = "{database_url}"
 
 [ai_gateway]
 recording = {"true" if recording else "false"}
+retention = "{retention}"
 
 [prometheus]
-enabled = false
+{prometheus}
 
 [log]
 level = "{log_level}"
@@ -257,7 +261,7 @@ key_env = "BENCH_ANTHROPIC_KEY"
 """
 
 
-def _start_gateway(
+def start_gateway(
     name: str,
     work: Path,
     config_text: str,
@@ -336,10 +340,10 @@ def running_stack(
                 configs[name] = (text, state_dir, port)
             started = time.monotonic()
             # The first one migrates and seeds the database and writes the admin token.
-            gateway = _start_gateway("gateway", work, *configs["gateway"])
+            gateway = start_gateway("gateway", work, *configs["gateway"])
             procs.append(gateway)
             startup_s = time.monotonic() - started
-            gateway_norec = _start_gateway("gateway_norec", work, *configs["gateway_norec"])
+            gateway_norec = start_gateway("gateway_norec", work, *configs["gateway_norec"])
             procs.append(gateway_norec)
             token = (configs["gateway"][1] / "admin.token").read_text().strip()
             if with_litellm:

@@ -23,6 +23,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
+from functools import partial
 from datetime import date, datetime, timedelta
 from typing import Concatenate, ParamSpec, TypeVar
 
@@ -78,7 +79,9 @@ class SweepConnection:
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
-        return await self._store.call(fn, self._conn, *args, **kwargs)
+        if kwargs:  # Store.call passes positional arguments only
+            return await self._store.call(partial(fn, self._conn, *args, **kwargs))
+        return await self._store.call(fn, self._conn, *args)
 
 
 @asynccontextmanager

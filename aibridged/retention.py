@@ -7,17 +7,18 @@ beats it missed instead of running back to back. One sweep, on one connection of
 (aibridged/store/retention.py says why):
 
 1. takes the sweep lock (`pg_try_advisory_lock`); held by another replica: skipped;
-2. drops every day partition that lies wholly before the cutoff (now - retention), the
-   interceptions' first, then the same day's child tables. A partition whose lock is not granted
-   at once stays for the next sweep, and so does its day's child tables when it is the
-   interceptions';
+2. drops every day partition that lies wholly before the cutoff (now - retention), table by
+   table, the interceptions' first, up to `DROP_GROUP` of one table in one transaction.
+   Partitions whose lock is not granted at once stay for the next sweep, and so do their days'
+   child tables when they are the interceptions';
 3. deletes what is older than the cutoff from the boundary day's partitions and the DEFAULT
    partitions, in batches of `batch_rows` interceptions with their child records, each batch
    one transaction; then child rows in the DEFAULT partitions whose interception is gone;
 4. creates the day partitions from yesterday to a week ahead (aibridged/recorder.py).
 
-With `retention_s` 0 only step 4 runs. After each step the sweeper rests as long as the step
-took, so it never takes more than about half of the database's time from recording.
+With `retention_s` 0 only step 4 runs. After each step the sweeper rests (`Pacing`) as long
+as the step took, so it never takes more than about half of the database's time from
+recording, and at least a second after a DROP.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from aibridged.store.retention import (
     count_rows,
     delete_batch,
     delete_orphans,
-    drop_partition,
+    drop_partitions,
     list_partitions,
     open_sweep_connection,
     try_lock,
@@ -57,7 +58,19 @@ log = structlog.get_logger("aibridged.retention")
 
 SWEEP_PERIOD_S = 600.0
 BATCH_ROWS = 5_000  # interceptions per delete statement (each with its child records)
-REST_RATIO = 1.0  # rest after each step, as a share of the time the step took
+DROP_GROUP = 8  # partitions of one table dropped in one transaction
+
+
+@dataclass(frozen=True, slots=True)
+class Pacing:
+    """How long the sweeper rests after each step: `ratio` x the time the step took, and at
+    least `after_drop_s` after a DROP (each holds recording up for its lock's few ms)."""
+
+    ratio: float = 1.0
+    after_drop_s: float = 1.0
+
+
+PACING = Pacing()
 DAY = timedelta(days=1)
 
 
@@ -110,13 +123,13 @@ class RetentionSweeper:
         retention_s: float,
         period_s: float = SWEEP_PERIOD_S,
         batch_rows: int = BATCH_ROWS,
-        rest_ratio: float = REST_RATIO,
+        pacing: Pacing = PACING,
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         self._store, self._metrics = store, metrics
         self._retention = timedelta(seconds=retention_s)
         self._period_s, self._batch_rows = period_s, batch_rows
-        self._rest_ratio, self._clock = rest_ratio, clock
+        self._pacing, self._clock = pacing, clock
         self._counts = {"sweeps": 0, "skipped": 0, "failures": 0, "purged": 0}
         self._last_success_at = ""
         self._last_duration_s = 0.0
@@ -185,31 +198,41 @@ class RetentionSweeper:
         self, conn: SweepConnection, partitions: list[Partition], report: SweepReport
     ) -> None:
         assert report.cutoff is not None
-        old_days = sorted(
-            {p.day for p in partitions if p.day and _day_start(p.day) + DAY <= report.cutoff}
+        cutoff = report.cutoff
+        old = sorted(
+            (p for p in partitions if p.day and _day_start(p.day) + DAY <= cutoff),
+            key=lambda p: p.name,
         )
-        for day in old_days:
-            # The interceptions first: once they are gone no listing shows the day, so a child
-            # table left for the next sweep is invisible meanwhile.
-            tables = sorted(
-                (p for p in partitions if p.day == day), key=lambda p: TABLES.index(p.table)
-            )
-            for partition in tables:
-                started = trio.current_time()
-                rows = await conn.run(count_rows, partition)
-                dropped = await conn.run(drop_partition, partition)
-                await self._rest(trio.current_time() - started)
-                if dropped:
-                    report.partitions_dropped += 1
-                    self._metrics.retention_partitions_dropped.inc()
-                    self._purged(report, KINDS[partition.table], rows)
-                    continue
-                report.drops_deferred += 1
-                self._metrics.retention_drops_deferred.inc()
-                log.info("retention.drop_deferred", partition=partition.name,
-                         reason="table lock not granted at once")  # fmt: skip
-                if partition.table == PARENT:
-                    break  # keep the day's child records with their interceptions
+        # Table by table, the interceptions first: once they are gone no listing shows their
+        # days, so a child table left for the next sweep is invisible meanwhile. Recording
+        # waits while a DROP holds its table's lock, so a few days go in one transaction (one
+        # short wait instead of one per day) and the sweeper rests after each.
+        staying: set[date | None] = set()  # days whose interceptions stay: their children too
+        for table in TABLES:
+            mine = [p for p in old if p.table == table and p.day not in staying]
+            for first in range(0, len(mine), DROP_GROUP):
+                group = mine[first : first + DROP_GROUP]
+                if not await self._drop_group(conn, group, report) and table == PARENT:
+                    staying |= {p.day for p in group}
+
+    async def _drop_group(
+        self, conn: SweepConnection, group: list[Partition], report: SweepReport
+    ) -> bool:
+        started = trio.current_time()
+        rows = [await conn.run(count_rows, partition) for partition in group]
+        dropped = await conn.run(drop_partitions, group)
+        await self._rest(trio.current_time() - started, at_least_s=self._pacing.after_drop_s)
+        if not dropped:
+            report.drops_deferred += len(group)
+            self._metrics.retention_drops_deferred.inc(len(group))
+            log.info("retention.drop_deferred", partitions=[p.name for p in group],
+                     reason="table lock not granted at once")  # fmt: skip
+            return False
+        report.partitions_dropped += len(group)
+        self._metrics.retention_partitions_dropped.inc(len(group))
+        for partition, count in zip(group, rows, strict=True):
+            self._purged(report, KINDS[partition.table], count)
+        return True
 
     async def _delete_boundary(
         self, conn: SweepConnection, partitions: list[Partition], report: SweepReport
@@ -258,8 +281,8 @@ class RetentionSweeper:
             if rows < self._batch_rows:
                 return
 
-    async def _rest(self, step_s: float) -> None:
-        await trio.sleep(max(0.0, step_s) * self._rest_ratio)
+    async def _rest(self, step_s: float, *, at_least_s: float = 0.0) -> None:
+        await trio.sleep(max(step_s * self._pacing.ratio, at_least_s))
 
     def _purged(self, report: SweepReport, kind: str, rows: int) -> None:
         # Counted as each step commits: a sweep that fails later still reports what it removed.

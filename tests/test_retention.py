@@ -29,7 +29,7 @@ from aibridged.records import (
     TokenUsage,
     ToolUsage,
 )
-from aibridged.retention import RetentionSweeper, SweepReport, next_deadline
+from aibridged.retention import Pacing, RetentionSweeper, SweepReport, next_deadline
 from aibridged.store import Store, open_store
 from aibridged.store.records import Stamped, create_partitions, insert_starts, write_batch
 from aibridged.store.retention import SWEEP_LOCK, TABLES, SweepConnection
@@ -124,7 +124,7 @@ async def _partitions(store: Store) -> set[str]:
 def _sweeper(store: Store, metrics: Metrics, **kw: Any) -> RetentionSweeper:
     options: dict[str, Any] = {
         "retention_s": RETENTION.total_seconds(),
-        "rest_ratio": 0.0,
+        "pacing": Pacing(ratio=0.0, after_drop_s=0.0),
         "clock": lambda: NOW,
         **kw,
     }
@@ -243,7 +243,8 @@ async def test_a_drop_that_would_wait_for_recording_is_left_for_the_next_sweep(
     assert (report.partitions_dropped, report.drops_deferred) == (0, old_days)
     assert "aibridge_interceptions_20260526" in await _partitions(store)
     deferred = [e for e in logs if e["event"] == "retention.drop_deferred"]
-    assert deferred[0]["partition"] == "aibridge_interceptions_20260525"
+    assert deferred[0]["partitions"][0] == "aibridge_interceptions_20260525"
+    assert len(deferred) == 2  # 11 days: groups of 8 and 3
     # The day's children stay with their interceptions; the boundary's batches do not need the
     # table lock and went ahead.
     after = await _rows(store)
@@ -304,7 +305,7 @@ class _HeldSweeper(RetentionSweeper):
 async def test_two_sweepers_on_one_database_never_sweep_at_once(
     store: Store, metrics: Metrics, recorded: dict[str, list[datetime]], database_url: str
 ) -> None:
-    first = _HeldSweeper(store, metrics, retention_s=RETENTION.total_seconds(), rest_ratio=0.0,
+    first = _HeldSweeper(store, metrics, retention_s=RETENTION.total_seconds(), pacing=Pacing(0, 0),
                          clock=lambda: NOW)  # fmt: skip
     async with open_store(
         database_url, pool_size=2, connect_timeout_s=10
@@ -434,7 +435,7 @@ async def test_the_daemon_sweeps_at_start(
             state_dir=tmp_path,
             flags={"ai_gateway.retention": "1d"},
         )
-        with trio.fail_after(10):
+        with trio.fail_after(30):  # 5 drops, each followed by a second of rest
             [swept] = await logs.wait_for("retention.swept")
     assert swept["interception"] == 1 and swept["partitions_dropped"] == len(TABLES)
     assert (await _rows(store))["aibridge_interceptions"][0] > old

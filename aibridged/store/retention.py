@@ -20,11 +20,11 @@ partitions whose names the listing matched against `_PARTITION` (letters, digits
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
-from functools import partial
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import Concatenate, ParamSpec, TypeVar
 
 import asyncpg
@@ -138,12 +138,14 @@ async def count_rows(conn: Connection, partition: Partition) -> int:
     return int(await conn.fetchval(f'SELECT count(*) FROM "{partition.name}"'))
 
 
-async def drop_partition(conn: Connection, partition: Partition) -> bool:
-    """Drop it, if its table's lock is granted at once; False: left for the next sweep."""
+async def drop_partitions(conn: Connection, partitions: Sequence[Partition]) -> bool:
+    """Drop them in one transaction, if their tables' locks are granted at once; False: left
+    for the next sweep."""
+    names = ", ".join(f'"{p.name}"' for p in partitions)
     try:
         async with conn.transaction():
             await conn.execute(f"SET LOCAL lock_timeout = '{FAST_LOCK_TIMEOUT_MS}ms'")
-            await conn.execute(f'DROP TABLE "{partition.name}"')
+            await conn.execute(f"DROP TABLE {names}")
     except asyncpg.LockNotAvailableError:
         return False
     return True

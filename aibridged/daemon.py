@@ -43,7 +43,8 @@ from aibridged.errors import StartupError, StoreError
 from aibridged.intercept.upstream import UpstreamSettings, open_upstream_client
 from aibridged.log import flush_logs, run_log_flusher
 from aibridged.metrics import Metrics
-from aibridged.recorder import Recorder, run_partition_keeper
+from aibridged.recorder import Recorder
+from aibridged.retention import RetentionSweeper
 from aibridged.sdnotify import SdNotifier
 from aibridged.startup import (
     ProviderRuntime,
@@ -158,19 +159,18 @@ async def run_daemon(
                 )
                 if recorder is not None:
                     tracing.watch_recorder(recorder)
-                app = _build_app(config, store, dataplane, life, token_cache, providers, recorder)
+                sweeper = RetentionSweeper(
+                    store, metrics, retention_s=config.ai_gateway.retention_s
+                )
+                app = _build_app(
+                    config, store, dataplane, life, token_cache, providers, recorder, sweeper
+                )
                 async with trio.open_nursery() as services:
                     await services.start(
                         run_supervised, "token_refresher", token_cache.run_refresher, metrics
                     )
                     await providers.run(store, metrics, services)
-                    if recorder is not None:
-                        await services.start(
-                            run_supervised,
-                            "partition_keeper",
-                            partial(run_partition_keeper, store),
-                            metrics,
-                        )
+                    await services.start(run_supervised, "retention_sweeper", sweeper.run, metrics)
                     life.on_sighup = partial(providers.reloader.request, sighup=True)
                     services.start_soon(_watch_store, store, life, metrics)
                     http_urls = await services.start(
@@ -294,6 +294,7 @@ def _build_app(
     tokens: TokenCache,
     providers: ProviderRuntime,
     recorder: Recorder | None,
+    sweeper: RetentionSweeper,
 ) -> GatewayApp:
     async def readiness() -> str | None:
         if life.shutdown.is_set():
@@ -315,7 +316,7 @@ def _build_app(
             providers.describe,
             providers.reloader.reload_soon,
         ),
-        details=lambda: statistics_for_readiness(providers, recorder),
+        details=lambda: statistics_for_readiness(providers, recorder, sweeper),
     )
     return GatewayApp(control, dataplane if config.ai_gateway.enabled else None)
 

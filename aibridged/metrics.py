@@ -229,6 +229,7 @@ class Metrics:
             buckets=(1, 2, 3, 4, 5, 10, 25),
             registry=registry,
         )
+        self._retention_metrics(registry)
         # route: the intercepted APIs (3 values).
         self.overhead = Histogram(
             PREFIX + "overhead_seconds",
@@ -244,6 +245,48 @@ class Metrics:
         # call, and the data plane asks for the same few series on every request. Bounded as
         # the label values are.
         self._children: dict[tuple[object, ...], Any] = {}
+
+    def _retention_metrics(self, registry: CollectorRegistry) -> None:
+        # record: the 5 record kinds; result: ok, skipped, failed; the others have no labels.
+        self.retention_purged = Counter(
+            PREFIX + "retention_purged_records",
+            "Records the retention sweeper removed (dropped with their partition or deleted in"
+            " batches), by kind.",
+            ["record"],
+            registry=registry,
+        )
+        self.retention_partitions_dropped = Counter(
+            PREFIX + "retention_partitions_dropped",
+            "Day partitions (one table's each) the retention sweeper dropped whole.",
+            registry=registry,
+        )
+        self.retention_drops_deferred = Counter(
+            PREFIX + "retention_drops_deferred",
+            "Partition drops left for the next sweep: the table lock was not granted at once.",
+            registry=registry,
+        )
+        self.retention_sweeps = Counter(
+            PREFIX + "retention_sweeps",
+            "Retention sweeps by result: ok, skipped (another replica holds the lock), failed.",
+            ["result"],
+            registry=registry,
+        )
+        self.retention_sweep_duration = Histogram(
+            PREFIX + "retention_sweep_duration_seconds",
+            "Duration of the retention sweeps that ran (ok or failed; skipped ones excluded).",
+            buckets=(0.01, 0.05, 0.25, 1, 5, 15, 60, 300, 900),
+            registry=registry,
+        )
+        self.retention_last_sweep = Gauge(
+            PREFIX + "retention_last_sweep_timestamp_seconds",
+            "When the last retention sweep started (whatever its result).",
+            registry=registry,
+        )
+        self.retention_last_sweep_success = Gauge(
+            PREFIX + "retention_last_sweep_success_timestamp_seconds",
+            "When the last successful retention sweep of this replica finished (0: none yet).",
+            registry=registry,
+        )
 
     def child(self, metric: Counter | Gauge | Histogram, *values: str) -> Any:
         """`metric.labels(*values)`, cached."""

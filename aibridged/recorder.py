@@ -41,11 +41,11 @@ from aibridged.store.db import Runner
 from aibridged.store.native import NativePool
 from aibridged.store.records import (
     Stamped,
-    create_partitions,
     insert_starts,
     insert_starts_finding_threads,
     write_batch,
 )
+from aibridged.store.retention import Created, create_partitions_ahead
 
 log = structlog.get_logger("aibridged.recorder")
 
@@ -380,28 +380,11 @@ def _child_fields(record: ChildRecord, created_at: datetime) -> dict[str, Any]:
 
 
 PARTITION_DAYS_AHEAD = 7
-PARTITION_CHECK_INTERVAL_S = 3600.0
 
 
-async def ensure_partitions(runner: Runner, *, today: datetime | None = None) -> int:
-    """Day partitions from yesterday to a week ahead exist (creates what is missing)."""
+async def ensure_partitions(runner: Runner, *, today: datetime | None = None) -> Created:
+    """Day partitions from yesterday to a week ahead exist (creates what is missing, day by
+    day, never waiting for a table lock). At startup; the retention sweeper
+    (aibridged/retention.py) keeps them ahead from then on."""
     day = (today or datetime.now(UTC)).date() - timedelta(days=1)
-    return await create_partitions(runner, day, PARTITION_DAYS_AHEAD + 2)
-
-
-async def run_partition_keeper(
-    runner: Runner, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-) -> None:
-    """Create partitions ahead, every hour without drift (rows of a day with no partition of its
-    own land in the DEFAULT partition, so a late run costs nothing but tidiness)."""
-    task_status.started()
-    next_run = trio.current_time()
-    while True:
-        next_run += PARTITION_CHECK_INTERVAL_S
-        await trio.sleep_until(next_run)
-        try:
-            created = await ensure_partitions(runner)
-            if created:
-                log.info("recorder.partitions_created", count=created)
-        except StoreError as exc:
-            log.warning("recorder.partitions_failed", error=str(exc))
+    return await runner.run(create_partitions_ahead, day, PARTITION_DAYS_AHEAD + 2)

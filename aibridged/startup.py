@@ -27,6 +27,7 @@ from aibridged.providers.pool import Provider, ProviderRegistry, ProviderSet
 from aibridged.providers.seeding import demo_seeds, seed_database, seeds_from_config
 from aibridged.recorder import Recorder, ensure_partitions
 from aibridged.reload import Reloader
+from aibridged.retention import RetentionSweeper
 from aibridged.sdnotify import SdNotifier
 from aibridged.secretbox import SecretBox, load_secret_box
 from aibridged.store import Store
@@ -216,8 +217,11 @@ async def open_recorder(
         log.warning("recorder.off", reason="ai_gateway.recording = false: nothing is recorded")
         return None
     created = await ensure_partitions(store)
-    if created:
-        log.info("recorder.partitions_created", count=created)
+    if created.partitions:
+        log.info("recorder.partitions_created", count=created.partitions)
+    if created.blocked:
+        log.warning("recorder.partitions_blocked", days=[str(d) for d in created.blocked],
+                    reason="rows of these days are in a DEFAULT partition already")  # fmt: skip
     runner, starts = await recorder_connections(
         store, synchronous_commit=config.ai_gateway.recording_synchronous_commit
     )
@@ -283,7 +287,7 @@ async def recorder_connections(
 
 
 def statistics_for_readiness(
-    providers: ProviderRuntime, recorder: Recorder | None
+    providers: ProviderRuntime, recorder: Recorder | None, sweeper: RetentionSweeper
 ) -> dict[str, object]:
     reload = providers.reloader.statistics()
     found: dict[str, object] = {
@@ -296,4 +300,5 @@ def statistics_for_readiness(
     if recorder is not None:
         found["recorder"] = asdict(recorder.statistics())
     found["aws_credentials"] = asdict(providers.aws.statistics())
+    found["retention"] = asdict(sweeper.statistics())
     return found

@@ -170,9 +170,15 @@ def run_wrk(spec: LoadSpec, *, connections: int, duration_s: float, cpu: int | N
 
 
 def run_python(
-    spec: LoadSpec, *, connections: int, duration_s: float, cpu: int | None
+    spec: LoadSpec,
+    *,
+    connections: int,
+    duration_s: float,
+    cpu: int | None,
+    samples: Path | None = None,
 ) -> LoadResult:
-    """The trio generator in a child process (pinned like wrk would be)."""
+    """The trio generator in a child process (pinned like wrk would be); `samples`: a file for
+    each request's start time and latency."""
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         body_path = Path(tmp) / "body.json"
         body_path.write_bytes(spec.body)
@@ -195,6 +201,8 @@ def run_python(
         ]
         for name, value in spec.headers:
             cmd += ["--header", f"{name}: {value}"]
+        if samples is not None:
+            cmd += ["--samples", str(samples)]
         cmd = pinned(cmd, cpu)
         cpu_before = _children_cpu_s()
         out = subprocess.run(
@@ -231,6 +239,7 @@ def run_load(
 class _Stats:
     requests: int = 0
     latencies_s: list[float] = field(default_factory=list)
+    started_at: list[float] = field(default_factory=list)  # unix time of each request's start
     errors: dict[str, int] = field(
         default_factory=lambda: {"connect": 0, "read": 0, "write": 0, "status": 0, "timeout": 0}
     )
@@ -249,7 +258,7 @@ async def _connection_loop(
                 await trio.sleep(0.01)
                 continue
         parser = ResponseParser()
-        started = time.perf_counter()
+        started, wall = time.perf_counter(), time.time()
         try:
             with trio.fail_after(10):
                 await stream.send_all(raw)
@@ -265,6 +274,7 @@ async def _connection_loop(
         else:
             stats.requests += 1
             stats.latencies_s.append(time.perf_counter() - started)
+            stats.started_at.append(wall)
             if not 200 <= parser.status < 400:
                 stats.errors["status"] += 1
             if parser.keep_alive:
@@ -277,7 +287,7 @@ async def _connection_loop(
 
 async def _generate(
     host: str, port: int, raw: bytes, connections: int, duration_s: float
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], _Stats]:
     stats = _Stats()
     started = time.monotonic()
     deadline = started + duration_s
@@ -293,7 +303,7 @@ async def _generate(
         "duration_s": round(elapsed, 3),
         "errors": stats.errors,
         "latency_ms": latency,
-    }
+    }, stats
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -305,6 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--header", action="append", default=[], help="'name: value'")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--samples", type=Path, help="write each request's start and latency")
     args = parser.parse_args(argv)
     headers = [
         (name.strip(), value.strip()) for name, _, value in (h.partition(":") for h in args.header)
@@ -312,7 +323,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     raw = build_request(
         "POST", f"{args.host}:{args.port}", args.path, headers, args.body_file.read_bytes()
     )
-    result = trio.run(_generate, args.host, args.port, raw, args.connections, args.duration)
+    result, stats = trio.run(_generate, args.host, args.port, raw, args.connections, args.duration)
+    if args.samples is not None:  # each request: when it started (unix s), how long it took (s)
+        pairs = zip(stats.started_at, stats.latencies_s, strict=True)
+        args.samples.write_text("".join(f"{at:.6f} {took:.6f}\n" for at, took in pairs))
     print(json.dumps(result))
     return 0
 

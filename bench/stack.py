@@ -242,11 +242,14 @@ def gateway_config(
     recording: bool,
     secrets_key_file: Path,
     otlp_endpoint: str = "",
+    retention: str = "60d",
+    metrics_address: str | None = None,
 ) -> str:
     # Only the tracing gateway has a [trace] table: a baseline from before tracing would refuse it.
     trace = (
         f'\n[trace]\nenable = true\notlp_endpoint = "{otlp_endpoint}"\n' if otlp_endpoint else ""
     )
+    prometheus = f'address = "{metrics_address}"' if metrics_address else "enabled = false"
     return f"""\
 [server]
 http_address = "{HOST}:{port}"
@@ -258,9 +261,10 @@ url = "{database_url}"
 
 [ai_gateway]
 recording = {"true" if recording else "false"}
+retention = "{retention}"
 
 [prometheus]
-enabled = false
+{prometheus}
 
 [log]
 level = "{log_level}"
@@ -285,7 +289,7 @@ key_env = "BENCH_ANTHROPIC_KEY"
 """
 
 
-def _start_gateway(
+def start_gateway(
     name: str,
     work: Path,
     config_text: str,
@@ -387,17 +391,17 @@ def running_stack(
                 configs[name] = (text, state_dir, port)
             started = time.monotonic()
             # The first one migrates and seeds the database and writes the admin token.
-            gateway = _start_gateway("gateway", work, *configs["gateway"])
+            gateway = start_gateway("gateway", work, *configs["gateway"])
             procs.append(gateway)
             startup_s = time.monotonic() - started
-            gateway_norec = _start_gateway("gateway_norec", work, *configs["gateway_norec"])
+            gateway_norec = start_gateway("gateway_norec", work, *configs["gateway_norec"])
             procs.append(gateway_norec)
-            gateway_trace = _start_gateway("gateway_trace", work, *configs["gateway_trace"])
+            gateway_trace = start_gateway("gateway_trace", work, *configs["gateway_trace"])
             procs.append(gateway_trace)
             gateway_base = None
             if baseline:
                 code = _checkout(baseline, work / "baseline")
-                gateway_base = _start_gateway("gateway_base", work, *configs["gateway_base"],
+                gateway_base = start_gateway("gateway_base", work, *configs["gateway_base"],
                                               code=code)  # fmt: skip
                 procs.append(gateway_base)
             token = (configs["gateway"][1] / "admin.token").read_text().strip()

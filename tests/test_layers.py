@@ -16,7 +16,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("api", "proxy"),
     ("providers", "mcp", "demo", "tracing"),
     ("intercept", "clients"),
-    ("recorder", "dump", "auth"),
+    ("recorder", "retention", "dump", "auth"),
     ("store",),
     (
         "records",

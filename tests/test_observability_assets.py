@@ -90,3 +90,4 @@ def test_the_dashboard_is_importable() -> None:
     titles = " ".join(p["title"] for p in dashboard["panels"]).lower()
     for topic in ("requests", "overhead", "tokens", "provider", "reload", "recorder", "dropped"):
         assert topic in titles, topic
+    assert "retention" in titles

@@ -252,7 +252,7 @@ class RetentionSweeper:
             await self._delete_in_batches(conn, target, report)
         if has_defaults:
             for child in CHILDREN:
-                await self._delete_orphans(conn, defaults[child], defaults[PARENT], report)
+                await self._delete_orphans(conn, child, defaults, report)
 
     async def _delete_in_batches(
         self, conn: SweepConnection, target: dict[str, str], report: SweepReport
@@ -269,14 +269,15 @@ class RetentionSweeper:
                 return
 
     async def _delete_orphans(
-        self, conn: SweepConnection, child: str, parent: str, report: SweepReport
+        self, conn: SweepConnection, child: str, defaults: dict[str, str], report: SweepReport
     ) -> None:
+        """Rows of `child`'s DEFAULT partition older than the cutoff whose interception is gone."""
         assert report.cutoff is not None
-        kind = KINDS[child.removesuffix("_default")]  # a DEFAULT partition's name
+        names = (defaults[child], defaults[PARENT], report.cutoff, self._batch_rows)
         while True:
             started = trio.current_time()
-            rows = await conn.run(delete_orphans, child, parent, report.cutoff, self._batch_rows)
-            self._purged(report, kind, rows)
+            rows = await conn.run(delete_orphans, *names)
+            self._purged(report, KINDS[child], rows)
             await self._rest(trio.current_time() - started)
             if rows < self._batch_rows:
                 return

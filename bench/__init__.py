@@ -26,4 +26,6 @@ Modules:
 - ``tables``          the tables of the report
 - ``report``, ``report_sections``   observations, the printed summary, JSON and Markdown
 - ``run``             the command line and the order of things
+- ``retention_sweep`` the retention sweep under a recording load (its own script), with
+                      ``retention_data`` (the rows to sweep, the counts), ``retention_report``
 """

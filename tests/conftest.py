@@ -17,12 +17,15 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import anthropic
 import asyncpg
+import openai
 import pytest
 import trio
 
 from aibridged.store import Store, apply_migrations, open_store
 from aibridged.store.embedded import EmbeddedPostgres, start_embedded_postgres
+from tests.gateway import Gateway
 
 TEMPLATE_DB = "aibridged_template"
 
@@ -100,3 +103,21 @@ def process_alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except OSError:
         return False
+
+
+# The official SDKs on the gateway of the test module's own `gateway` fixture; closed at the end
+# (an SDK client left open across trio tests hangs the next one).
+@pytest.fixture
+async def oai(gateway: Gateway) -> AsyncIterator[openai.AsyncOpenAI]:
+    async with openai.AsyncOpenAI(
+        base_url=gateway.base("openai") + "/v1", api_key=gateway.token, max_retries=0
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+async def claude(gateway: Gateway) -> AsyncIterator[anthropic.AsyncAnthropic]:
+    async with anthropic.AsyncAnthropic(
+        base_url=gateway.base("anthropic"), api_key=gateway.token, max_retries=0
+    ) as client:
+        yield client

@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 
@@ -54,22 +53,6 @@ async def gateway(
         flags={"ai_gateway.api_dump_dir": str(dump_dir)},
         extra_toml=UNREACHABLE,
     )
-
-
-@pytest.fixture
-async def oai(gateway: Gateway) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with openai.AsyncOpenAI(
-        base_url=gateway.base("openai") + "/v1", api_key=gateway.token, max_retries=0
-    ) as client:
-        yield client
-
-
-@pytest.fixture
-async def claude(gateway: Gateway) -> AsyncIterator[anthropic.AsyncAnthropic]:
-    async with anthropic.AsyncAnthropic(
-        base_url=gateway.base("anthropic"), api_key=gateway.token, max_retries=0
-    ) as client:
-        yield client
 
 
 def _files(root: Path) -> list[Path]:

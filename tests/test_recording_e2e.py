@@ -45,22 +45,6 @@ async def db(database_url: str) -> AsyncIterator[Store]:
         yield store
 
 
-@pytest.fixture
-async def oai(gateway: Gateway) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with openai.AsyncOpenAI(
-        base_url=gateway.base("openai") + "/v1", api_key=gateway.token, max_retries=0
-    ) as client:
-        yield client
-
-
-@pytest.fixture
-async def claude(gateway: Gateway) -> AsyncIterator[anthropic.AsyncAnthropic]:
-    async with anthropic.AsyncAnthropic(
-        base_url=gateway.base("anthropic"), api_key=gateway.token, max_retries=0
-    ) as client:
-        yield client
-
-
 async def _ended(db: Store, count: int, limit_s: float = 5.0) -> list[dict[str, Any]]:
     """The interceptions, oldest first, once `count` of them have ended (the writer is behind
     the request by design)."""

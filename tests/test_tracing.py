@@ -11,7 +11,7 @@ import json
 import logging
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -102,22 +102,6 @@ async def gateway(
     nursery: trio.Nursery, database_url: str, tmp_path: Path, spans: SpanSink
 ) -> Gateway:
     return await _gateway(nursery, database_url, tmp_path, spans, **{"trace.enable": "true"})
-
-
-@pytest.fixture
-async def oai(gateway: Gateway) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with openai.AsyncOpenAI(
-        base_url=gateway.base("openai") + "/v1", api_key=gateway.token, max_retries=0
-    ) as client:
-        yield client
-
-
-@pytest.fixture
-async def claude(gateway: Gateway) -> AsyncIterator[anthropic.AsyncAnthropic]:
-    async with anthropic.AsyncAnthropic(
-        base_url=gateway.base("anthropic"), api_key=gateway.token, max_retries=0
-    ) as client:
-        yield client
 
 
 def _id(span: ReadableSpan) -> int:

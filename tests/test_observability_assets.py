@@ -44,6 +44,8 @@ def _exported() -> dict[str, set[str]]:
         if isinstance(metric, MetricWrapperBase):
             for suffix in suffixes[metric._type]:
                 found[metric._name + suffix] = set(metric._labelnames)
+    # Computed at scrape by the key pools' collector (providers/keypool.py), not a wrapper.
+    found[metrics.key_pool_state_name] = {"provider", "state"}
     return found
 
 
@@ -91,3 +93,5 @@ def test_the_dashboard_is_importable() -> None:
     for topic in ("requests", "overhead", "tokens", "provider", "reload", "recorder", "dropped"):
         assert topic in titles, topic
     assert "retention" in titles
+    for topic in ("keys", "circuit breaker", "dump"):
+        assert topic in titles, topic

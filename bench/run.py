@@ -120,6 +120,24 @@ def _memory(mem: Memory) -> dict[str, int]:
     return {"rss_kb": mem.rss_kb, "peak_rss_kb": mem.peak_rss_kb}
 
 
+# `--quick`: a smoke run's sizes, used where the command line names no value of its own.
+QUICK_DEFAULTS: dict[str, float] = {
+    "latency_requests": 300,
+    "latency_warmup": 50,
+    "duration": 3,
+    "warmup": 1,
+    "rounds": 1,
+    "profile_seconds": 3,
+    "litellm_latency_requests": 50,
+    "litellm_latency_warmup": 10,
+    "litellm_warmup": 3,
+    "streams": 300,
+    "stream_interval": 0.5,
+    "stream_deltas": 4,
+    "writer_interceptions": 5_000,
+}
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.run",
@@ -197,12 +215,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--label", default="hotpath", help="result files: <date>-<label>.*")
     parser.add_argument("--quick", action="store_true", help="small numbers, to check the bench")
     args = parser.parse_args(argv)
-    if args.quick:
-        args.latency_requests, args.latency_warmup = 300, 50
-        args.duration, args.warmup, args.rounds, args.profile_seconds = 3, 1, 1, 3
-        args.litellm_latency_requests, args.litellm_latency_warmup, args.litellm_warmup = 50, 10, 3
-        args.streams, args.stream_interval, args.stream_deltas = 300, 0.5, 4
-        args.writer_interceptions = min(args.writer_interceptions, 5_000)
+    if args.quick:  # smaller defaults; what the command line gives still wins
+        parser.set_defaults(**QUICK_DEFAULTS)
+        args = parser.parse_args(argv)
     if args.recording_latency_requests is None:
         args.recording_latency_requests = args.latency_requests
     if args.tracing_latency_requests is None:

@@ -149,8 +149,6 @@ def build_provider(
         error = f"invalid provider name {name!r}: use lowercase letters, digits and dashes"
     elif name in RESERVED_NAMES:
         error = f"provider name {name!r} is reserved for the management API"
-    elif not ptype.supported:
-        error = ptype.why_unsupported
     elif reason := ptype.family.settings_problem(provider_id, url, settings, secrets):
         error = reason
     elif not url:

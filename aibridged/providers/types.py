@@ -41,8 +41,6 @@ class ProviderType:
     default_base_url: str  # "" = the operator must set one
     keys: Keys = Keys.REQUIRED
     settings: tuple[Setting, ...] = ()
-    supported: bool = True  # False: a known type not served by this build
-    why_unsupported: str = ""
 
     @property
     def wire_format(self) -> WireFormat:

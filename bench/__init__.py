@@ -21,6 +21,8 @@ Modules:
                       throughput, profiles, the recorder's write rate
 - ``streams``         the many-open-streams scenario: errors by kind, RSS per stream
 - ``profile``         py-spy recording and the own-time / inclusive-time summary
+- ``recording_profile`` py-spy on the gateway with recording on and off in turns: how much of
+                      its busy time is recording's own code (its own script)
 - ``facts``           the machine, the tools and the state of the code
 - ``targets``         the targets of docs/performance.md and the bench's own, with verdicts
 - ``tables``          the tables of the report

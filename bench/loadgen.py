@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -230,6 +231,28 @@ def run_load(
 ) -> LoadResult:
     runner = run_wrk if generator == "wrk" else run_python
     return runner(spec, connections=connections, duration_s=duration_s, cpu=cpu)
+
+
+def start_load(
+    spec: LoadSpec, *, generator: str, connections: int, duration_s: float, cpu: int | None
+) -> tuple[threading.Thread, list[LoadResult]]:
+    """`run_load` on a thread (to profile what it loads meanwhile): the started thread, and the
+    list its result lands in once it is joined."""
+    result: list[LoadResult] = []
+    thread = threading.Thread(
+        target=lambda: result.append(
+            run_load(
+                spec,
+                generator=generator,
+                connections=connections,
+                duration_s=duration_s,
+                cpu=cpu,
+            )
+        ),
+        daemon=True,
+    )
+    thread.start()
+    return thread, result
 
 
 # --- the trio generator -------------------------------------------------------------------------

@@ -7,7 +7,6 @@ import shlex
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -17,7 +16,7 @@ from typing import Any
 
 from bench.httpclient import Connection, Timed
 from bench.latency import Target, added_latency, interleaved
-from bench.loadgen import LoadResult, LoadSpec, run_load
+from bench.loadgen import LoadSpec, run_load, start_load
 from bench.procs import CpuSampler, pinned
 from bench.profile import py_spy_path, record, summarize
 from bench.stack import (
@@ -464,20 +463,9 @@ def profile_gateway(
     raw = out_dir / f"{date}-profile-{kind}.txt"
     spec = stack.spec(api, "gateway")
     total_s = 2 * seconds + 6
-    load: list[LoadResult] = []
-    thread = threading.Thread(
-        target=lambda: load.append(
-            run_load(
-                spec,
-                generator=generator,
-                connections=connections,
-                duration_s=total_s,
-                cpu=CLIENT_CPU,
-            )
-        ),
-        daemon=True,
+    thread, load = start_load(
+        spec, generator=generator, connections=connections, duration_s=total_s, cpu=CLIENT_CPU
     )
-    thread.start()
     try:
         time.sleep(2)
         kwargs: dict[str, Any] = {"duration_s": seconds, "rate_hz": rate_hz, "cpu": CLIENT_CPU}

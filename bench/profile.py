@@ -79,7 +79,11 @@ def _package(frame: str) -> str:
 # What recording adds to the hot path, by where its frames are (a sample counts once per group).
 RECORDING_FRAMES: dict[str, tuple[str, ...]] = {
     "the recorder (aibridged/recorder.py)": ("(aibridged/recorder.py)",),
-    "recording's SQL (aibridged/store/records.py)": ("(aibridged/store/records.py)",),
+    "the request's recording (aibridged/api/recording.py)": ("(aibridged/api/recording.py)",),
+    "recording's SQL (aibridged/store/records.py, native.py)": (
+        "(aibridged/store/records.py)",
+        "(aibridged/store/native.py)",
+    ),
     "extraction (aibridged/intercept/extract/)": ("(aibridged/intercept/extract/",),
     "the database bridge (trio_asyncio, asyncio, asyncpg)": (
         "(trio_asyncio/",

@@ -41,9 +41,12 @@ blueprint; `create_dashboard` below calls every one of them (add yours to `_PAGE
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-from quart import Blueprint
+from flask.typing import RouteCallable
+from quart import Blueprint, Response
 
+from aibridged.api.openapi import hide
 from aibridged.dashboard.guard import Dashboard, admin_only, install, signed_in
 from aibridged.dashboard.pages import add_shared
 from aibridged.dashboard.signin import add_signin_pages
@@ -53,9 +56,29 @@ __all__ = ["Dashboard", "admin_only", "create_dashboard", "signed_in"]
 _PAGE_MODULES: tuple[Callable[[Blueprint], None], ...] = (add_signin_pages,)
 
 
+class _PagesBlueprint(Blueprint):
+    """A blueprint whose routes stay out of the management API's OpenAPI document."""
+
+    def add_url_rule(
+        self,
+        rule: str,
+        endpoint: str | None = None,
+        view_func: RouteCallable | None = None,
+        provide_automatic_options: bool | None = None,
+        **options: Any,
+    ) -> None:
+        if view_func is not None:
+            hide(view_func)
+        super().add_url_rule(rule, endpoint, view_func, provide_automatic_options, **options)
+
+    @hide
+    async def send_static_file(self, filename: str) -> Response:
+        return await super().send_static_file(filename)
+
+
 def create_dashboard(deps: Dashboard) -> Blueprint:
     """The dashboard's blueprint, to register on the control app at `/`."""
-    bp = Blueprint(
+    bp = _PagesBlueprint(
         "dashboard",
         __name__,
         template_folder="templates",

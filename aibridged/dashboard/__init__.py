@@ -52,10 +52,15 @@ from aibridged.dashboard.guard import Dashboard, admin_only, install, signed_in
 from aibridged.dashboard.pages import add_shared
 from aibridged.dashboard.providers import add_provider_pages
 from aibridged.dashboard.signin import add_signin_pages
+from aibridged.dashboard.users import add_user_pages
 
 __all__ = ["Dashboard", "admin_only", "create_dashboard", "signed_in"]
 
-_PAGE_MODULES: tuple[Callable[[Blueprint], None], ...] = (add_signin_pages, add_provider_pages)
+_PAGE_MODULES: tuple[Callable[[Blueprint], None], ...] = (
+    add_signin_pages,
+    add_provider_pages,
+    add_user_pages,
+)
 
 
 class _PagesBlueprint(Blueprint):

@@ -112,6 +112,7 @@ async def test_deleting_a_provider_asks_first(admin_page: DashboardPage) -> None
     await admin_page.do(lambda p: p.get_by_role("link", name="Delete short-lived").click())
     heading = await admin_page.do(lambda p: p.get_by_role("heading", level=1).inner_text())
     assert heading == "Delete provider short-lived?"
+    await admin_page.screenshot("provider-delete")
     assert await _chat(admin_page, "short-lived") == 200  # asking deleted nothing
     await admin_page.do(lambda p: p.get_by_role("button", name="Delete short-lived").click())
     notice = await admin_page.do(lambda p: p.get_by_role("status").inner_text())
@@ -128,3 +129,5 @@ async def test_a_member_gets_the_forbidden_page_on_admin_pages(
     assert await member_page.goto(path) == 403
     heading = await member_page.do(lambda p: p.get_by_role("heading", level=1).inner_text())
     assert heading == "Forbidden"
+    if path == "/admin/providers":
+        await member_page.screenshot("forbidden")

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import openai
 import pytest
 import trio
 from opentelemetry.sdk.trace import SpanProcessor
@@ -119,6 +120,21 @@ async def start_gateway(
 
 def _env() -> dict[str, str]:
     return {"TEST_OPENAI_KEY": OPENAI_KEY, "TEST_ANTHROPIC_KEY": ANTHROPIC_KEY}
+
+
+async def chat_status(gateway: Gateway, provider: str, token: str | None = None) -> int:
+    """The HTTP status of one chat completion through the gateway to `provider`, with the
+    openai SDK (the admin's token unless another is given)."""
+    async with openai.AsyncOpenAI(
+        base_url=gateway.base(provider) + "/v1", api_key=token or gateway.token, max_retries=0
+    ) as client:
+        try:
+            await client.chat.completions.create(
+                model="gpt-demo", messages=[{"role": "user", "content": "hello"}]
+            )
+        except openai.APIStatusError as exc:
+            return exc.status_code
+    return 200
 
 
 async def self_signed_certificate(directory: Path) -> tuple[Path, Path]:

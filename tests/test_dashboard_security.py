@@ -237,3 +237,14 @@ async def test_a_role_taken_away_closes_the_admin_pages_at_the_next_page(
     demoted = await http.patch("/api/v2/users/ada", json={"role": "member"}, headers=admin)
     assert demoted.status_code == 200
     assert (await http.get("/admin/providers")).status_code == 403
+
+
+async def test_the_sign_in_form_of_an_earlier_tab_still_works(
+    http: httpx2.AsyncClient, gateway: Gateway
+) -> None:
+    first = await http.get("/signin")
+    await http.get("/signin")  # the same form opened again in another tab
+    answer = await http.post(
+        "/signin", data={"csrf_token": csrf_token_in(first.text), "token": gateway.token}
+    )
+    assert answer.status_code == 303

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import openai
+import pytest
 import trio
 from opentelemetry.sdk.trace import SpanProcessor
 from prometheus_client import CollectorRegistry
@@ -117,3 +120,32 @@ async def start_gateway(
 
 def _env() -> dict[str, str]:
     return {"TEST_OPENAI_KEY": OPENAI_KEY, "TEST_ANTHROPIC_KEY": ANTHROPIC_KEY}
+
+
+async def chat_status(gateway: Gateway, provider: str, token: str | None = None) -> int:
+    """The HTTP status of one chat completion through the gateway to `provider`, with the
+    openai SDK (the admin's token unless another is given)."""
+    async with openai.AsyncOpenAI(
+        base_url=gateway.base(provider) + "/v1", api_key=token or gateway.token, max_retries=0
+    ) as client:
+        try:
+            await client.chat.completions.create(
+                model="gpt-demo", messages=[{"role": "user", "content": "hello"}]
+            )
+        except openai.APIStatusError as exc:
+            return exc.status_code
+    return 200
+
+
+async def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A one-day self-signed certificate for localhost and its key (skips without openssl)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl not installed")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    await trio.run_process(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_stdout=True, capture_stderr=True,
+    )  # fmt: skip
+    return cert, key

@@ -14,6 +14,7 @@ from aibridged.api.manage import Management, add_management_errors
 from aibridged.api.openapi import enable_openapi, hide
 from aibridged.api.provider_routes import ProviderRoutes, add_provider_routes
 from aibridged.api.record_routes import add_record_routes
+from aibridged.api.usage_routes import add_usage_routes
 from aibridged.api.user_routes import add_user_routes
 
 ReadinessProbe = Callable[[], Awaitable[str | None]]  # None = ready, else the reason
@@ -50,6 +51,7 @@ def create_control_app(
         add_management_errors(app)
         add_user_routes(app, management)
         add_record_routes(app, management)
+        add_usage_routes(app, management)
         if providers is not None:
             add_provider_routes(app, providers)
 

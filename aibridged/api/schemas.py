@@ -315,3 +315,44 @@ class Models(Shape):
 
 class Clients(Shape):
     clients: list[str]
+
+
+# -- usage ---------------------------------------------------------------------------------------
+
+
+class UsageQuery(Shape):
+    start_time: str | None = Field(None, description="RFC 3339; default end_time - 24h")
+    end_time: str | None = Field(None, description="RFC 3339, not included; default now")
+    group_by: Literal["user", "model", "client"] | None = Field(None, description="default model")
+    top: int | None = Field(None, ge=1, le=20, description="groups kept apart (default 5)")
+    user: str | None = Field(None, description="a user id, username or me")
+
+
+class UsageCounts(UsageSummary):
+    interceptions: int
+
+
+class UsageSeries(Shape):
+    key: str | None = Field(description="the user id, model or client; null for other")
+    label: str
+    usage: list[UsageCounts] = Field(description="one per bucket, in the order of buckets")
+
+
+class UserUsage(UsageCounts):
+    initiator: Initiator
+
+
+class ModelUsage(UsageCounts):
+    model: str
+
+
+class Usage(Shape):
+    start_time: str
+    end_time: str
+    interval: Literal["hour", "day"]
+    group_by: Literal["user", "model", "client"]
+    buckets: list[str] = Field(description="each bucket's start (UTC)")
+    series: list[UsageSeries]
+    totals: UsageCounts
+    by_user: list[UserUsage]
+    by_model: list[ModelUsage]

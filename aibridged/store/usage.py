@@ -114,9 +114,9 @@ class UsageReport:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "from": iso(self.start),
-            "to": iso(self.end),
-            "bucket": self.bucket,
+            "start_time": iso(self.start),
+            "end_time": iso(self.end),
+            "interval": self.bucket,
             "group_by": self.group_by,
             "buckets": [iso(b) for b in self.buckets],
             "series": [

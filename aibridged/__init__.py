@@ -5,7 +5,8 @@ Layers, highest first; a module imports only from its own layer or the ones belo
 
     cli, admin_cli, remote               command line (remote: over HTTP); trio.run only here
     daemon, startup, reload              composition root, providers' startup, reload loop
-    api, proxy                           listeners: data plane (raw ASGI), control plane (Quart)
+    api, dashboard, proxy                listeners: data plane (raw ASGI), control plane (Quart),
+                                         the web dashboard on the control plane
     providers, mcp, demo, tracing        vendor facts, provider snapshots; the built-in upstream;
                                          OpenTelemetry spans of the data plane
     intercept, clients                   relaying and parsing the wire formats; client detection

@@ -256,6 +256,12 @@ def _check(secret: str, grant: TokenGrant | None) -> Principal:
         raise AuthError("unknown token id")
     if not secret_matches(secret, grant.hashed_secret):
         raise AuthError("wrong token secret")
+    return grant_principal(grant)
+
+
+def grant_principal(grant: TokenGrant) -> Principal:
+    """The principal of a grant whose secret was checked before (a dashboard session was
+    opened with it), or AuthError when the token is revoked, expired or its user suspended."""
     if grant.revoked:
         raise AuthError("token revoked")
     if grant.expires_at is not None and grant.expires_at <= datetime.now(UTC):

@@ -25,6 +25,7 @@ import trio
 
 from aibridged.store import Store, apply_migrations, open_store
 from aibridged.store.embedded import EmbeddedPostgres, start_embedded_postgres
+from tests.browser import admin_page, browser, dash, member_page  # noqa: F401 (fixtures)
 from tests.gateway import Gateway
 
 TEMPLATE_DB = "aibridged_template"

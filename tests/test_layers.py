@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).parent.parent / "aibridged"
 LAYERS: list[tuple[str, ...]] = [
     ("cli", "admin_cli", "remote", "__main__"),
     ("daemon", "reload", "startup"),
-    ("api", "proxy"),
+    ("api", "dashboard", "proxy"),
     ("providers", "mcp", "demo", "tracing"),
     ("intercept", "clients"),
     ("recorder", "retention", "dump", "auth"),

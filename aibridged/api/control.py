@@ -1,4 +1,4 @@
-"""The control-plane app (quart-trio): health, readiness and the management API."""
+"""The control-plane app (quart-trio): health, readiness, the management API and the dashboard."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from aibridged.api.provider_routes import ProviderRoutes, add_provider_routes
 from aibridged.api.record_routes import add_record_routes
 from aibridged.api.usage_routes import add_usage_routes
 from aibridged.api.user_routes import add_user_routes
+from aibridged.dashboard import Dashboard, create_dashboard
+from aibridged.dashboard.guard import DEFAULT_SESSION_LIFETIME_S
 
 ReadinessProbe = Callable[[], Awaitable[str | None]]  # None = ready, else the reason
 Details = Callable[[], dict[str, object]]  # components' statistics shown by /readyz
@@ -28,6 +30,7 @@ def create_control_app(
     management: Management | None = None,
     providers: ProviderRoutes | None = None,
     details: Details | None = None,
+    dashboard_session_lifetime_s: float = DEFAULT_SESSION_LIFETIME_S,
 ) -> QuartTrio:
     app = QuartTrio("aibridged")
     # Quart's defaults would cut responses after 60 s and bodies at 16 MiB (ARCHITECTURE pitfalls).
@@ -54,6 +57,8 @@ def create_control_app(
         add_usage_routes(app, management)
         if providers is not None:
             add_provider_routes(app, providers)
+        dashboard = Dashboard(management, providers, dashboard_session_lifetime_s)
+        app.register_blueprint(create_dashboard(dashboard))
 
     @app.get("/healthz")
     @hide

@@ -153,7 +153,7 @@ def _bars(
     width = max(1.0, slot * 0.8)
     parts = []
     for i, when in enumerate(x_titles):
-        base = top + plot_h
+        base = float(top + plot_h)
         for one, colour in zip(series, colours, strict=True):
             value = one.values[i]
             if value <= 0:

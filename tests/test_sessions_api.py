@@ -146,6 +146,12 @@ async def test_a_session_shows_its_threads_with_actions_tools_and_thinking(
     assert [a["interception_id"] for a in (first, second)] == [rows[0]["id"], rows[1]["id"]]
     assert [c["tool"] for c in first["tool_calls"]] == ["read_file"]
     assert first["tool_calls"][0]["interception_id"] == rows[0]["id"]
+    for action, row in ((first, rows[0]), (second, rows[1])):
+        assert (action["client"], action["started_at"], action["ended_at"]) == (
+            row["client"], row["started_at"], row["ended_at"])  # fmt: skip
+    assert first["prompt"] == "Read the file #demo-tool"
+    answering = [p["prompt"] for p in rows[1]["user_prompts"]]  # the tool result's request
+    assert second["prompt"] == (answering[0] if answering else None)
     assert thread["token_usage"] == _tokens(rows[:2]) == shown["token_usage_summary"]
     assert shown["page_started_at"] == rows[0]["started_at"] and shown["page_ended_at"]
     assert thread["ended_at"] == max(rows[0]["ended_at"], rows[1]["ended_at"])

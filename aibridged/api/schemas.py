@@ -284,6 +284,10 @@ class ThinkingText(Shape):
 class AgenticAction(Shape):
     interception_id: str
     model: str
+    client: str = Field(description="not in Coder's API")
+    started_at: str = Field(description="not in Coder's API")
+    ended_at: str | None = Field(description="not in Coder's API; null while it runs")
+    prompt: str | None = Field(description="the interception's user prompt; not in Coder's API")
     token_usage: UsageSummary
     thinking: list[ThinkingText]
     tool_calls: list[ToolCall]

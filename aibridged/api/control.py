@@ -32,7 +32,8 @@ def create_control_app(
     details: Details | None = None,
     dashboard_session_lifetime_s: float = DEFAULT_SESSION_LIFETIME_S,
 ) -> QuartTrio:
-    app = QuartTrio("aibridged")
+    # No static folder of its own: `/static/` is the dashboard's (its blueprint serves it).
+    app = QuartTrio("aibridged", static_folder=None)
     # Quart's defaults would cut responses after 60 s and bodies at 16 MiB (ARCHITECTURE pitfalls).
     app.config.update(
         RESPONSE_TIMEOUT=None,

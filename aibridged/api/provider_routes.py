@@ -20,6 +20,7 @@ from quart_trio import QuartTrio
 from aibridged.api import schemas as shape
 from aibridged.api.manage import Management, admin, json_body, json_response
 from aibridged.api.openapi import NoContent, documented
+from aibridged.auth import Principal
 from aibridged.providers.pool import Provider
 from aibridged.providers.spec import changed_provider, new_provider
 from aibridged.safe import mask_secret
@@ -56,11 +57,7 @@ def add_provider_routes(app: QuartTrio, routes: ProviderRoutes) -> None:
     @documented(201, shape.Provider, errors=(400, 403, 409), body=shape.ProviderCreate)
     async def create() -> Response:
         """Create a provider; it serves once this answers."""
-        who = await admin(management)
-        write = new_provider(await json_body(), routes.box())
-        row = await stored_providers.insert_provider(management.store, write)
-        _audit("provider.created", who.username, row)
-        await routes.changed()
+        row = await create_provider(routes, await admin(management), await json_body())
         return json_response(provider_json(row, routes.describe(row)), 201)
 
     @app.get(base + "/<reference>")
@@ -76,25 +73,47 @@ def add_provider_routes(app: QuartTrio, routes: ProviderRoutes) -> None:
     async def change(reference: str) -> Response:
         """Change a provider: rename, rotate keys, change its endpoint or settings, disable."""
         who = await admin(management)
-        body = await json_body()
-        row = await stored_providers.update_provider(
-            management.store,
-            reference,
-            lambda current: changed_provider(body, current, routes.box()),
-        )
-        _audit("provider.changed", who.username, row, fields=sorted(body))
-        await routes.changed()
+        row = await change_provider(routes, who, reference, await json_body())
         return json_response(provider_json(row, routes.describe(row)))
 
     @app.delete(base + "/<reference>")
     @documented(204, NoContent, errors=(403, 404))
     async def delete(reference: str) -> Response:
         """Delete a provider and its keys."""
-        who = await admin(management)
-        row = await stored_providers.delete_provider(management.store, reference)
-        _audit("provider.deleted", who.username, row)
-        await routes.changed()
+        await delete_provider(routes, await admin(management), reference)
         return Response(b"", status=204)
+
+
+# The writes, shared with the dashboard's forms: the same validation (every bad field named),
+# the same audit line, and this replica serving the change before they return.
+
+
+async def create_provider(routes: ProviderRoutes, who: Principal, body: Any) -> StoredProvider:
+    write = new_provider(body, routes.box())
+    row = await stored_providers.insert_provider(routes.management.store, write)
+    _audit("provider.created", who.username, row)
+    await routes.changed()
+    return row
+
+
+async def change_provider(
+    routes: ProviderRoutes, who: Principal, reference: str, body: Any
+) -> StoredProvider:
+    row = await stored_providers.update_provider(
+        routes.management.store,
+        reference,
+        lambda current: changed_provider(body, current, routes.box()),
+    )
+    _audit("provider.changed", who.username, row, fields=sorted(body))
+    await routes.changed()
+    return row
+
+
+async def delete_provider(routes: ProviderRoutes, who: Principal, reference: str) -> StoredProvider:
+    row = await stored_providers.delete_provider(routes.management.store, reference)
+    _audit("provider.deleted", who.username, row)
+    await routes.changed()
+    return row
 
 
 def _audit(event: str, username: str, row: StoredProvider, **fields: Any) -> None:

@@ -27,9 +27,10 @@ blueprint; `create_dashboard` below calls every one of them (add yours to `_PAGE
   response; `pages.error_page(status, title, message)` the error page. Templates extend
   `dashboard/base.html` and fill `{% block title %}` and `{% block content %}`; the shared
   context has `current_user` (Principal or None), `is_admin` (bool) and `csrf_token` (str).
-  `{% import "dashboard/forms.html" as forms %}` gives `forms.csrf()` (the hidden input every
-  state-changing form needs) and `forms.field(...)` (label, input, and its error tied by
-  aria-describedby).
+  `{% import "dashboard/forms.html" as forms with context %}` gives `forms.csrf()` (the
+  hidden input every state-changing form needs) and `forms.field(...)`, `forms.select(...)`,
+  `forms.textarea(...)`, `forms.checkbox(...)` (label, input, and its error tied by
+  aria-describedby; `errors` maps a field name to its message).
 - CSRF: every POST/PUT/PATCH/DELETE to the blueprint is checked before the view runs (the
   session's token in the `csrf_token` form field or the `X-CSRF-Token` header, and no
   cross-site Origin/Sec-Fetch-Site); a failure is the 403 page. Views need do nothing.
@@ -49,11 +50,12 @@ from quart import Blueprint, Response
 from aibridged.api.openapi import hide
 from aibridged.dashboard.guard import Dashboard, admin_only, install, signed_in
 from aibridged.dashboard.pages import add_shared
+from aibridged.dashboard.providers import add_provider_pages
 from aibridged.dashboard.signin import add_signin_pages
 
 __all__ = ["Dashboard", "admin_only", "create_dashboard", "signed_in"]
 
-_PAGE_MODULES: tuple[Callable[[Blueprint], None], ...] = (add_signin_pages,)
+_PAGE_MODULES: tuple[Callable[[Blueprint], None], ...] = (add_signin_pages, add_provider_pages)
 
 
 class _PagesBlueprint(Blueprint):

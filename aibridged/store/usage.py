@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from aibridged.store.db import Connection, Runner
-from aibridged.store.listing import Selection
+from aibridged.store.listing import Selection, Statement
 from aibridged.store.sessions import TOKEN_KEYS, iso, where
 
 Bucket = Literal["hour", "day"]
@@ -165,6 +165,18 @@ async def usage_report(
     return _report(rows, names, start, end, bucket, group_by, top)
 
 
+def usage_statement(
+    selection: Selection, start: datetime, end: datetime, bucket: Bucket, group_by: GroupBy
+) -> Statement:
+    """The one statement of a report (the bench EXPLAINs exactly this)."""
+    params: list[Any] = []
+    condition = where(selection, params)
+    params += [start, end]
+    sql = _USAGE.format(key=_KEY_COLUMN[group_by], bucket=bucket, where=condition,
+                        start=len(params) - 1, end=len(params))  # fmt: skip
+    return Statement(sql, tuple(params))
+
+
 async def _read(
     conn: Connection,
     selection: Selection,
@@ -173,13 +185,9 @@ async def _read(
     bucket: Bucket,
     group_by: GroupBy,
 ) -> tuple[list[Any], dict[uuid.UUID, tuple[str, str]]]:
-    params: list[Any] = []
-    condition = where(selection, params)
-    params += [start, end]
-    sql = _USAGE.format(key=_KEY_COLUMN[group_by], bucket=bucket, where=condition,
-                        start=len(params) - 1, end=len(params))  # fmt: skip
+    reading = usage_statement(selection, start, end, bucket, group_by)
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        rows = await conn.fetch(sql, *params)
+        rows = await conn.fetch(reading.sql, *reading.params)
         ids = [row["initiator_id"] for row in rows if not row["no_user"]]
         users = await conn.fetch("SELECT id, username, name FROM users WHERE id = ANY($1)", ids)
     return list(rows), {u["id"]: (u["username"], u["name"]) for u in users}

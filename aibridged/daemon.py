@@ -317,6 +317,7 @@ def _build_app(
             providers.reloader.reload_soon,
         ),
         details=lambda: statistics_for_readiness(providers, recorder, sweeper),
+        dashboard_session_lifetime_s=config.server.dashboard_session_lifetime_s,
     )
     return GatewayApp(control, dataplane if config.ai_gateway.enabled else None)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import os
 import queue
+import re
 import shutil
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx2
 import pytest
 import trio
 import trio_asyncio  # noqa: F401 (before the browser thread: its event loop policy is per thread)
@@ -210,3 +212,25 @@ async def member_page(dash: DashboardSetup) -> AsyncIterator[DashboardPage]:
     page = await signed_in_page(dash, dash.member_token)
     yield page
     await _close(page)
+
+
+# --- the same, without a browser (httpx), for the security tests --------------------------------
+
+_CSRF_RE = re.compile(r'name="csrf_token" value="([^"]*)"')
+
+
+def csrf_token_in(html: str) -> str:
+    """The CSRF token of the first form on a dashboard page."""
+    found = _CSRF_RE.search(html)
+    assert found is not None, "no form with a CSRF token on the page"
+    return found[1]
+
+
+async def sign_in_over_http(http: httpx2.AsyncClient, token: str) -> str:
+    """Sign `http` in through the form (its cookie jar keeps the session); the CSRF token."""
+    form = await http.get("/signin")
+    answer = await http.post(
+        "/signin", data={"csrf_token": csrf_token_in(form.text), "token": token}
+    )
+    assert answer.status_code == 303, answer.text
+    return csrf_token_in((await http.get("/")).text)

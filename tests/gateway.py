@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import pytest
 import trio
 from opentelemetry.sdk.trace import SpanProcessor
 from prometheus_client import CollectorRegistry
@@ -135,3 +137,17 @@ async def recorded_interceptions(gateway: Gateway, count: int) -> list[dict[str,
                 return found
             assert time.monotonic() < deadline, found
             await trio.sleep(0.02)
+
+
+async def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A one-day self-signed certificate for localhost and its key (skips without openssl)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl not installed")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    await trio.run_process(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_stdout=True, capture_stderr=True,
+    )  # fmt: skip
+    return cert, key

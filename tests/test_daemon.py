@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import stat
 from pathlib import Path
@@ -22,7 +21,7 @@ from aibridged.errors import StoreError, StoreUnavailable
 from aibridged.metrics import Metrics
 from aibridged.sdnotify import SdNotifier
 from tests.fakes import FakeUpstream
-from tests.gateway import start_gateway
+from tests.gateway import self_signed_certificate, start_gateway
 from tests.logs import watch_logs
 
 MSG = {
@@ -235,31 +234,7 @@ async def test_a_database_that_stops_answering_asks_for_a_graceful_shutdown(
 async def test_tls_listener_serves_https(
     nursery: trio.Nursery, database_url: str, tmp_path: Path
 ) -> None:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl not installed")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    await trio.run_process(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_stdout=True,
-        capture_stderr=True,
-    )
+    cert, key = await self_signed_certificate(tmp_path)
     gw = await start_gateway(
         nursery,
         database_url=database_url,

@@ -141,7 +141,7 @@ async def test_the_last_active_owner_stays_one(http: httpx2.AsyncClient, gateway
 @pytest.mark.parametrize(
     ("method", "path", "body", "field"),
     [
-        ("POST", "/api/v2/users", {"username": "Bad Name!"}, ""),
+        ("POST", "/api/v2/users", {"username": "Bad Name!"}, "username"),
         ("POST", "/api/v2/users", {"username": "x", "role": "god"}, "role"),
         ("POST", "/api/v2/users", {"username": "x", "colour": "red"}, "colour"),
         ("POST", "/api/v2/users", {}, "username"),

@@ -50,17 +50,7 @@ def add_user_routes(app: QuartTrio, management: Management) -> None:
     async def create_user() -> Response:
         """Create a user (owner, admin; only an owner makes an owner)."""
         principal = await _admin(management)
-        body = _object(await json_body(), {"username", "name", "email", "role"})
-        role = _choice(body, "role", ROLES, default=None) or "member"
-        if role == "owner" and principal.role != "owner":
-            raise PermissionDenied("only an owner can make an owner")
-        user = await stored.create_user(
-            management.store,
-            username=_text(body, "username", required=True),
-            role=role,
-            name=_text(body, "name"),
-            email=_text(body, "email"),
-        )
+        user = await add_user(management, principal, await json_body())
         return json_response(user_json(user), 201)
 
     @app.get("/api/v2/users/<user>")
@@ -75,17 +65,8 @@ def add_user_routes(app: QuartTrio, management: Management) -> None:
     async def change_user(user: str) -> Response:
         """Change a user's role or status (owner, admin; see the role rules)."""
         principal = await _admin(management)
-        body = _object(await json_body(), {"status", "role"})
-        role = _choice(body, "role", ROLES, default=None)
-        status = _choice(body, "status", STATUSES, default=None)
-        target = await _target(management, principal, user)
-        await _may_change(management, principal, target, role=role, status=status)
-        if role is not None:
-            target = await stored.set_user_role(management.store, str(target.id), role)
-        if status is not None:
-            target = await stored.set_user_status(management.store, str(target.id), status)
-        management.tokens.invalidate()  # a role or status is part of every cached grant
-        return json_response(user_json(target))
+        changed = await modify_user(management, principal, user, await json_body())
+        return json_response(user_json(changed))
 
     add_key_routes(app, management)
 
@@ -103,12 +84,8 @@ def add_key_routes(app: QuartTrio, management: Management) -> None:
     @documented(201, shape.KeyCreated, errors=(400, 404), body=shape.KeyCreate)
     async def create_key(user: str) -> Response:
         """A new key; its secret is in this answer only."""
-        target = await _target(management, await caller(management), user)
-        body = _object(await json_body(), {"name", "lifetime"})
-        record, secret = await stored.create_token(
-            management.store, str(target.id), name=_text(body, "name"),
-            lifetime=_lifetime(body),
-        )  # fmt: skip
+        principal = await caller(management)
+        record, secret = await issue_key(management, principal, user, await json_body())
         # The secret is in this answer once; it is stored only as a hash.
         return json_response({**key_json(record), "key": secret}, 201)
 
@@ -116,13 +93,75 @@ def add_key_routes(app: QuartTrio, management: Management) -> None:
     @documented(204, NoContent, errors=(404,))
     async def revoke_key(user: str, key_id: str) -> Response:
         """Revoke a key (at once on this replica)."""
-        target = await _target(management, await caller(management), user)
-        owned = {k.id for k in await stored.list_tokens(management.store, str(target.id))}
-        if key_id not in owned:
-            raise NotFound(f"no key {key_id[:64]!r} of {target.username}")
-        await stored.revoke_token(management.store, key_id)
-        management.tokens.invalidate(key_id)
+        await revoke_user_key(management, await caller(management), user, key_id)
         return Response(b"", status=204)
+
+
+# The actions behind the routes, shared with the dashboard's forms: the same validation, role
+# rules and cache invalidation. `body` is the route's JSON body.
+
+
+async def add_user(management: Management, principal: Principal, body: Any) -> User:
+    """A new user (the caller is an owner or an admin; only an owner makes an owner)."""
+    body = _object(body, {"username", "name", "email", "role"})
+    role = _choice(body, "role", ROLES, default=None) or "member"
+    if role == "owner" and principal.role != "owner":
+        raise PermissionDenied("only an owner can make an owner")
+    username = _text(body, "username", required=True)
+    try:
+        stored.validate_username(username)
+    except InvalidInput as exc:
+        raise InvalidInput("invalid body", [("username", str(exc))]) from exc
+    return await stored.create_user(
+        management.store,
+        username=username,
+        role=role,
+        name=_text(body, "name"),
+        email=_text(body, "email"),
+    )
+
+
+async def modify_user(management: Management, principal: Principal, ref: str, body: Any) -> User:
+    """A user's role or status changed under the role rules (the caller is an owner or admin)."""
+    body = _object(body, {"status", "role"})
+    role = _choice(body, "role", ROLES, default=None)
+    status = _choice(body, "status", STATUSES, default=None)
+    target = await _target(management, principal, ref)
+    await _may_change(management, principal, target, role=role, status=status)
+    if role is not None:
+        target = await stored.set_user_role(management.store, str(target.id), role)
+    if status is not None:
+        target = await stored.set_user_status(management.store, str(target.id), status)
+    management.tokens.invalidate()  # a role or status is part of every cached grant
+    return target
+
+
+async def issue_key(
+    management: Management, principal: Principal, ref: str, body: Any
+) -> tuple[ApiToken, str]:
+    """A new key of the user `ref` names, and its secret (to show once)."""
+    target = await _target(management, principal, ref)
+    body = _object(body, {"name", "lifetime"})
+    return await stored.create_token(
+        management.store, str(target.id), name=_text(body, "name"), lifetime=_lifetime(body)
+    )
+
+
+async def revoke_user_key(
+    management: Management, principal: Principal, ref: str, key_id: str
+) -> None:
+    """Revoke a key of the user `ref` names (at once on this replica)."""
+    target = await _target(management, principal, ref)
+    owned = {k.id for k in await stored.list_tokens(management.store, str(target.id))}
+    if key_id not in owned:
+        raise NotFound(f"no key {key_id[:64]!r} of {target.username}")
+    await stored.revoke_token(management.store, key_id)
+    management.tokens.invalidate(key_id)
+
+
+async def visible_user(management: Management, principal: Principal, ref: str) -> User:
+    """The user `ref` names if the caller may see it (themselves; anyone for owner, admin)."""
+    return await _target(management, principal, ref)
 
 
 async def _admin(management: Management) -> Principal:

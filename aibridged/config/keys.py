@@ -84,6 +84,8 @@ KEYS: tuple[Key, ...] = (
     Key("server.tls_cert_file", OPTIONAL_PATH, None, flag="--tls-cert-file"),
     Key("server.tls_key_file", OPTIONAL_PATH, None, flag="--tls-key-file"),
     Key("server.secrets_key_file", OPTIONAL_PATH, None, flag="--secrets-key-file"),
+    Key("server.dashboard_session_lifetime", _POSITIVE_DURATION, 12 * 3600.0,
+        attr="dashboard_session_lifetime_s"),
     # [database]
     Key("database.url", POSTGRES_URL, "", flag="--database-url"),
     Key("database.pool_size", INT.where(between(1, 1000)), 10),

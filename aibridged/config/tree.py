@@ -18,6 +18,7 @@ class ServerConfig:
     tls_cert_file: Path | None  # both or neither
     tls_key_file: Path | None
     secrets_key_file: Path | None  # None = <state_dir>/secrets.key
+    dashboard_session_lifetime_s: float  # a dashboard sign-in lasts this long
 
     @property
     def secrets_key_path(self) -> Path:

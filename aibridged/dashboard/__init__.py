@@ -55,6 +55,7 @@ from aibridged.dashboard.providers import add_provider_pages
 from aibridged.dashboard.sessions_pages import add_sessions_pages
 from aibridged.dashboard.signin import add_signin_pages
 from aibridged.dashboard.usage_pages import add_usage_pages
+from aibridged.dashboard.users import add_user_pages
 
 __all__ = ["Dashboard", "admin_only", "create_dashboard", "signed_in"]
 
@@ -64,6 +65,7 @@ _PAGE_MODULES: tuple[Callable[[Blueprint], None], ...] = (
     add_formatting,
     add_sessions_pages,
     add_usage_pages,
+    add_user_pages,
 )
 
 

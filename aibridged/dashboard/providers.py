@@ -65,7 +65,7 @@ def add_provider_pages(bp: Blueprint) -> None:
 
     @bp.post("/admin/providers/new")
     @admin_only
-    async def create(user: Principal) -> Response:
+    async def create_provider_page(user: Principal) -> Response:
         form = await request.form
         ptype = TYPES.get(form.get("type", ""))
         if ptype is None:
@@ -78,13 +78,13 @@ def add_provider_pages(bp: Blueprint) -> None:
 
     @bp.get("/admin/providers/<name>")
     @admin_only
-    async def edit_form(user: Principal, name: str) -> Response:
+    async def edit_provider_form(user: Principal, name: str) -> Response:
         row = await stored.get_provider(_routes().management.store, name)
         return await _edit_page(row, _form_of(row), {}, kept=[str(k.id) for k in row.keys])
 
     @bp.post("/admin/providers/<name>")
     @admin_only
-    async def edit(user: Principal, name: str) -> Response:
+    async def edit_provider(user: Principal, name: str) -> Response:
         routes = _routes()
         current = await stored.get_provider(routes.management.store, name)
         form = await request.form
@@ -98,20 +98,20 @@ def add_provider_pages(bp: Blueprint) -> None:
 
     @bp.post("/admin/providers/<name>/enabled")
     @admin_only
-    async def set_enabled(user: Principal, name: str) -> Response:
+    async def set_provider_enabled(user: Principal, name: str) -> Response:
         enabled = (await request.form).get("enabled") == "true"
         row = await change_provider(_routes(), user, name, {"enabled": enabled})
         return _done("enabled" if enabled else "disabled", row.name)
 
     @bp.get("/admin/providers/<name>/delete")
     @admin_only
-    async def delete_form(user: Principal, name: str) -> Response:
+    async def delete_provider_form(user: Principal, name: str) -> Response:
         row = await stored.get_provider(_routes().management.store, name)
         return await page("dashboard/provider_delete.html", provider=row)
 
     @bp.post("/admin/providers/<name>/delete")
     @admin_only
-    async def delete(user: Principal, name: str) -> Response:
+    async def delete_provider_page(user: Principal, name: str) -> Response:
         row = await delete_provider(_routes(), user, name)
         return _done("deleted", row.name)
 

@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anthropic
 import openai
 import pytest
 
+from aibridged.records import TokenUsage
+from aibridged.store import open_store
+from aibridged.store.users import get_user
 from tests.browser import DashboardPage, DashboardSetup
 from tests.gateway import recorded_interceptions
 from tests.test_dataplane_sdk import TOOLS_ANTHROPIC as TOOLS
+from tests.test_usage_store import record
 
 ASK = "Read the config file #demo-tool"
 
@@ -132,20 +137,13 @@ async def test_the_usage_chart_draws_the_recorded_tokens(
     )
     by_user: dict[str, int] = {}
     for row in recorded.rows:
-        total = sum(
-            u[k]
-            for u in row["token_usages"]
-            for k in (
-                "input_tokens",
-                "output_tokens",
-                "cache_read_input_tokens",
-                "cache_write_input_tokens",
-            )
-        )
         name = row["initiator"]["username"]
-        by_user[name] = by_user.get(name, 0) + total
+        by_user[name] = by_user.get(name, 0) + sum(_total(u) for u in row["token_usages"])
     assert by_user["admin"] > 0 and by_user["member1"] > 0
-    assert {name: value for name, value in bars} == by_user  # one hour: one bar each
+    drawn: dict[str, int] = {}
+    for name, value in bars:  # one bar each, or two if the calls straddled an hour
+        drawn[name] = drawn.get(name, 0) + value
+    assert drawn == by_user
     label = await admin_page.do(lambda p: p.locator("svg.chart").get_attribute("aria-labelledby"))
     assert label == "usage-chart-title usage-chart-desc"
     assert await admin_page.do(lambda p: p.locator("svg.chart title").first.inner_html()) == (
@@ -155,7 +153,6 @@ async def test_the_usage_chart_draws_the_recorded_tokens(
     assert sorted(users) == ["admin", "member1"]
     models = await admin_page.do(lambda p: p.locator("#by-model tbody th").all_inner_texts())
     assert sorted(models) == ["claude-demo", "gpt-demo"]
-    await admin_page.screenshot("usage")
 
     await admin_page.do(lambda p: p.get_by_label("Group by").select_option("model"))
     await admin_page.do(lambda p: p.get_by_label("Last 7 days").check())
@@ -173,3 +170,44 @@ async def test_the_usage_chart_draws_the_recorded_tokens(
     )
     error = await admin_page.do(lambda p: p.locator(".has-error .error").inner_text())
     assert error == "must be later than start_time"
+
+
+def _total(usage: dict[str, int]) -> int:
+    keys = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_write_input_tokens")
+    return sum(usage[k] for k in keys)
+
+
+async def test_the_usage_chart_spreads_the_day_over_its_hours(
+    admin_page: DashboardPage, recorded: Recorded, database_url: str
+) -> None:
+    # Earlier traffic, written as the recorder writes it: a model per hour over the last day.
+    now = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
+    models = ("claude-sonnet-4-5", "gpt-4o", "claude-haiku-4-5")
+    async with open_store(database_url, pool_size=2, connect_timeout_s=10) as store:
+        admin = (await get_user(store, "admin")).id
+        for hours_ago in range(2, 23):
+            usage = TokenUsage("r", 200 * hours_ago, 50 * hours_ago, 1000, 0)
+            await record(
+                store,
+                admin,
+                now - timedelta(hours=hours_ago),
+                usage,
+                model=models[hours_ago % 3],
+                client="Claude Code",
+            )
+    assert await admin_page.goto("/usage?range=24h&group_by=model") == 200
+    bars = await admin_page.do(
+        lambda p: p.locator("svg.chart rect.bar").evaluate_all(
+            "els => els.map(e => [e.dataset.series, Number(e.dataset.value)])"
+        )
+    )
+    history = [(m, v) for m, v in bars if m in models]
+    assert sorted(history) == sorted((models[h % 3], 250 * h + 1000) for h in range(2, 23))
+    legend = await admin_page.do(
+        lambda p: p.locator("svg.chart .legend-item text").all_text_contents()
+    )
+    # largest first: gpt-4o had hours 4, 7 ... 22, claude-sonnet 3, 6 ... 21, claude-haiku the rest
+    assert legend[:3] == ["gpt-4o", "claude-sonnet-4-5", "claude-haiku-4-5"]
+    table = await admin_page.do(lambda p: p.locator("#usage-chart table tbody tr").count())
+    assert table == 25  # a row per hour bucket, the first one partial
+    await admin_page.screenshot("usage")

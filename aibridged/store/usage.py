@@ -3,9 +3,10 @@ user and per model, for one time range and the interceptions a selection admits.
 
 An interception's tokens count in the bucket of its start time (UTC hours or days, the bucket
 of `date_trunc`), the time its records are partitioned by: the range prunes every recording
-table to the days it spans. One statement reads them: each interception in the range with its
-summed token usages (an interception with none still counts), then GROUPING SETS make the
-(bucket, group) sums, the per-user sums and the per-model sums in the same pass. The groups past
+table to the days it spans. One statement reads them: the interceptions counted and their token
+usages summed per (bucket, user, model, client) (an interception with no usage still counts),
+then GROUPING SETS make the (bucket, group) sums, the per-user sums and the per-model sums from
+those few rows. The groups past
 the `top` largest are summed into one "other" series, so a chart keeps a readable legend.
 """
 
@@ -28,25 +29,37 @@ MAX_RANGE = timedelta(days=366)
 STEP: dict[Bucket, timedelta] = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 
 _KEY_COLUMN: dict[GroupBy, str] = {
-    "user": "i.initiator_id::text",
-    "model": "i.model",
-    "client": "i.client::text",
+    "user": "c.initiator_id::text",
+    "model": "c.model",
+    "client": "c.client::text",
 }
 
+# Interceptions counted and token usages summed apart, each straight into (bucket, user, model,
+# client) groups, then joined: a few thousand rows, where summing per interception first made
+# half a million (and sorted them on disk) for 30 days at a million interceptions
+# (bench/usage_scale.py).
 _USAGE = (
-    "WITH per AS (SELECT i.initiator_id, i.model, {key} AS key,"
-    " date_trunc('{bucket}', i.started_at, 'UTC') AS bucket,"
-    " coalesce(sum(t.input_tokens), 0) AS input_tokens,"
-    " coalesce(sum(t.output_tokens), 0) AS output_tokens,"
-    " coalesce(sum(t.cache_read_input_tokens), 0) AS cache_read_input_tokens,"
-    " coalesce(sum(t.cache_write_input_tokens), 0) AS cache_write_input_tokens"
-    " FROM aibridge_interceptions i LEFT JOIN aibridge_token_usages t"
+    "WITH counted AS (SELECT date_trunc('{bucket}', i.started_at, 'UTC') AS bucket,"
+    " i.initiator_id, i.model, i.client, count(*) AS interceptions"
+    " FROM aibridge_interceptions i"
+    " WHERE {where} AND i.started_at >= ${start} AND i.started_at < ${end} GROUP BY 1, 2, 3, 4),"
+    " summed AS (SELECT date_trunc('{bucket}', i.started_at, 'UTC') AS bucket,"
+    " i.initiator_id, i.model, i.client, sum(t.input_tokens) AS input_tokens,"
+    " sum(t.output_tokens) AS output_tokens,"
+    " sum(t.cache_read_input_tokens) AS cache_read_input_tokens,"
+    " sum(t.cache_write_input_tokens) AS cache_write_input_tokens"
+    " FROM aibridge_interceptions i JOIN aibridge_token_usages t"
     " ON t.interception_id = i.id AND t.started_at = i.started_at"
     " AND t.started_at >= ${start} AND t.started_at < ${end}"
-    " WHERE {where} AND i.started_at >= ${start} AND i.started_at < ${end}"
-    " GROUP BY i.id, i.started_at, i.initiator_id, i.model, i.client)"
+    " WHERE {where} AND i.started_at >= ${start} AND i.started_at < ${end} GROUP BY 1, 2, 3, 4),"
+    " per AS (SELECT c.bucket, c.initiator_id, c.model, {key} AS key, c.interceptions,"
+    " coalesce(s.input_tokens, 0) AS input_tokens, coalesce(s.output_tokens, 0) AS output_tokens,"
+    " coalesce(s.cache_read_input_tokens, 0) AS cache_read_input_tokens,"
+    " coalesce(s.cache_write_input_tokens, 0) AS cache_write_input_tokens"
+    " FROM counted c LEFT JOIN summed s ON (s.bucket, s.initiator_id, s.model, s.client)"
+    " = (c.bucket, c.initiator_id, c.model, c.client))"
     " SELECT grouping(bucket) AS no_bucket, grouping(initiator_id) AS no_user, bucket, key,"
-    " initiator_id, model, count(*) AS interceptions, sum(input_tokens) AS input_tokens,"
+    " initiator_id, model, sum(interceptions) AS interceptions, sum(input_tokens) AS input_tokens,"
     " sum(output_tokens) AS output_tokens,"
     " sum(cache_read_input_tokens) AS cache_read_input_tokens,"
     " sum(cache_write_input_tokens) AS cache_write_input_tokens"

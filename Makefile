@@ -7,7 +7,7 @@ STAMP_TEST := $(VENV)/.stamp-test
 STAMP_BENCH := $(VENV)/.stamp-bench
 STATE  ?= $(CURDIR)/.state
 
-.PHONY: run test lint typecheck bench clean
+.PHONY: run test lint typecheck bench clean screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,3 +45,10 @@ bench: $(STAMP_BENCH)
 
 clean:
 	rm -rf $(VENV) .state .pytest_cache .mypy_cache .ruff_cache
+
+# Regenerates docs/screenshots/*.png from the dashboard's browser tests (needs chromium).
+screenshots: $(STAMP_TEST)
+	AIBRIDGED_SCREENSHOT_DIR=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -q \
+		tests/test_dashboard_signin.py tests/test_dashboard_providers.py \
+		tests/test_dashboard_users.py tests/test_dashboard_accessibility.py \
+		tests/test_dashboard_sessions.py

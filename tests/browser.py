@@ -140,11 +140,12 @@ class DashboardPage:
 
     async def screenshot(self, name: str) -> Path:
         path = self.setup.screenshots / f"{name}.png"
-        await self.do(lambda p: _screenshot(p, path))
+        await self.do(lambda p: save_screenshot(p, path))
         return path
 
 
-def _screenshot(page: Any, path: Path) -> None:
+def save_screenshot(page: Any, path: Path) -> None:
+    """`page` as a PNG at `path` (and in $AIBRIDGED_SCREENSHOT_DIR); on the browser thread."""
     page.screenshot(path=str(path), full_page=True)
     published = os.environ.get("AIBRIDGED_SCREENSHOT_DIR")
     if published:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import openai
 import pytest
 import trio
 from opentelemetry.sdk.trace import SpanProcessor
@@ -137,6 +138,21 @@ async def recorded_interceptions(gateway: Gateway, count: int) -> list[dict[str,
                 return found
             assert time.monotonic() < deadline, found
             await trio.sleep(0.02)
+
+
+async def chat_status(gateway: Gateway, provider: str, token: str | None = None) -> int:
+    """The HTTP status of one chat completion through the gateway to `provider`, with the
+    openai SDK (the admin's token unless another is given)."""
+    async with openai.AsyncOpenAI(
+        base_url=gateway.base(provider) + "/v1", api_key=token or gateway.token, max_retries=0
+    ) as client:
+        try:
+            await client.chat.completions.create(
+                model="gpt-demo", messages=[{"role": "user", "content": "hello"}]
+            )
+        except openai.APIStatusError as exc:
+            return exc.status_code
+    return 200
 
 
 async def self_signed_certificate(directory: Path) -> tuple[Path, Path]:

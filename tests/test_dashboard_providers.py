@@ -7,14 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import openai
 import pytest
 
 from tests.browser import DashboardPage
+from tests.gateway import chat_status
 
 NEW_KEY = "sk-dashboard-added-0123456789"
 ROTATED_KEY = "sk-dashboard-rotated-9876543210"
-ASK: Any = [{"role": "user", "content": "hello from the dashboard test"}]
 
 
 def _add_provider(page: Any, base_url: str, name: str) -> None:
@@ -24,19 +23,6 @@ def _add_provider(page: Any, base_url: str, name: str) -> None:
     page.get_by_label("Base URL").fill(base_url)
     page.get_by_label("Keys").fill(NEW_KEY)
     page.get_by_role("button", name="Add provider").click()
-
-
-async def _chat(admin_page: DashboardPage, provider: str) -> int:
-    """The status of one chat completion through the gateway to `provider`."""
-    gateway = admin_page.setup.gateway
-    async with openai.AsyncOpenAI(
-        base_url=gateway.base(provider) + "/v1", api_key=gateway.token, max_retries=0
-    ) as client:
-        try:
-            await client.chat.completions.create(model="gpt-demo", messages=ASK)
-        except openai.APIStatusError as exc:
-            return exc.status_code
-    return 200
 
 
 async def test_a_provider_added_in_the_form_serves_at_once_and_stops_when_disabled(
@@ -54,7 +40,7 @@ async def test_a_provider_added_in_the_form_serves_at_once_and_stops_when_disabl
     row = await admin_page.do(lambda p: p.locator("#provider-dash-openai").inner_text())
     assert "enabled" in row and "sk-d...6789" in row and NEW_KEY not in row
 
-    assert await _chat(admin_page, "dash-openai") == 200
+    assert await chat_status(admin_page.setup.gateway, "dash-openai") == 200
     assert gateway.upstream.requests[-1].header("authorization") == f"Bearer {NEW_KEY}"
 
     await admin_page.do(
@@ -62,7 +48,7 @@ async def test_a_provider_added_in_the_form_serves_at_once_and_stops_when_disabl
     )
     notice = await admin_page.do(lambda p: p.get_by_role("status").inner_text())
     assert notice == "Provider dash-openai disabled."
-    assert await _chat(admin_page, "dash-openai") == 503
+    assert await chat_status(admin_page.setup.gateway, "dash-openai") == 503
 
 
 async def test_editing_a_provider_rotates_its_key(admin_page: DashboardPage) -> None:
@@ -80,7 +66,7 @@ async def test_editing_a_provider_rotates_its_key(admin_page: DashboardPage) -> 
     await admin_page.do(rotate)
     row = await admin_page.do(lambda p: p.locator("#provider-rotating").inner_text())
     assert "sk-d...3210" in row and "sk-d...6789" not in row
-    assert await _chat(admin_page, "rotating") == 200
+    assert await chat_status(admin_page.setup.gateway, "rotating") == 200
     assert gateway.upstream.requests[-1].header("authorization") == f"Bearer {ROTATED_KEY}"
 
 
@@ -112,11 +98,14 @@ async def test_deleting_a_provider_asks_first(admin_page: DashboardPage) -> None
     await admin_page.do(lambda p: p.get_by_role("link", name="Delete short-lived").click())
     heading = await admin_page.do(lambda p: p.get_by_role("heading", level=1).inner_text())
     assert heading == "Delete provider short-lived?"
-    assert await _chat(admin_page, "short-lived") == 200  # asking deleted nothing
+    await admin_page.screenshot("provider-delete")
+    assert (
+        await chat_status(admin_page.setup.gateway, "short-lived") == 200
+    )  # asking deleted nothing
     await admin_page.do(lambda p: p.get_by_role("button", name="Delete short-lived").click())
     notice = await admin_page.do(lambda p: p.get_by_role("status").inner_text())
     assert notice == "Provider short-lived deleted."
-    assert await _chat(admin_page, "short-lived") == 404
+    assert await chat_status(admin_page.setup.gateway, "short-lived") == 404
 
 
 @pytest.mark.parametrize(
@@ -128,3 +117,5 @@ async def test_a_member_gets_the_forbidden_page_on_admin_pages(
     assert await member_page.goto(path) == 403
     heading = await member_page.do(lambda p: p.get_by_role("heading", level=1).inner_text())
     assert heading == "Forbidden"
+    if path == "/admin/providers":
+        await member_page.screenshot("forbidden")

@@ -19,9 +19,8 @@ import trio
 from aibridged.store import open_store
 from aibridged.store.users import create_token, create_user
 from tests.browser import csrf_token_in, sign_in_over_http
-from tests.gateway import Gateway, self_signed_certificate, start_gateway
+from tests.gateway import Gateway, chat_status, self_signed_certificate, start_gateway
 
-CHAT = {"model": "gpt-demo", "messages": [{"role": "user", "content": "hi"}]}
 DISABLE = "/admin/providers/openai/enabled"
 
 
@@ -51,12 +50,6 @@ async def _rows(database_url: str, query: str, *args: Any) -> list[Any]:
 
     # asyncpg wants asyncio: a short-lived loop in a worker thread, away from trio's.
     return await trio.to_thread.run_sync(lambda: asyncio.run(fetch()))
-
-
-async def _openai_status(gateway: Gateway) -> int:
-    headers = {"authorization": f"Bearer {gateway.token}"}
-    async with httpx2.AsyncClient(base_url=gateway.base("openai"), timeout=10) as client:
-        return (await client.post("/v1/chat/completions", json=CHAT, headers=headers)).status_code
 
 
 async def test_the_cookie_is_httponly_strict_without_the_token_and_only_its_hash_is_stored(
@@ -122,7 +115,7 @@ async def test_a_state_changing_request_without_the_csrf_token_or_from_another_s
     answer = await http.post(DISABLE, data=data, headers=headers)
     assert answer.status_code == 403
     assert "<title>Request refused · aibridged</title>" in answer.text
-    assert await _openai_status(gateway) == 200  # nothing changed
+    assert await chat_status(gateway, "openai") == 200  # nothing changed
 
 
 async def test_the_same_request_with_the_token_from_the_same_site_goes_through(
@@ -135,10 +128,10 @@ async def test_the_same_request_with_the_token_from_the_same_site_goes_through(
         headers={"Origin": gateway.url, "Sec-Fetch-Site": "same-origin"},
     )
     assert answer.status_code == 303
-    assert await _openai_status(gateway) == 503
+    assert await chat_status(gateway, "openai") == 503
     header = await http.post(DISABLE, data={"enabled": "true"}, headers={"X-CSRF-Token": csrf})
     assert header.status_code == 303  # the header works as well as the form field
-    assert await _openai_status(gateway) == 200
+    assert await chat_status(gateway, "openai") == 200
 
 
 async def test_signing_in_needs_the_sign_in_forms_own_token(

@@ -85,6 +85,19 @@ async def test_a_recorded_session_is_listed_and_shows_its_prompt_tool_call_and_t
     await admin_page.screenshot("session")
 
 
+async def test_recorded_text_is_shown_as_text_never_as_markup(
+    admin_page: DashboardPage, recorded: Recorded, database_url: str
+) -> None:
+    hostile = '<script>document.title = "owned"</script><img src=x onerror="alert(1)"> & more'
+    async with open_store(database_url, pool_size=2, connect_timeout_s=10) as store:
+        admin = (await get_user(store, "admin")).id
+        session = await record(store, admin, datetime.now(UTC), prompt=hostile)
+    assert await admin_page.goto(f"/sessions/{session}") == 200
+    assert await admin_page.do(lambda p: p.locator(".prompt pre").inner_text()) == hostile
+    assert await admin_page.do(lambda p: p.locator("main script, main img").count()) == 0
+    assert await admin_page.do(lambda p: p.title()) == f"Session {session} · aibridged"
+
+
 async def test_the_filters_narrow_the_list_and_a_bad_time_is_shown_at_its_field(
     admin_page: DashboardPage, recorded: Recorded
 ) -> None:

@@ -3,7 +3,7 @@ home page by role, and signing out."""
 
 from __future__ import annotations
 
-from tests.browser import DashboardPage, DashboardSetup
+from tests.browser import DashboardPage, DashboardSetup, save_screenshot
 
 
 async def test_signing_in_with_the_admin_token_shows_the_admin_links(
@@ -35,6 +35,7 @@ async def test_a_wrong_token_is_refused_next_to_the_token_field(
             page.get_by_label("Token").fill("abcdefghij-0123456789012345678901")
             page.get_by_role("button", name="Sign in").click()
             token_input = page.get_by_label("Token")
+            save_screenshot(page, dash.screenshots / "signin.png")
             return (
                 page.locator("#token-error").inner_text(),
                 token_input.get_attribute("aria-describedby"),

@@ -6,24 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import openai
 import pytest
 
 from tests.browser import DashboardPage
-
-ASK: Any = [{"role": "user", "content": "hi"}]
-
-
-async def _chat_status(page: DashboardPage, token: str) -> int:
-    gateway = page.setup.gateway
-    async with openai.AsyncOpenAI(
-        base_url=gateway.base("openai") + "/v1", api_key=token, max_retries=0
-    ) as client:
-        try:
-            await client.chat.completions.create(model="gpt-demo", messages=ASK)
-        except openai.APIStatusError as exc:
-            return exc.status_code
-    return 200
+from tests.gateway import chat_status
 
 
 def _create_user(page: Any, username: str, role: str = "member") -> None:
@@ -50,7 +36,7 @@ async def test_a_token_created_in_the_dashboard_is_shown_once_and_works_until_re
 
     secret = await admin_page.do(create_token)
     await admin_page.screenshot("user-tokens")
-    assert await _chat_status(admin_page, secret) == 200
+    assert await chat_status(admin_page.setup.gateway, "openai", secret) == 200
     assert await admin_page.goto("/admin/users/carol") == 200
     assert secret not in await admin_page.do(lambda p: p.content())  # shown that once only
 
@@ -58,7 +44,7 @@ async def test_a_token_created_in_the_dashboard_is_shown_once_and_works_until_re
     await admin_page.do(lambda p: p.get_by_role("button", name=f"Revoke token {token_id}").click())
     notice = await admin_page.do(lambda p: p.get_by_role("status").inner_text())
     assert notice == f"Token {token_id} revoked."
-    assert await _chat_status(admin_page, secret) == 403
+    assert await chat_status(admin_page.setup.gateway, "openai", secret) == 403
 
 
 async def test_changing_a_role_and_suspending_a_user(admin_page: DashboardPage) -> None:

@@ -21,9 +21,14 @@ HOUR = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
 
 async def record(
-    store: Store, initiator: uuid.UUID, at: datetime, *usages: TokenUsage, **kw: Any
-) -> None:
-    """One finished interception started `at`, with its token usages and a prompt."""
+    store: Store,
+    initiator: uuid.UUID,
+    at: datetime,
+    *usages: TokenUsage,
+    prompt: str = "hello",
+    **kw: Any,
+) -> uuid.UUID:
+    """One finished interception started `at`, with its token usages and a prompt; its id."""
     fields: dict[str, Any] = {
         "id": uuid.uuid4(), "initiator_id": initiator, "api_key_id": "abcdefghij",
         "provider": "openai", "provider_name": "openai", "model": "gpt-x", "client": "Unknown",
@@ -35,8 +40,9 @@ async def record(
     await insert_starts(store, [start])
     rows = [Stamped(start.id, at, at + timedelta(seconds=n), usage)
             for n, usage in enumerate(usages)]  # fmt: skip
-    rows.append(Stamped(start.id, at, at, PromptUsage("hello")))
+    rows.append(Stamped(start.id, at, at, PromptUsage(prompt)))
     await write_batch(store, rows, [InterceptionEnd(start.id, at, at, "", "completed")])
+    return start.id
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ needs_sessions_pages = pytest.mark.skipif(
     not (_dashboard_has("/sessions") and _dashboard_has(r"/sessions/<[^>]+>")),
     reason=NO_SESSIONS_PAGES,
 )
-SECRET_PROMPT = "the admin's own question, for nobody else"
+SECRET_PROMPT = "the admin asks a question for nobody else"
 CLAUDE_CODE = {"user-agent": "claude-cli/2.0.14 (external, cli)",
                "x-claude-code-session-id": "cc-admin-session"}  # fmt: skip
 

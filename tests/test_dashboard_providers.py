@@ -119,3 +119,19 @@ async def test_a_member_gets_the_forbidden_page_on_admin_pages(
     assert heading == "Forbidden"
     if path == "/admin/providers":
         await member_page.screenshot("forbidden")
+
+
+async def test_a_bad_endpoint_on_edit_is_shown_next_to_its_field_and_changes_nothing(
+    admin_page: DashboardPage,
+) -> None:
+    await admin_page.goto("/admin/providers/openai")
+
+    def bad_endpoint(page: Any) -> tuple[str, bool]:
+        page.get_by_label("Base URL").fill("ftp://example.com")
+        page.get_by_role("button", name="Save").click()
+        error = page.locator("#base_url-error").inner_text()
+        return error, page.get_by_label("Keep key sk-u...6789").is_checked()
+
+    error, key_kept = await admin_page.do(bad_endpoint)
+    assert "ftp" in error and key_kept
+    assert await chat_status(admin_page.setup.gateway, "openai") == 200

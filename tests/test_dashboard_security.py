@@ -209,3 +209,42 @@ async def test_pages_are_not_cached_nor_framed_and_the_css_is_served(
     css = await http.get("/static/dashboard.css")
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
     assert ":focus-visible" in css.text
+
+
+async def test_a_username_given_must_be_the_tokens(
+    http: httpx2.AsyncClient, gateway: Gateway
+) -> None:
+    async def sign_in(username: str) -> httpx2.Response:
+        form = await http.get("/signin")
+        data = {"csrf_token": csrf_token_in(form.text), "token": gateway.token}
+        return await http.post("/signin", data={**data, "username": username})
+
+    refused = await sign_in("somebody-else")
+    assert refused.status_code == 401 and "This token is not valid." in refused.text
+    assert "aibridged_session" not in http.cookies
+    assert (await sign_in("admin")).status_code == 303
+
+
+async def test_a_role_taken_away_closes_the_admin_pages_at_the_next_page(
+    http: httpx2.AsyncClient, gateway: Gateway, database_url: str
+) -> None:
+    async with open_store(database_url, pool_size=2, connect_timeout_s=10) as store:
+        await create_user(store, username="ada", role="admin")
+        _, token = await create_token(store, "ada")
+    await sign_in_over_http(http, token)
+    assert (await http.get("/admin/providers")).status_code == 200
+    admin = {"authorization": f"Bearer {gateway.token}"}
+    demoted = await http.patch("/api/v2/users/ada", json={"role": "member"}, headers=admin)
+    assert demoted.status_code == 200
+    assert (await http.get("/admin/providers")).status_code == 403
+
+
+async def test_the_sign_in_form_of_an_earlier_tab_still_works(
+    http: httpx2.AsyncClient, gateway: Gateway
+) -> None:
+    first = await http.get("/signin")
+    await http.get("/signin")  # the same form opened again in another tab
+    answer = await http.post(
+        "/signin", data={"csrf_token": csrf_token_in(first.text), "token": gateway.token}
+    )
+    assert answer.status_code == 303

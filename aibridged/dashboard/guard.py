@@ -7,7 +7,6 @@ token, a suspended user or a changed role takes effect at the next page, on ever
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import hmac
@@ -80,19 +79,22 @@ def session_hash(session_id: str) -> bytes:
 
 async def signed_in_user() -> SignedIn | None:
     """The current request's session, looked up once per request; None when signed out."""
-    if "dashboard_user" in g:
-        found: SignedIn | None = g.dashboard_user
-        return found
-    g.dashboard_user = found = None
-    session_id = request.cookies.get(SESSION_COOKIE, "")
-    if session_id:
-        row = await stored.find_session(dashboard().management.store, session_hash(session_id))
-        # A revoked or expired token, or a suspended user: the session is over.
-        with contextlib.suppress(AuthError):
-            if row is not None:
-                found = SignedIn(grant_principal(row.grant), row.csrf_token)
-    g.dashboard_user = found
+    if "dashboard_user" not in g:
+        g.dashboard_user = await _lookup_session(request.cookies.get(SESSION_COOKIE, ""))
+    found: SignedIn | None = g.dashboard_user
     return found
+
+
+async def _lookup_session(session_id: str) -> SignedIn | None:
+    if not session_id:
+        return None
+    row = await stored.find_session(dashboard().management.store, session_hash(session_id))
+    if row is None:
+        return None
+    try:
+        return SignedIn(grant_principal(row.grant), row.csrf_token)
+    except AuthError:
+        return None  # a revoked or expired token, or a suspended user: the session is over
 
 
 async def current_user() -> Principal:

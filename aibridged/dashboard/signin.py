@@ -81,7 +81,8 @@ def add_signin_pages(bp: Blueprint) -> None:
 
 
 async def _signin_page(username: str = "", error: str = "", status: int = 200) -> Response:
-    form_token = new_secret()
+    # The same token while the cookie lasts: sign-in forms open in two tabs both work.
+    form_token = request.cookies.get(SIGNIN_COOKIE, "")[:MAX_FIELD_CHARS] or new_secret()
     response = await page(
         "dashboard/signin.html", status, username=username, error=error,
         signin_token=form_token, next_page=_next_page(),

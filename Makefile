@@ -50,4 +50,5 @@ clean:
 screenshots: $(STAMP_TEST)
 	AIBRIDGED_SCREENSHOT_DIR=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -q \
 		tests/test_dashboard_signin.py tests/test_dashboard_providers.py \
-		tests/test_dashboard_users.py tests/test_dashboard_accessibility.py
+		tests/test_dashboard_users.py tests/test_dashboard_accessibility.py \
+		tests/test_dashboard_sessions.py

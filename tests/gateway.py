@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx2
 import openai
 import pytest
 import trio
@@ -120,6 +123,21 @@ async def start_gateway(
 
 def _env() -> dict[str, str]:
     return {"TEST_OPENAI_KEY": OPENAI_KEY, "TEST_ANTHROPIC_KEY": ANTHROPIC_KEY}
+
+
+async def recorded_interceptions(gateway: Gateway, count: int) -> list[dict[str, Any]]:
+    """Every recorded interception (newest first, as listed) once `count` of them have ended:
+    recording is asynchronous, the SDK call returns before its rows are written."""
+    deadline = time.monotonic() + 10
+    headers = {"authorization": f"Bearer {gateway.token}"}
+    async with httpx2.AsyncClient(base_url=gateway.url, headers=headers, timeout=10) as http:
+        while True:
+            got = await http.get("/api/v2/aibridge/interceptions", params={"limit": 1000})
+            found: list[dict[str, Any]] = got.json()["results"]
+            if sum(r["ended_at"] is not None for r in found) >= count:
+                return found
+            assert time.monotonic() < deadline, found
+            await trio.sleep(0.02)
 
 
 async def chat_status(gateway: Gateway, provider: str, token: str | None = None) -> int:

@@ -19,6 +19,9 @@ ADMIN_PAGES = [
     "/admin/providers/openai/delete",
     "/admin/users",
     "/admin/users/admin",
+    "/sessions",
+    "/usage",
+    "/usage?range=custom&group_by=client",
 ]
 
 # Inputs a person uses (not hidden ones) without a <label> or an aria-label.
@@ -77,7 +80,8 @@ async def test_every_input_has_a_label_and_the_page_has_its_landmarks(
 
 
 @pytest.mark.parametrize(
-    "path", ["/", "/admin/providers", "/admin/providers/openai", "/admin/users"]
+    "path",
+    ["/", "/admin/providers", "/admin/providers/openai", "/admin/users", "/sessions", "/usage"],
 )
 async def test_pages_fit_a_narrow_window(admin_page: DashboardPage, path: str) -> None:
     await admin_page.do(lambda p: p.set_viewport_size({"width": 400, "height": 800}))

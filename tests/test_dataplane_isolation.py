@@ -135,7 +135,9 @@ async def test_byok_anthropic_prefers_the_users_api_key_over_a_bearer(
     assert sent.header("authorization") is None
 
 
-@pytest.mark.parametrize("name", ["sessions", "interceptions", "models", "clients", "proxy"])
+@pytest.mark.parametrize(
+    "name", ["sessions", "interceptions", "models", "clients", "usage", "proxy"]
+)
 async def test_management_paths_go_to_the_control_app_not_to_a_provider(
     gateway: Gateway, http: httpx2.AsyncClient, name: str
 ) -> None:

@@ -3,7 +3,6 @@ the official SDKs, read back over HTTP with filters, cursors and per-role visibi
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from aibridged.store import open_store
 from aibridged.store.db import Connection
 from aibridged.store.listing import COUNT_CAP
 from aibridged.store.users import create_token, create_user, get_user
-from tests.gateway import Gateway, start_gateway
+from tests.gateway import Gateway, recorded_interceptions, start_gateway
 
 TOOLS = [{"type": "function", "function": {"name": "read_file", "parameters": {
     "type": "object", "properties": {"path": {"type": "string"}}}}}]  # fmt: skip
@@ -38,16 +37,7 @@ class Recorded:
 
 
 async def _wait_ended(gateway: Gateway, count: int) -> None:
-    deadline = time.monotonic() + 10
-    async with httpx2.AsyncClient(base_url=gateway.url, timeout=10) as http:
-        while True:
-            got = await http.get("/api/v2/aibridge/interceptions?limit=1000",
-                                 headers={"authorization": f"Bearer {gateway.token}"})  # fmt: skip
-            results = got.json()["results"]
-            if sum(r["ended_at"] is not None for r in results) >= count:
-                return
-            assert time.monotonic() < deadline, results
-            await trio.sleep(0.02)
+    await recorded_interceptions(gateway, count)
 
 
 @pytest.fixture

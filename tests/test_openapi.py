@@ -140,6 +140,11 @@ async def _recordings(check: Checker, prefix: str) -> None:
                      params={"limit": 500})  # fmt: skip
     for values in ("/models", "/clients"):
         await check.call("GET", prefix + values, prefix + values, expect=200)
+    usage = await check.call("GET", prefix + "/usage", prefix + "/usage", expect=200,
+                             params={"group_by": "user"})  # fmt: skip
+    assert usage["totals"]["interceptions"] == 1 and usage["by_model"][0]["model"] == "gpt-demo"
+    await check.call("GET", prefix + "/usage", prefix + "/usage", expect=400,
+                     params={"group_by": "colour"})  # fmt: skip
 
 
 def _rules(gateway: Gateway) -> list[Any]:

@@ -3,7 +3,6 @@ by the Anthropic SDK, grouped into sessions and threads and read back over HTTP.
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ import trio
 
 from aibridged.store import open_store
 from aibridged.store.users import create_token, create_user
-from tests.gateway import Gateway, start_gateway
+from tests.gateway import Gateway, recorded_interceptions, start_gateway
 
 TOOLS: Any = [{"name": "read_file", "input_schema": {
     "type": "object", "properties": {"path": {"type": "string"}}}}]  # fmt: skip
@@ -35,15 +34,7 @@ class Sessions:
 
 async def _interceptions(gateway: Gateway, count: int) -> list[dict[str, Any]]:
     """Every interception, oldest first, once `count` have ended."""
-    deadline = time.monotonic() + 10
-    headers = {"authorization": f"Bearer {gateway.token}"}
-    async with httpx2.AsyncClient(base_url=gateway.url, headers=headers, timeout=10) as http:
-        while True:
-            found = (await http.get("/api/v2/aibridge/interceptions")).json()["results"]
-            if sum(r["ended_at"] is not None for r in found) >= count:
-                return list(reversed(found))
-            assert time.monotonic() < deadline, found
-            await trio.sleep(0.02)
+    return list(reversed(await recorded_interceptions(gateway, count)))
 
 
 @pytest.fixture
@@ -155,6 +146,12 @@ async def test_a_session_shows_its_threads_with_actions_tools_and_thinking(
     assert [a["interception_id"] for a in (first, second)] == [rows[0]["id"], rows[1]["id"]]
     assert [c["tool"] for c in first["tool_calls"]] == ["read_file"]
     assert first["tool_calls"][0]["interception_id"] == rows[0]["id"]
+    for action, row in ((first, rows[0]), (second, rows[1])):
+        assert (action["client"], action["started_at"], action["ended_at"]) == (
+            row["client"], row["started_at"], row["ended_at"])  # fmt: skip
+    assert first["prompt"] == "Read the file #demo-tool"
+    answering = [p["prompt"] for p in rows[1]["user_prompts"]]  # the tool result's request
+    assert second["prompt"] == (answering[0] if answering else None)
     assert thread["token_usage"] == _tokens(rows[:2]) == shown["token_usage_summary"]
     assert shown["page_started_at"] == rows[0]["started_at"] and shown["page_ended_at"]
     assert thread["ended_at"] == max(rows[0]["ended_at"], rows[1]["ended_at"])

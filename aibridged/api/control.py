@@ -14,6 +14,7 @@ from aibridged.api.manage import Management, add_management_errors
 from aibridged.api.openapi import enable_openapi, hide
 from aibridged.api.provider_routes import ProviderRoutes, add_provider_routes
 from aibridged.api.record_routes import add_record_routes
+from aibridged.api.usage_routes import add_usage_routes
 from aibridged.api.user_routes import add_user_routes
 from aibridged.dashboard import Dashboard, create_dashboard
 from aibridged.dashboard.guard import DEFAULT_SESSION_LIFETIME_S
@@ -54,6 +55,7 @@ def create_control_app(
         add_management_errors(app)
         add_user_routes(app, management)
         add_record_routes(app, management)
+        add_usage_routes(app, management)
         if providers is not None:
             add_provider_routes(app, providers)
         dashboard = Dashboard(management, providers, dashboard_session_lifetime_s)

@@ -57,7 +57,7 @@ def parse_filters(q: str) -> tuple[str | None, Selection]:
         elif len(value) > MAX_VALUE_CHARS:
             problems.append((key, f"longer than {MAX_VALUE_CHARS} characters"))
         elif key.startswith("started_"):
-            found[key] = _time(key, value, problems)
+            found[key] = parse_time(key, value, problems)
         else:
             found[key] = value
     after, before = found.get("started_after"), found.get("started_before")
@@ -80,7 +80,8 @@ def _terms(q: str) -> list[str]:
     return list(lexer)
 
 
-def _time(key: str, value: str, problems: list[tuple[str, str]]) -> datetime | None:
+def parse_time(key: str, value: str, problems: list[tuple[str, str]]) -> datetime | None:
+    """An RFC 3339 time with a zone; else None, and a problem named `key`."""
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
@@ -102,8 +103,8 @@ def parse_page(
     """`limit`, `offset` and the cursor parameter `cursor` (a UUID unless `cursor_is_id` is
     false: a session id is the client's own text), validated together."""
     problems: list[tuple[str, str]] = []
-    limit = _integer(args, "limit", default_limit, 1, MAX_LIMIT, problems)
-    offset = _integer(args, "offset", 0, 0, None, problems)
+    limit = parse_integer(args, "limit", default_limit, 1, MAX_LIMIT, problems)
+    offset = parse_integer(args, "offset", 0, 0, None, problems)
     after = _cursor(args, cursor, problems, is_id=cursor_is_id)
     if after is not None and offset:
         problems.append((cursor, "cannot be combined with offset"))
@@ -115,7 +116,7 @@ def parse_page(
 def parse_thread_page(args: Mapping[str, str]) -> tuple[int, str | None, str | None]:
     """A session's thread page: (`limit` 1-200, default 50; `after_id`; `before_id`)."""
     problems: list[tuple[str, str]] = []
-    limit = _integer(args, "limit", THREADS_DEFAULT_LIMIT, 1, THREADS_MAX_LIMIT, problems)
+    limit = parse_integer(args, "limit", THREADS_DEFAULT_LIMIT, 1, THREADS_MAX_LIMIT, problems)
     after = _cursor(args, "after_id", problems, is_id=True)
     before = _cursor(args, "before_id", problems, is_id=True)
     if after is not None and before is not None:
@@ -142,7 +143,7 @@ def _cursor(
         return None
 
 
-def _integer(
+def parse_integer(
     args: Mapping[str, str],
     name: str,
     default: int,
@@ -150,6 +151,8 @@ def _integer(
     high: int | None,
     problems: list[tuple[str, str]],
 ) -> int:
+    """`name` as a whole number from `low` to `high` (`default` when absent); else the default,
+    and a problem named `name`."""
     text = args.get(name)
     if text is None or text == "":
         return default

@@ -284,6 +284,10 @@ class ThinkingText(Shape):
 class AgenticAction(Shape):
     interception_id: str
     model: str
+    client: str = Field(description="not in Coder's API")
+    started_at: str = Field(description="not in Coder's API")
+    ended_at: str | None = Field(description="not in Coder's API; null while it runs")
+    prompt: str | None = Field(description="the interception's user prompt; not in Coder's API")
     token_usage: UsageSummary
     thinking: list[ThinkingText]
     tool_calls: list[ToolCall]
@@ -315,3 +319,44 @@ class Models(Shape):
 
 class Clients(Shape):
     clients: list[str]
+
+
+# -- usage ---------------------------------------------------------------------------------------
+
+
+class UsageQuery(Shape):
+    start_time: str | None = Field(None, description="RFC 3339; default end_time - 24h")
+    end_time: str | None = Field(None, description="RFC 3339, not included; default now")
+    group_by: Literal["user", "model", "client"] | None = Field(None, description="default model")
+    top: int | None = Field(None, ge=1, le=20, description="groups kept apart (default 5)")
+    user: str | None = Field(None, description="a user id, username or me")
+
+
+class UsageCounts(UsageSummary):
+    interceptions: int
+
+
+class UsageSeries(Shape):
+    key: str | None = Field(description="the user id, model or client; null for other")
+    label: str
+    usage: list[UsageCounts] = Field(description="one per bucket, in the order of buckets")
+
+
+class UserUsage(UsageCounts):
+    initiator: Initiator
+
+
+class ModelUsage(UsageCounts):
+    model: str
+
+
+class Usage(Shape):
+    start_time: str
+    end_time: str
+    interval: Literal["hour", "day"]
+    group_by: Literal["user", "model", "client"]
+    buckets: list[str] = Field(description="each bucket's start (UTC)")
+    series: list[UsageSeries]
+    totals: UsageCounts
+    by_user: list[UserUsage]
+    by_model: list[ModelUsage]

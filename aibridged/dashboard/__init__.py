@@ -48,10 +48,13 @@ from flask.typing import RouteCallable
 from quart import Blueprint, Response
 
 from aibridged.api.openapi import hide
+from aibridged.dashboard.formatting import add_formatting
 from aibridged.dashboard.guard import Dashboard, admin_only, install, signed_in
 from aibridged.dashboard.pages import add_shared
 from aibridged.dashboard.providers import add_provider_pages
+from aibridged.dashboard.sessions_pages import add_sessions_pages
 from aibridged.dashboard.signin import add_signin_pages
+from aibridged.dashboard.usage_pages import add_usage_pages
 from aibridged.dashboard.users import add_user_pages
 
 __all__ = ["Dashboard", "admin_only", "create_dashboard", "signed_in"]
@@ -59,6 +62,9 @@ __all__ = ["Dashboard", "admin_only", "create_dashboard", "signed_in"]
 _PAGE_MODULES: tuple[Callable[[Blueprint], None], ...] = (
     add_signin_pages,
     add_provider_pages,
+    add_formatting,
+    add_sessions_pages,
+    add_usage_pages,
     add_user_pages,
 )
 

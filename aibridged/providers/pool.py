@@ -37,7 +37,7 @@ log = structlog.get_logger("aibridged.providers")
 NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 # Management endpoints share the /api/v2/aibridge/ prefix with provider routes:
 # a provider by one of these names could never be reached.
-RESERVED_NAMES = frozenset({"sessions", "interceptions", "models", "clients", "proxy"})
+RESERVED_NAMES = frozenset({"sessions", "interceptions", "models", "clients", "usage", "proxy"})
 # Providers built without a database id (tests, tools) get ids derived from their names.
 _NAME_NAMESPACE = uuid.UUID("6f1c2a64-8d1e-4d52-9a43-2b8b1c9f0e71")
 _NO_SETTINGS: Mapping[str, Any] = MappingProxyType({})

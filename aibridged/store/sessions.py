@@ -147,7 +147,7 @@ _THREADS = (
 )
 
 _ACTIONS = (
-    "SELECT coalesce(i.thread_root_id, i.id) AS thread, i.id, i.model, i.provider,"
+    "SELECT coalesce(i.thread_root_id, i.id) AS thread, i.id, i.model, i.client, i.provider,"
     " i.provider_name, i.credential_kind, i.credential_hint, i.started_at, i.ended_at,"
     " (SELECT coalesce(json_agg(json_build_object('input_tokens', c.input_tokens,"
     " 'output_tokens', c.output_tokens, 'cache_read_input_tokens', c.cache_read_input_tokens,"
@@ -283,9 +283,14 @@ def _thread(root: uuid.UUID, actions: list[Any]) -> dict[str, Any]:
 
 
 def _action(row: Any) -> dict[str, Any]:
+    prompts = orjson.loads(row["prompts"])
     return {
         "interception_id": str(row["id"]),
         "model": row["model"],
+        "client": row["client"],
+        "started_at": iso(row["started_at"]),
+        "ended_at": iso(row["ended_at"]),
+        "prompt": prompts[0] if prompts else None,
         "token_usage": _sum(orjson.loads(row["usages"])),
         "thinking": orjson.loads(row["thinking"]),
         "tool_calls": orjson.loads(row["tool_calls"]),

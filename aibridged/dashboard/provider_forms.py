@@ -26,7 +26,6 @@ class TypeForm:
     default_base_url: str  # "" = the operator must give one
     keys: str  # "required", "optional" or "none"
     settings: tuple[Setting, ...]
-    supported: bool
 
 
 def type_forms() -> list[TypeForm]:
@@ -39,7 +38,6 @@ def type_form(ptype: ProviderType) -> TypeForm:
         ptype.base_url_for({}) if ptype.name != "bedrock" else "",
         ptype.keys.value,
         ptype.settings,
-        ptype.supported,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import trio
 from quart import Response, request
@@ -13,6 +14,7 @@ from aibridged import __version__
 from aibridged.api.manage import Management, add_management_errors
 from aibridged.api.openapi import enable_openapi, hide
 from aibridged.api.provider_routes import ProviderRoutes, add_provider_routes
+from aibridged.api.proxy_routes import add_proxy_routes
 from aibridged.api.record_routes import add_record_routes
 from aibridged.api.user_routes import add_user_routes
 
@@ -27,6 +29,7 @@ def create_control_app(
     management: Management | None = None,
     providers: ProviderRoutes | None = None,
     details: Details | None = None,
+    proxy_ca_cert_file: Path | None = None,
 ) -> QuartTrio:
     app = QuartTrio("aibridged")
     # Quart's defaults would cut responses after 60 s and bodies at 16 MiB (ARCHITECTURE pitfalls).
@@ -52,6 +55,8 @@ def create_control_app(
         add_record_routes(app, management)
         if providers is not None:
             add_provider_routes(app, providers)
+        if proxy_ca_cert_file is not None:
+            add_proxy_routes(app, management, proxy_ca_cert_file)
 
     @app.get("/healthz")
     @hide

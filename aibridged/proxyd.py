@@ -54,6 +54,14 @@ class ProxyAddresses:
     metrics: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class RunningProxy:
+    """What `run_proxy_daemon` reports once it accepts CONNECTs."""
+
+    addresses: ProxyAddresses
+    reloader: Reloader[ProxySnapshot]  # wait_reloaded(), statistics()
+
+
 def gateway_target(config: Config) -> str:
     """Where decrypted requests go: `proxy.target`, else this configuration's gateway."""
     if config.proxy.target:
@@ -75,7 +83,7 @@ async def run_proxy_daemon(
     notifier: SdNotifier | None = None,
     handle_signals: bool = True,
     resolver: Resolver = resolve,
-    task_status: trio.TaskStatus[ProxyAddresses] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[RunningProxy] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the proxy until a signal (or cancellation) stops it. `resolver` replaces DNS for
     tunnelled destinations (tests resolve made-up names to 127.0.0.1)."""
@@ -140,7 +148,7 @@ async def run_proxy_daemon(
                 log.info("proxyd.ready", proxy=addresses.proxy, tls=addresses.tls,
                          metrics=metrics_urls, target=gateway_target(config),
                          version=__version__)  # fmt: skip
-                task_status.started(addresses)
+                task_status.started(RunningProxy(addresses, reloader))
         log.info("proxyd.stopped")
         root.cancel_scope.cancel()
 

@@ -28,7 +28,9 @@ def basic(user: str, password: str) -> tuple[bytes, bytes]:
 
 
 def test_connect_targets_are_host_and_port_lower_cased_and_anything_else_is_a_400() -> None:
-    assert parse_connect_target(b"API.Anthropic.com.:443") == ConnectTarget("api.anthropic.com", 443)
+    assert parse_connect_target(b"API.Anthropic.com.:443") == ConnectTarget(
+        "api.anthropic.com", 443
+    )
     assert parse_connect_target(b"[::1]:8443") == ConnectTarget("::1", 8443)
     assert ConnectTarget("::1", 8443).authority == "[::1]:8443"
     for bad in (b"api.openai.com", b":443", b"host:0", b"host:70000", b"host:x", b"a/b:443",

@@ -20,6 +20,7 @@ import trio
 
 from aibridged.store import Store, open_store
 from tests.gateway import Gateway, start_gateway
+from tests.logs import watch_logs
 from tests.proxy_harness import (
     ANTHROPIC_HOST,
     OPENAI_HOST,
@@ -235,6 +236,17 @@ async def test_a_port_that_is_not_allowed_gets_403_before_anything_else(proxy: P
     answer, stream = await send_connect(proxy.address, f"{OPENAI_HOST}:22")
     await stream.aclose()
     assert answer.status_code == 403
+
+
+async def test_every_connect_logs_under_a_connect_id_of_its_own(proxy: Proxy) -> None:
+    with watch_logs() as logs:
+        for target in (f"{OPENAI_HOST}:22", "intranet.localhost:443"):
+            _, stream = await send_connect(proxy.address, target)
+            await stream.aclose()
+        refused = await logs.wait_for("proxy.refused", count=2)
+    ids = [entry["connect_id"] for entry in refused]
+    assert len(set(ids)) == 2 and all(uuid.UUID(i) for i in ids)
+    assert [entry["status"] for entry in refused] == [403, 403]
 
 
 async def test_a_provider_disabled_through_the_api_is_tunnelled_within_a_second(

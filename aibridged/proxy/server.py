@@ -18,6 +18,7 @@ import trio
 
 from aibridged.auth import TokenCache
 from aibridged.errors import AuthError, ProxyError, StartupError, StoreError
+from aibridged.log import bind_request
 from aibridged.proxy.certs import LeafCertificates
 from aibridged.proxy.connect import (
     PROXY_REALM,
@@ -97,20 +98,21 @@ def listener_tls(cert_file: str, key_file: str) -> ssl.SSLContext:
 
 
 async def handle_client(state: ProxyState, stream: trio.abc.Stream) -> None:
-    with structlog.contextvars.bound_contextvars(connect_id=str(uuid.uuid4())):
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
-        try:
-            request = await _read_connect(stream, conn, state.header_timeout_s)
-            if request is None:
-                return
-            await _serve_connect(state, stream, conn, request)
-        except ProxyError as exc:
-            log.info("proxy.refused", status=exc.status, reason=exc.message)
-            await _refuse(stream, conn, exc)
-        except (h11.RemoteProtocolError, *_BROKEN) as exc:
-            log.info("proxy.client_failed", error=type(exc).__name__)
-        finally:
-            await trio.aclose_forcefully(stream)
+    # Each connection runs in its own task, so the id binds to this connection's lines only.
+    bind_request(connect_id=str(uuid.uuid4()))
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+    try:
+        request = await _read_connect(stream, conn, state.header_timeout_s)
+        if request is None:
+            return
+        await _serve_connect(state, stream, conn, request)
+    except ProxyError as exc:
+        log.info("proxy.refused", status=exc.status, reason=exc.message)
+        await _refuse(stream, conn, exc)
+    except (h11.RemoteProtocolError, *_BROKEN) as exc:
+        log.info("proxy.client_failed", error=type(exc).__name__)
+    finally:
+        await trio.aclose_forcefully(stream)
 
 
 async def _read_connect(

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from aibridged.config import load_config
 from aibridged.proxy.certs import create_ca, load_ca, mint_leaf, server_context
+from aibridged.proxy.tunnel import relay
 from aibridged.proxyd import RunningProxy, run_proxy_daemon
 from tests.gateway import Gateway
 
@@ -152,3 +153,42 @@ async def serve_tls_origin(
     )
     port = listeners[0].transport_listener.socket.getsockname()[1]
     return Origin(port, ca_cert, x509.load_pem_x509_certificate(chain))
+
+
+def write_leaf(proxy_ca: Path, host: str, directory: Path) -> tuple[Path, Path]:
+    """A certificate for `host` (signed by the CA next to `proxy_ca`) as PEM files."""
+    chain, key = mint_leaf(load_ca(proxy_ca, proxy_ca.with_suffix(".key")), host)
+    cert_file, key_file = directory / f"{host}.pem", directory / f"{host}.key"
+    cert_file.write_bytes(chain)
+    key_file.write_bytes(key)
+    return cert_file, key_file
+
+
+@dataclass
+class CorporateProxy:
+    """A minimal upstream proxy: answers CONNECT, remembers what it was asked, relays."""
+
+    port: int
+    seen: list[h11.Request]
+
+
+async def serve_corporate_proxy(nursery: trio.Nursery) -> CorporateProxy:
+    seen: list[h11.Request] = []
+
+    async def handle(stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        request: h11.Request | None = None
+        while not isinstance(event := conn.next_event(), h11.EndOfMessage):
+            if event is h11.NEED_DATA:
+                conn.receive_data(bytes(await stream.receive_some(65536)))
+            elif isinstance(event, h11.Request):
+                request = event
+        assert request is not None
+        seen.append(request)
+        port = request.target.decode().rpartition(":")[2]  # every name is 127.0.0.1 here
+        destination = await trio.open_tcp_stream("127.0.0.1", int(port))
+        await stream.send_all(conn.send(h11.Response(status_code=200, headers=[])) or b"")
+        await relay(stream, destination)
+
+    listeners = await nursery.start(partial(trio.serve_tcp, handle, 0, host="127.0.0.1"))
+    return CorporateProxy(listeners[0].socket.getsockname()[1], seen)

@@ -28,8 +28,10 @@ from tests.proxy_harness import (
     basic,
     ca_toml,
     send_connect,
+    serve_corporate_proxy,
     serve_tls_origin,
     start_proxy,
+    write_leaf,
 )
 
 MSG = {"model": "claude-demo", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
@@ -223,6 +225,51 @@ async def test_other_hosts_are_tunnelled_and_the_client_sees_the_origins_own_cer
     async with _through(proxy, "x") as http:  # trusting only the proxy's CA: the origin's
         with pytest.raises(httpx2.ConnectError):  # certificate is not one it minted
             await http.get(f"https://origin.localhost:{origin.port}/")
+
+
+async def test_tunnels_go_through_the_upstream_proxy_with_its_credentials(
+    nursery: trio.Nursery, gateway: Gateway, tmp_path: Path
+) -> None:
+    origin = await serve_tls_origin(nursery, tmp_path, "origin.localhost")
+    corporate = await serve_corporate_proxy(nursery)
+    proxy = await start_proxy(nursery, gateway, {
+        "proxy.allowed_private_cidrs": "127.0.0.0/8",
+        "proxy.allowed_ports": f"443,{origin.port}",
+        "proxy.upstream": f"http://corp:s%40cret@127.0.0.1:{corporate.port}",
+    })  # fmt: skip
+    only_origin = ssl.create_default_context(cafile=str(origin.ca_file))
+    async with _through(proxy, "x", verify=only_origin) as http:
+        answer = await http.get(f"https://origin.localhost:{origin.port}/")
+    assert answer.text == "hello from the origin"
+    (asked,) = corporate.seen
+    assert asked.target == f"origin.localhost:{origin.port}".encode()  # the name, not the address
+    assert dict(asked.headers)[b"proxy-authorization"] == basic("s@cret", user="corp")
+
+
+async def test_the_tls_listener_serves_https_proxy_clients(
+    nursery: trio.Nursery, gateway: Gateway, alice: User, tmp_path: Path
+) -> None:
+    ca_file = gateway.config.proxy.ca_cert_file
+    assert ca_file is not None
+    cert, key = write_leaf(ca_file, "127.0.0.1", tmp_path)
+    proxy = await start_proxy(nursery, gateway, {
+        "proxy.tls_listen_address": "127.0.0.1:0",
+        "proxy.tls_cert_file": str(cert),
+        "proxy.tls_key_file": str(key),
+    })  # fmt: skip
+    (address,) = proxy.running.addresses.tls
+    tls = proxy.client_tls()
+    through_tls = httpx2.Proxy(f"https://coder:{alice.token}@{address}", ssl_context=tls)
+    async with (
+        httpx2.AsyncClient(proxy=through_tls, verify=tls, trust_env=False, timeout=10) as http,
+        anthropic.AsyncAnthropic(
+            base_url=f"https://{ANTHROPIC_HOST}", api_key=alice.token, http_client=http,
+            max_retries=0,
+        ) as claude,
+    ):  # fmt: skip
+        message = await claude.messages.create(**MSG)  # type: ignore[arg-type]
+    assert message.content[0].type == "text"
+    assert proxy.metric("connect_sessions_total", type="mitm") == 1
 
 
 async def test_a_destination_in_a_private_range_gets_403(proxy: Proxy) -> None:

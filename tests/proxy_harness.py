@@ -192,3 +192,65 @@ async def serve_corporate_proxy(nursery: trio.Nursery) -> CorporateProxy:
 
     listeners = await nursery.start(partial(trio.serve_tcp, handle, 0, host="127.0.0.1"))
     return CorporateProxy(listeners[0].socket.getsockname()[1], seen)
+
+
+class _EagerConnect(trio.abc.Stream):
+    """A client that does not wait for the proxy's 200: its CONNECT goes out in the same write
+    as the TLS hello, and the proxy's answer is read off before the TLS layer sees a byte."""
+
+    def __init__(self, stream: trio.SocketStream, connect: bytes) -> None:
+        self._stream, self._connect = stream, connect
+        self._head = bytearray()
+        self.answer = b""
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        first, self._connect = self._connect, b""
+        await self._stream.send_all(first + bytes(data))
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        while not self.answer:
+            self._head += await self._stream.receive_some(65536)
+            if b"\r\n\r\n" in self._head:
+                answer, _, rest = bytes(self._head).partition(b"\r\n\r\n")
+                self.answer = answer
+                if rest:
+                    return rest
+        return await self._stream.receive_some(max_bytes)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+async def open_decrypted(
+    proxy: Proxy, host: str, token: str, *, eager: bool = False
+) -> trio.SSLStream[trio.abc.Stream]:
+    """A TLS stream to `host` through the proxy (MITM'd), handshake done."""
+    target = f"{host}:443"
+    if eager:
+        address, _, port = proxy.address.rpartition(":")
+        tcp = await trio.open_tcp_stream(address, int(port))
+        head = f"CONNECT {target} HTTP/1.1\r\nhost: {target}\r\nproxy-authorization: "
+        raw: trio.abc.Stream = _EagerConnect(tcp, head.encode() + basic(token) + b"\r\n\r\n")
+    else:
+        answer, raw = await send_connect(
+            proxy.address, target, [(b"proxy-authorization", basic(token))]
+        )
+        assert answer.status_code == 200
+    # As HTTPS clients do: the end of an answer is its framing, not a TLS close_notify.
+    tls = trio.SSLStream(raw, proxy.client_tls(), server_hostname=host, https_compatible=True)
+    await tls.do_handshake()
+    if isinstance(raw, _EagerConnect):
+        assert raw.answer.startswith(b"HTTP/1.1 200")
+    return tls
+
+
+async def exchange(stream: trio.abc.Stream, request: bytes) -> bytes:
+    """Send a whole HTTP/1.1 request (with `connection: close`) and read the answer to its end."""
+    await stream.send_all(request)
+    answer = bytearray()
+    while chunk := await stream.receive_some(65536):
+        answer += chunk
+    return bytes(answer)

@@ -4,6 +4,7 @@ a TLS origin of its own; the refusals (407, 403); a provider disabled through th
 
 from __future__ import annotations
 
+import json
 import ssl
 import time
 import uuid
@@ -27,6 +28,8 @@ from tests.proxy_harness import (
     Proxy,
     basic,
     ca_toml,
+    exchange,
+    open_decrypted,
     send_connect,
     serve_corporate_proxy,
     serve_tls_origin,
@@ -172,6 +175,30 @@ async def test_inflight_requests_are_counted_and_a_client_that_leaves_reaches_th
     # The proxy counted the request out as it closed its gateway connection, before the
     # gateway could see the close.
     assert proxy.metric("inflight_mitm_requests", provider="anthropic") == 0
+
+
+def _messages_request(host: str, token: str) -> bytes:
+    body = json.dumps(MSG).encode()
+    return (
+        f"POST /v1/messages HTTP/1.1\r\nhost: {host}\r\nx-api-key: {token}\r\n"
+        f"anthropic-version: 2023-06-01\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    ).encode() + body
+
+
+async def test_a_client_that_starts_tls_before_the_200_is_served(proxy: Proxy, alice: User) -> None:
+    async with await open_decrypted(proxy, ANTHROPIC_HOST, alice.token, eager=True) as tls:
+        answer = await exchange(tls, _messages_request(ANTHROPIC_HOST, alice.token))
+    assert answer.startswith(b"HTTP/1.1 200") and b'"type":"message"' in answer.replace(b" ", b"")
+
+
+async def test_a_request_naming_another_host_than_its_connect_gets_421(
+    proxy: Proxy, alice: User
+) -> None:
+    async with await open_decrypted(proxy, ANTHROPIC_HOST, alice.token) as tls:
+        answer = await exchange(tls, _messages_request("api.openai.localhost", alice.token))
+    assert answer.startswith(b"HTTP/1.1 421")
+    assert proxy.metric("mitm_requests_total", provider="anthropic") == 0
 
 
 @pytest.mark.parametrize("credential", [None, "aib_nope_nope", "wrong"])

@@ -154,7 +154,7 @@ async def _serve_one(
     """One request; False when the connection must close."""
     headers = [(n.lower(), v) for n, v in request.headers]
     host = next((v for n, v in headers if n == b"host"), b"").decode("latin-1")
-    if urlsplit(f"//{host}").hostname != session.host:
+    if (urlsplit(f"//{host}").hostname or "").rstrip(".") != session.host:
         await _answer(stream, conn, 421, b"this connection serves another host\n")
         return False
     body = await _read_body(stream, conn, fwd.max_body_bytes, fwd.body_timeout_s)

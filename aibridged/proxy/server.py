@@ -29,7 +29,7 @@ from aibridged.proxy.connect import (
     proxy_token,
 )
 from aibridged.proxy.mitm import Forwarding, MitmSession, serve_decrypted
-from aibridged.proxy.tunnel import Dialer, relay
+from aibridged.proxy.tunnel import Dialer, Replayed, relay
 
 log = structlog.get_logger("aibridged.proxy")
 
@@ -148,10 +148,13 @@ async def _serve_connect(
     if decision.mitm:
         token = await _authenticate(state.tokens, list(request.headers))
         context = await state.leaves.context_for(target.host)
-        await _established(stream, conn)
+        early = await _established(stream, conn)
         state.forwarding.metrics.connect_sessions.labels(type="mitm").inc()
         log.info("proxy.mitm", host=target.host, provider=decision.provider)
-        tls = trio.SSLStream(stream, context, server_side=True, https_compatible=True)
+        # A client may send its TLS hello without waiting for our 200: those bytes came in
+        # with the CONNECT and go to the TLS layer first.
+        raw = Replayed(stream, early) if early else stream
+        tls = trio.SSLStream(raw, context, server_side=True, https_compatible=True)
         with trio.move_on_after(state.header_timeout_s) as handshake:
             await tls.do_handshake()
         if handshake.cancelled_caught:

@@ -164,3 +164,28 @@ async def relay(client: trio.abc.Stream, destination: trio.abc.Stream, first: by
             nursery.start_soon(copy, client, destination)
             nursery.start_soon(copy, destination, client)
     return moved[0]
+
+
+class Replayed(trio.abc.Stream):
+    """`stream`, whose first bytes (`first`) were already read from it: they come first."""
+
+    def __init__(self, stream: trio.abc.Stream, first: bytes) -> None:
+        self._stream = stream
+        self._first = first
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        if not self._first:
+            return await self._stream.receive_some(max_bytes)
+        await trio.lowlevel.checkpoint()
+        size = len(self._first) if max_bytes is None else max_bytes
+        data, self._first = self._first[:size], self._first[size:]
+        return data
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import trio
 from opentelemetry.sdk.trace import SpanProcessor
@@ -13,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from aibridged.config import Config, load_config
 from aibridged.daemon import ADMIN_TOKEN_FILE, BoundAddresses, run_daemon
 from aibridged.demo import serve_demo_upstream
+from aibridged.store import Store
 from tests.fakes import FakeUpstream
 
 OPENAI_KEY = "sk-upstream-openai-0123456789"
@@ -117,3 +120,16 @@ async def start_gateway(
 
 def _env() -> dict[str, str]:
     return {"TEST_OPENAI_KEY": OPENAI_KEY, "TEST_ANTHROPIC_KEY": ANTHROPIC_KEY}
+
+
+async def ended_interceptions(db: Store, count: int, limit_s: float = 5.0) -> list[dict[str, Any]]:
+    """The interceptions, oldest first, once `count` of them have ended (the recorder writes
+    behind the request by design)."""
+    query = "SELECT * FROM aibridge_interceptions ORDER BY started_at"
+    deadline = time.monotonic() + limit_s
+    while True:
+        rows = [dict(r) for r in await db.run(lambda conn: conn.fetch(query))]
+        if sum(r["ended_at"] is not None for r in rows) >= count:
+            return rows
+        assert time.monotonic() < deadline, f"only {rows} after {limit_s}s"
+        await trio.sleep(0.02)

@@ -18,6 +18,7 @@ from aibridged.config import load_config
 from aibridged.proxy.certs import create_ca, load_ca, mint_leaf, server_context
 from aibridged.proxy.tunnel import relay
 from aibridged.proxyd import RunningProxy, run_proxy_daemon
+from aibridged.sdnotify import SdNotifier
 from tests.gateway import Gateway
 
 # Made-up public names for the providers: the proxy decides by the CONNECT host name.
@@ -44,6 +45,7 @@ class Proxy:
     registry: CollectorRegistry
     ca_file: Path
     cancel: trio.CancelScope
+    stopped: trio.Event
 
     @property
     def address(self) -> str:
@@ -63,7 +65,12 @@ async def to_loopback(host: str, port: int) -> list[str]:
 
 
 async def start_proxy(
-    nursery: trio.Nursery, gateway: Gateway, flags: Mapping[str, str] | None = None
+    nursery: trio.Nursery,
+    gateway: Gateway,
+    flags: Mapping[str, str] | None = None,
+    *,
+    notifier: SdNotifier | None = None,
+    handle_signals: bool = False,
 ) -> Proxy:
     config = load_config(
         path=gateway.config.server.state_dir / "aibridged.toml",
@@ -79,19 +86,25 @@ async def start_proxy(
     registry = CollectorRegistry()
     cancel = trio.CancelScope()
 
+    stopped = trio.Event()
+
     async def run(task_status: trio.TaskStatus[RunningProxy]) -> None:
-        with cancel:
-            await run_proxy_daemon(
-                config,
-                registry=registry,
-                handle_signals=False,
-                resolver=to_loopback,
-                task_status=task_status,
-            )
+        try:
+            with cancel:
+                await run_proxy_daemon(
+                    config,
+                    registry=registry,
+                    notifier=notifier,
+                    handle_signals=handle_signals,
+                    resolver=to_loopback,
+                    task_status=task_status,
+                )
+        finally:
+            stopped.set()
 
     running = await nursery.start(run)
     assert config.proxy.ca_cert_file is not None
-    return Proxy(running, registry, config.proxy.ca_cert_file, cancel)
+    return Proxy(running, registry, config.proxy.ca_cert_file, cancel, stopped)
 
 
 def basic(token: str, user: str = "coder") -> bytes:

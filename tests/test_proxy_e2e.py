@@ -5,10 +5,12 @@ a TLS origin of its own; the refusals (407, 403); a provider disabled through th
 from __future__ import annotations
 
 import json
+import os
+import signal
 import ssl
-import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +21,9 @@ import openai
 import pytest
 import trio
 
+from aibridged.sdnotify import SdNotifier
 from aibridged.store import Store, open_store
-from tests.gateway import Gateway, start_gateway
+from tests.gateway import Gateway, ended_interceptions, start_gateway
 from tests.logs import watch_logs
 from tests.proxy_harness import (
     ANTHROPIC_HOST,
@@ -89,16 +92,23 @@ def _through(proxy: Proxy, token: str, verify: ssl.SSLContext | None = None) -> 
     )
 
 
-async def _interceptions(db: Store, count: int, limit_s: float = 5.0) -> list[dict[str, Any]]:
-    """The interceptions once `count` have ended (the recorder writes behind the request)."""
-    query = "SELECT * FROM aibridge_interceptions ORDER BY started_at"
-    deadline = time.monotonic() + limit_s
-    while True:
-        rows = [dict(r) for r in await db.run(lambda conn: conn.fetch(query))]
-        if sum(r["ended_at"] is not None for r in rows) >= count:
-            return rows
-        assert time.monotonic() < deadline, f"only {rows} after {limit_s}s"
-        await trio.sleep(0.02)
+def _claude(http: httpx2.AsyncClient, api_key: str) -> anthropic.AsyncAnthropic:
+    """The Anthropic SDK calling https://<the mapped host> as configured, through `http`."""
+    return anthropic.AsyncAnthropic(
+        base_url=f"https://{ANTHROPIC_HOST}", api_key=api_key, http_client=http, max_retries=0
+    )
+
+
+@asynccontextmanager
+async def _held_stream(gateway: Gateway, proxy: Proxy, token: str) -> AsyncIterator[Any]:
+    """A streamed Messages call through the proxy that the upstream keeps open: its events."""
+    gateway.upstream.hold_stream_open()
+    async with (
+        _through(proxy, token) as http,
+        _claude(http, token) as claude,
+        claude.messages.stream(**MSG) as s,  # type: ignore[arg-type]
+    ):  # fmt: skip
+        yield aiter(s)
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -107,10 +117,7 @@ async def test_sdk_calls_to_provider_hosts_are_decrypted_and_recorded_as_the_pro
 ) -> None:
     async with (
         _through(proxy, alice.token) as http,
-        anthropic.AsyncAnthropic(
-            base_url=f"https://{ANTHROPIC_HOST}", api_key=alice.token, http_client=http,
-            max_retries=0,
-        ) as claude,
+        _claude(http, alice.token) as claude,
         openai.AsyncOpenAI(
             base_url=f"https://{OPENAI_HOST}/v1", api_key=alice.token, http_client=http,
             max_retries=0,
@@ -127,7 +134,7 @@ async def test_sdk_calls_to_provider_hosts_are_decrypted_and_recorded_as_the_pro
             text = done.choices[0].message.content or ""
     assert message.content[0].type == "text" and message.content[0].text
     assert text
-    rows = await _interceptions(db, 2)
+    rows = await ended_interceptions(db, 2)
     assert [(r["provider"], r["initiator_id"]) for r in rows] == [
         ("anthropic", alice.id), ("openai", alice.id)]  # fmt: skip
     assert proxy.metric("connect_sessions_total", type="mitm") == 2  # one per host
@@ -142,13 +149,10 @@ async def test_a_byok_client_keeps_its_own_key_and_the_proxy_token_authenticates
 ) -> None:
     async with (
         _through(proxy, alice.token) as http,
-        anthropic.AsyncAnthropic(
-            base_url=f"https://{ANTHROPIC_HOST}", api_key="sk-ant-users-own-key",
-            http_client=http, max_retries=0,
-        ) as claude,
+        _claude(http, "sk-ant-users-own-key") as claude,
     ):  # fmt: skip
         await claude.messages.create(**MSG)  # type: ignore[arg-type]
-    (row,) = await _interceptions(db, 1)
+    (row,) = await ended_interceptions(db, 1)
     assert row["initiator_id"] == alice.id
     seen = gateway.upstream.requests[-1]
     credentials = [h for h in seen.headers if h[0] in ("authorization", "x-api-key")]
@@ -158,22 +162,13 @@ async def test_a_byok_client_keeps_its_own_key_and_the_proxy_token_authenticates
 async def test_inflight_requests_are_counted_and_a_client_that_leaves_reaches_the_gateway(
     gateway: Gateway, proxy: Proxy, alice: User
 ) -> None:
-    gateway.upstream.hold_stream_open()
-    async with (
-        _through(proxy, alice.token) as http,
-        anthropic.AsyncAnthropic(
-            base_url=f"https://{ANTHROPIC_HOST}", api_key=alice.token, http_client=http,
-            max_retries=0,
-        ) as claude,
-        claude.messages.stream(**MSG) as s,  # type: ignore[arg-type]
-    ):  # fmt: skip
-        async for _ in s:
-            break  # the stream is open: one event arrived
-        assert proxy.metric("inflight_mitm_requests", provider="anthropic") == 1
-    with trio.fail_after(5):
-        await gateway.upstream.disconnected.wait()  # proxy → gateway → upstream, all closed
-    # The proxy counted the request out as it closed its gateway connection, before the
-    # gateway could see the close.
+    with watch_logs() as logs:
+        async with _held_stream(gateway, proxy, alice.token) as events:
+            await anext(events)  # the stream is open: one event arrived
+            assert proxy.metric("inflight_mitm_requests", provider="anthropic") == 1
+        with trio.fail_after(5):
+            await gateway.upstream.disconnected.wait()  # proxy → gateway → upstream, all closed
+            await logs.wait_for("proxy.mitm_closed", requests=1)
     assert proxy.metric("inflight_mitm_requests", provider="anthropic") == 0
 
 
@@ -289,10 +284,7 @@ async def test_the_tls_listener_serves_https_proxy_clients(
     through_tls = httpx2.Proxy(f"https://coder:{alice.token}@{address}", ssl_context=tls)
     async with (
         httpx2.AsyncClient(proxy=through_tls, verify=tls, trust_env=False, timeout=10) as http,
-        anthropic.AsyncAnthropic(
-            base_url=f"https://{ANTHROPIC_HOST}", api_key=alice.token, http_client=http,
-            max_retries=0,
-        ) as claude,
+        _claude(http, alice.token) as claude,
     ):  # fmt: skip
         message = await claude.messages.create(**MSG)  # type: ignore[arg-type]
     assert message.content[0].type == "text"
@@ -372,3 +364,32 @@ async def test_a_client_that_sends_no_connect_is_dropped_after_the_header_timeou
         with trio.fail_after(5):
             assert await stream.receive_some(1024) == b""  # closed by the proxy
     assert trio.current_time() - started >= 2.0  # proxy.header_timeout in the test config
+
+
+async def test_sighup_reloads_and_sigterm_drains_open_streams_then_stops(
+    nursery: trio.Nursery, gateway: Gateway, alice: User, tmp_path: Path
+) -> None:
+    sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_DGRAM)
+    await sock.bind(str(tmp_path / "notify.sock"))
+    notifier = SdNotifier({"NOTIFY_SOCKET": str(tmp_path / "notify.sock")})
+    proxy = await start_proxy(nursery, gateway, notifier=notifier, handle_signals=True)
+    with trio.fail_after(5):
+        assert (await sock.recv(1024)).startswith(b"READY=1")
+        attempts = proxy.running.reloader.statistics().attempts
+        os.kill(os.getpid(), signal.SIGHUP)
+        assert (await sock.recv(1024)).startswith(b"RELOADING=1")
+        assert (await sock.recv(1024)).startswith(b"READY=1")
+    # (a change notification may have asked for one more meanwhile)
+    assert proxy.running.reloader.statistics().attempts >= attempts + 1
+    async with _held_stream(gateway, proxy, alice.token) as events:
+        await anext(events)
+        os.kill(os.getpid(), signal.SIGTERM)
+        with trio.fail_after(5):
+            assert await sock.recv(1024) == b"STOPPING=1"
+        with pytest.raises(OSError):  # the listener is closed: no new CONNECT
+            await send_connect(proxy.address, f"{ANTHROPIC_HOST}:443")
+        await anext(events)  # the open stream still flows during the grace
+        assert not proxy.stopped.is_set()
+    with trio.fail_after(5):  # the client left: nothing holds the proxy any more
+        await proxy.stopped.wait()
+    sock.close()

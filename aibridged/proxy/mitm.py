@@ -57,19 +57,21 @@ class _ClientGone(Exception):
     pass
 
 
-async def serve_decrypted(stream: trio.abc.Stream, session: MitmSession, fwd: Forwarding) -> None:
-    """Serve requests on the decrypted `stream` until the client closes it."""
+async def serve_decrypted(stream: trio.abc.Stream, session: MitmSession, fwd: Forwarding) -> int:
+    """Serve requests on the decrypted `stream` until the client closes it; how many."""
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+    served = 0
     while True:
         try:
             request = await _next_request(stream, conn, fwd.header_timeout_s)
             if request is None:
-                return
+                return served
+            served += 1
             keep_going = await _serve_one(stream, conn, request, session, fwd)
         except (h11.RemoteProtocolError, _ClientGone, *_BROKEN):
-            return
+            return served
         if not keep_going or conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
-            return
+            return served
         conn.start_next_cycle()
 
 

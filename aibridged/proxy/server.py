@@ -161,7 +161,8 @@ async def _serve_connect(
             log.info("proxy.handshake_timeout", host=target.host)
             return
         session = MitmSession(target.host, decision.provider, token)
-        await serve_decrypted(tls, session, state.forwarding)
+        served = await serve_decrypted(tls, session, state.forwarding)
+        log.info("proxy.mitm_closed", host=target.host, requests=served)
         return
     await _tunnel(state, stream, conn, target)
 

@@ -4,9 +4,11 @@ Layers, highest first; a module imports only from its own layer or the ones belo
 (tests/test_layers.py enforces this):
 
     cli, admin_cli, remote               command line (remote: over HTTP); trio.run only here
-    daemon, startup, reload              composition root, providers' startup, reload loop
+    daemon, startup, reload, proxyd      composition roots (gateway, proxy), providers' startup,
+                                         reload loop
     api, dashboard, proxy                listeners: data plane (raw ASGI), control plane (Quart),
-                                         the web dashboard on the control plane
+                                         the web dashboard on the control plane; the CONNECT
+                                         proxy (aibridgeproxyd)
     providers, mcp, demo, tracing        vendor facts, provider snapshots; the built-in upstream;
                                          OpenTelemetry spans of the data plane
     intercept, clients                   relaying and parsing the wire formats; client detection

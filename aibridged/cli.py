@@ -12,8 +12,14 @@ from typing import Any, TypeVar
 import trio
 
 from aibridged import __version__
-from aibridged.config import add_config_flags, flags_from_args, load_config, spell_out_bool_flags
-from aibridged.errors import AibridgedError
+from aibridged.config import (
+    Config,
+    add_config_flags,
+    flags_from_args,
+    load_config,
+    spell_out_bool_flags,
+)
+from aibridged.errors import AibridgedError, InvalidInput
 from aibridged.log import LogTargets, configure_logging
 from aibridged.remote import REMOTE_COMMANDS, add_remote_parsers, run_remote
 from aibridged.remote.accounts import wants_remote
@@ -104,6 +110,17 @@ def build_parser() -> argparse.ArgumentParser:
     action(secrets_sub, "rotate", "put a new key first in the key file, seal every secret again")
     action(secrets_sub, "prune", "drop the old keys from the key file once nothing uses them")
 
+    proxy = with_config(sub.add_parser(
+        "proxy", help="run aibridgeproxyd, the CONNECT proxy (docs/proxy.md)"))  # fmt: skip
+    proxy_sub = proxy.add_subparsers(dest="action", metavar="ACTION")
+    ca = proxy_sub.add_parser("ca", help="the proxy's MITM certificate authority")
+    ca_create = actions(ca).add_parser(
+        "create", help="write a new CA (key mode 0600); never overwrites", parents=[after_action]
+    )
+    ca_create.add_argument("--cert", type=Path, help="default: proxy.ca_cert_file")
+    ca_create.add_argument("--key", type=Path, help="default: proxy.ca_key_file")
+    ca_create.add_argument("--common-name", default="aibridged proxy CA")
+
     sub.add_parser("version", help="print the version")
     add_remote_parsers(sub)
     return parser
@@ -131,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"configuration is valid ({config.source or 'defaults, environment and flags'})")
             return 0
         configure_logging(LogTargets(config.log.human, config.log.json, config.log.level))
+        if args.command == "proxy":
+            return _proxy(config, args)
         if args.command == "serve":
             from aibridged.daemon import run_daemon
 
@@ -148,6 +167,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Python flushes stdout again at exit: point it at /dev/null so that is quiet too.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+
+
+def _proxy(config: Config, args: argparse.Namespace) -> int:
+    if args.action is None:
+        from aibridged.proxyd import run_proxy_daemon
+
+        _run(lambda: run_proxy_daemon(config))
+        return 0
+    from aibridged.proxy.certs import create_ca
+
+    cert = args.cert or config.proxy.ca_cert_file
+    key = args.key or config.proxy.ca_key_file
+    if cert is None or key is None:
+        raise InvalidInput("give --cert and --key (or set proxy.ca_cert_file, proxy.ca_key_file)")
+    create_ca(cert, key, common_name=args.common_name)
+    print(f"CA certificate: {cert}\nCA key (mode 0600): {key}")
+    print("Clients trust the certificate (never the key): NODE_EXTRA_CA_CERTS, SSL_CERT_FILE, ...")
+    return 0
 
 
 def _run(fn: Callable[[], Awaitable[T]]) -> T:

@@ -126,7 +126,7 @@ async def run_daemon(
         metrics_urls: list[str] = []
         if config.prometheus.enabled:
             metrics_urls = await root.start(
-                _serve_metrics, ListenerSettings(address=config.prometheus.address), metrics
+                serve_metrics, ListenerSettings(address=config.prometheus.address), metrics.registry
             )
         demo_url = await root.start(serve_demo_upstream, DemoUpstream()) if demo else None
         async with (
@@ -318,6 +318,7 @@ def _build_app(
         ),
         details=lambda: statistics_for_readiness(providers, recorder, sweeper),
         dashboard_session_lifetime_s=config.server.dashboard_session_lifetime_s,
+        proxy_ca_cert_file=config.proxy.ca_cert_file,
     )
     return GatewayApp(control, dataplane if config.ai_gateway.enabled else None)
 
@@ -348,13 +349,14 @@ async def _run_listener(
     services.cancel()
 
 
-async def _serve_metrics(
+async def serve_metrics(
     settings: ListenerSettings,
-    metrics: Metrics,
+    registry: CollectorRegistry,
     *,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    scrape = make_asgi_app(metrics.registry)
+    """Prometheus' /metrics of `registry` (the gateway's, or the proxy's) until cancelled."""
+    scrape = make_asgi_app(registry)
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":  # prometheus_client's app speaks only HTTP

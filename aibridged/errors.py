@@ -16,6 +16,7 @@
     ├── Rejected                  a request the gateway answers itself (status, message, reason)
     │   └── BodyRejected          the request body is not acceptable (400, 415, 501)
     ├── CredentialError           a provider's own credentials (AWS) cannot be resolved
+    ├── ProxyError                aibridgeproxyd refuses or cannot serve a CONNECT (its status)
     └── UpstreamError             talking to an LLM provider failed
         ├── UpstreamTimeout       no answer in time (the client gets 504)
         ├── UpstreamConnectError  cannot connect, or the connection broke (502)
@@ -129,6 +130,16 @@ class BodyRejected(Rejected):
 class CredentialError(AibridgedError):
     """A provider's credentials cannot be resolved (AWS: the default chain found none, STS
     refused the role). The message names no secret."""
+
+
+class ProxyError(AibridgedError):
+    """A CONNECT the proxy answers itself: `status` (400, 403, 407, 502, 504) and a message
+    safe to show the client (never an internal address or a credential)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
 
 class UpstreamError(AibridgedError):

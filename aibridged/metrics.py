@@ -6,7 +6,7 @@ client-chosen model name is capped per provider (`model_label`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.gc_collector import GCCollector
@@ -19,6 +19,20 @@ PREFIX = "coder_aibridged_"
 MODELS_PER_PROVIDER = 100
 MODEL_LABEL_CHARS = 128
 OTHER_MODEL = "other"
+
+
+class TaskMetrics(Protocol):
+    """What a supervised background task counts (the gateway's and the proxy's metrics)."""
+
+    task_restarts: Counter
+
+
+class ReloadMetrics(Protocol):
+    """What the shared provider reload loop sets (the gateway's and the proxy's metrics)."""
+
+    providers_last_reload: Gauge
+    providers_last_reload_success: Gauge
+    provider_reloads: Counter
 
 
 class Metrics:

@@ -20,7 +20,7 @@ import structlog
 import trio
 
 from aibridged.errors import AibridgedError
-from aibridged.metrics import Metrics
+from aibridged.metrics import ReloadMetrics
 from aibridged.sdnotify import SdNotifier
 
 log = structlog.get_logger("aibridged.reload")
@@ -44,7 +44,7 @@ class Reloader(Generic[S]):
         build: Callable[[int], Awaitable[S]],
         apply: Callable[[S], None],
         *,
-        metrics: Metrics,
+        metrics: ReloadMetrics,
         notifier: SdNotifier | None = None,
         poll_interval_s: float = 30.0,
         timeout_s: float = 10.0,

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import structlog
 import trio
 
-from aibridged.metrics import Metrics
+from aibridged.metrics import Metrics, TaskMetrics
 
 log = structlog.get_logger("aibridged.supervisor")
 
@@ -47,7 +47,7 @@ class Backoff:
 async def run_supervised(
     name: str,
     task: SupervisedTask,
-    metrics: Metrics,
+    metrics: TaskMetrics,
     *,
     backoff: Backoff = Backoff(),
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,

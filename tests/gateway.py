@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from aibridged.config import Config, load_config
 from aibridged.daemon import ADMIN_TOKEN_FILE, BoundAddresses, run_daemon
 from aibridged.demo import serve_demo_upstream
+from aibridged.store import Store
 from tests.fakes import FakeUpstream
 
 OPENAI_KEY = "sk-upstream-openai-0123456789"
@@ -167,3 +168,16 @@ async def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
         check=True, capture_stdout=True, capture_stderr=True,
     )  # fmt: skip
     return cert, key
+
+
+async def ended_interceptions(db: Store, count: int, limit_s: float = 5.0) -> list[dict[str, Any]]:
+    """The interceptions, oldest first, once `count` of them have ended (the recorder writes
+    behind the request by design)."""
+    query = "SELECT * FROM aibridge_interceptions ORDER BY started_at"
+    deadline = time.monotonic() + limit_s
+    while True:
+        rows = [dict(r) for r in await db.run(lambda conn: conn.fetch(query))]
+        if sum(r["ended_at"] is not None for r in rows) >= count:
+            return rows
+        assert time.monotonic() < deadline, f"only {rows} after {limit_s}s"
+        await trio.sleep(0.02)

@@ -7,7 +7,6 @@ never from the code under test.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,7 +29,7 @@ from tests.fakes_bedrock import (
     FakeSts,
     isolate_aws,
 )
-from tests.gateway import Gateway, start_gateway
+from tests.gateway import Gateway, ended_interceptions, start_gateway
 from tests.logs import LogWatch, watch_logs
 
 SCHEMA = {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}
@@ -97,17 +96,6 @@ def _claude(gateway: Gateway, name: str = "bedrock") -> anthropic.AsyncAnthropic
     )
 
 
-async def _ended(db: Store, count: int) -> list[dict[str, Any]]:
-    query = "SELECT * FROM aibridge_interceptions ORDER BY started_at"
-    deadline = time.monotonic() + 5
-    while True:
-        rows = [dict(r) for r in await db.run(lambda conn: conn.fetch(query))]
-        if sum(r["ended_at"] is not None for r in rows) >= count:
-            return rows
-        assert time.monotonic() < deadline, rows
-        await trio.sleep(0.02)
-
-
 async def _children(db: Store, table: str, interception_id: Any) -> list[dict[str, Any]]:
     sql = f"SELECT * FROM {table} WHERE interception_id = $1 ORDER BY created_at"
     return [dict(r) for r in await db.run(lambda conn: conn.fetch(sql, interception_id))]
@@ -137,7 +125,7 @@ async def test_the_sdk_gets_messages_with_tool_use_and_thinking_and_the_intercep
     assert call.api == ("invoke-with-response-stream" if stream else "invoke")
     assert call.model_id == MODEL and call.body["anthropic_version"] == "bedrock-2023-05-31"
     assert "model" not in call.body and "stream" not in call.body and fake.refusals == []
-    (row,) = await _ended(db, 1)
+    (row,) = await ended_interceptions(db, 1)
     # Recorded under the model Bedrock was asked for, as Coder's gateway records it.
     assert (row["provider"], row["provider_name"], row["model"]) == ("anthropic", "bedrock", MODEL)
     assert row["credential_kind"] == "centralized" and row["credential_hint"] == "AKIA...0001"
@@ -294,7 +282,7 @@ async def test_mantle_forwards_the_native_body_and_relays_its_sse(
     assert call.api == "mantle" and call.body["model"] == "claude-sonnet-4-5"
     assert call.body["stream"] is True and fake.refusals == []
     assert dict(call.headers)["anthropic-version"]  # native: the client's headers go along
-    (row,) = await _ended(db, 1)  # count_tokens is passed through, not recorded
+    (row,) = await ended_interceptions(db, 1)  # count_tokens is passed through, not recorded
     assert row["model"] == "claude-sonnet-4-5"
     tokens = await _children(db, "aibridge_token_usages", row["id"])
     assert sum(t["output_tokens"] for t in tokens) == message.usage.output_tokens

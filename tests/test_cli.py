@@ -223,3 +223,39 @@ def test_config_options_work_before_and_after_an_actions_name() -> None:
         assert flags_from_args(args) == {"server.state_dir": "/s"}
     plain = parser.parse_args(["users", "--state-dir", "/s", "list"])  # not reset by the action
     assert flags_from_args(plain) == {"server.state_dir": "/s"} and plain.config is None
+
+
+def test_proxy_ca_create_writes_a_private_key_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    cert, key = tmp_path / "ca.pem", tmp_path / "ca.key"
+    made = run("proxy", "ca", "create", "--cert", str(cert), "--key", str(key))
+    assert made.returncode == 0, made.stderr
+    assert (key.stat().st_mode & 0o777) == 0o600 and b"BEGIN CERTIFICATE" in cert.read_bytes()
+    again = run("proxy", "ca", "create", "--cert", str(cert), "--key", str(key))
+    assert _one_error_line(again) == f"aibridged: {cert} exists already: not overwritten"
+    # Without paths on the command line, the configuration's proxy.ca_* keys are used.
+    env = {"AIBRIDGED_PROXY_CA_CERT_FILE": str(tmp_path / "b.pem"),
+           "AIBRIDGED_PROXY_CA_KEY_FILE": str(tmp_path / "b.key")}  # fmt: skip
+    assert run("proxy", "ca", "create", env=env).returncode == 0
+    assert (tmp_path / "b.key").exists()
+    missing = run("proxy", "ca", "create")
+    assert "--cert and --key" in _one_error_line(missing)
+
+
+def test_proxy_without_a_ca_fails_with_one_line(tmp_path: Path, database_url: str) -> None:
+    result = run("proxy", "--state-dir", str(tmp_path), "--database-url", database_url)
+    assert "proxy.ca_cert_file and proxy.ca_key_file" in _one_error_line(result)
+
+
+def test_proxy_listen_port_in_use_fails_with_one_line(tmp_path: Path, database_url: str) -> None:
+    cert, key = tmp_path / "ca.pem", tmp_path / "ca.key"
+    assert run("proxy", "ca", "create", "--cert", str(cert), "--key", str(key)).returncode == 0
+    sock, port = _listening_socket()
+    env = {"AIBRIDGED_PROXY_CA_CERT_FILE": str(cert), "AIBRIDGED_PROXY_CA_KEY_FILE": str(key)}
+    with sock:
+        result = run(
+            "proxy", "--state-dir", str(tmp_path), "--database-url", database_url,
+            "--proxy-listen-address", f"127.0.0.1:{port}", "--prometheus-enabled", "false",
+            env=env,
+        )  # fmt: skip
+    line = _one_error_line(result)
+    assert f"127.0.0.1:{port}" in line and "address already in use" in line.lower()

@@ -731,6 +731,7 @@ EXPECTED_FLAGS = {
     "--ai-gateway-send-actor-headers", "--prometheus-enabled", "--prometheus-address",
     "--log-human", "--log-json", "--log-level",
     "--trace", "--trace-logs", "--trace-otlp-endpoint", "--trace-file",
+    "--proxy-listen-address", "--proxy-target",
 }  # fmt: skip
 
 
@@ -772,7 +773,8 @@ def _flatten(table: Mapping[str, Any], prefix: str = "") -> set[str]:
     paths: set[str] = set()
     for name, value in table.items():
         path = f"{prefix}{name}"
-        paths |= _flatten(value, path + ".") if isinstance(value, dict) else {path}
+        table = isinstance(value, dict) and path not in {key.path for key in KEYS}
+        paths |= _flatten(value, path + ".") if table else {path}
     return paths
 
 
@@ -834,3 +836,49 @@ def test_a_bare_boolean_flag_never_takes_the_next_argument_as_its_value(
     parser.add_argument("rest", nargs="*")
     ns = parser.parse_args(spelled)
     assert ns.rest == [a for a in argv if not a.startswith("--") and a not in ("false", "info")]
+
+
+# ---------------------------------------------------------------------------------- [proxy]
+
+
+def test_proxy_lists_and_host_map_read_from_toml_and_from_the_environment(
+    toml_file: Callable[[str], Path],
+) -> None:
+    file = toml_file(
+        '[proxy]\nallowed_private_cidrs = ["10.1.2.3/8", "fd00::/8"]\nallowed_ports = [443]\n'
+        'intercept = { "API.Anthropic.com" = "anthropic" }\n'
+    )
+    proxy = load(file).proxy
+    assert proxy.allowed_private_cidrs == ("10.0.0.0/8", "fd00::/8")
+    assert proxy.allowed_ports == (443,)
+    assert dict(proxy.intercept) == {"api.anthropic.com": "anthropic"}
+    env = load(env={
+        "CODER_AI_GATEWAY_PROXY_ALLOWED_PRIVATE_CIDRS": "127.0.0.0/8, 192.168.0.0/16",
+        "AIBRIDGED_PROXY_ALLOWED_PORTS": "80,8443",
+        "AIBRIDGED_PROXY_INTERCEPT": "api.openai.com=openai",
+    }).proxy  # fmt: skip
+    assert env.allowed_private_cidrs == ("127.0.0.0/8", "192.168.0.0/16")
+    assert env.allowed_ports == (80, 8443)
+    assert dict(env.intercept) == {"api.openai.com": "openai"}
+
+
+def test_proxy_bad_values_name_the_key_and_never_quote_an_upstream_password(
+    toml_file: Callable[[str], Path],
+) -> None:
+    assert error_of(env={"AIBRIDGED_PROXY_ALLOWED_PRIVATE_CIDRS": "10.0.0.0/33"}) == (
+        'AIBRIDGED_PROXY_ALLOWED_PRIVATE_CIDRS: invalid CIDR "10.0.0.0/33"'
+        " (expected e.g. 10.0.0.0/8 or fd00::/8)"
+    )
+    assert error_of(env={"AIBRIDGED_PROXY_ALLOWED_PORTS": ""}) == (
+        "AIBRIDGED_PROXY_ALLOWED_PORTS: must list at least one port"
+    )
+    assert "70000" in error_of(toml_file("[proxy]\nallowed_ports = [70000]\n"))
+    message = error_of(env={"AIBRIDGED_PROXY_UPSTREAM": "ftp://u:hunter2@corp:3128"})
+    assert "hunter2" not in message and message.startswith("AIBRIDGED_PROXY_UPSTREAM:")
+    assert load(env={"AIBRIDGED_PROXY_UPSTREAM": "http://u:p@corp:3128"}).proxy.upstream
+    assert error_of(flags={"proxy.ca_cert_file": "/x/ca.pem"}) == (
+        "proxy.ca_cert_file is set but proxy.ca_key_file is not: set both or neither"
+    )
+    assert error_of(env={"AIBRIDGED_PROXY_TLS_LISTEN_ADDRESS": "127.0.0.1:8889"}).startswith(
+        "proxy.tls_listen_address is set but proxy.tls_cert_file"
+    )

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).parent.parent / "aibridged"
 # Highest first, as in aibridged/__init__.py. A module's layer is found by its longest prefix.
 LAYERS: list[tuple[str, ...]] = [
     ("cli", "admin_cli", "remote", "__main__"),
-    ("daemon", "reload", "startup"),
+    ("daemon", "reload", "startup", "proxyd"),
     ("api", "dashboard", "proxy"),
     ("providers", "mcp", "demo", "tracing"),
     ("intercept", "clients"),

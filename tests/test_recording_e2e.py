@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import signal
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ import trio
 
 from aibridged.store import Store, open_store
 from tests.fakes import FakeUpstream
-from tests.gateway import Gateway, start_gateway
+from tests.gateway import Gateway, ended_interceptions, start_gateway
 
 TOOLS_OPENAI = [{"type": "function", "function": {"name": "read_file", "parameters": {
     "type": "object", "properties": {"path": {"type": "string"}}}}}]  # fmt: skip
@@ -43,19 +42,6 @@ async def gateway(nursery: trio.Nursery, database_url: str, tmp_path: Path) -> G
 async def db(database_url: str) -> AsyncIterator[Store]:
     async with open_store(database_url, pool_size=2, connect_timeout_s=10) as store:
         yield store
-
-
-async def _ended(db: Store, count: int, limit_s: float = 5.0) -> list[dict[str, Any]]:
-    """The interceptions, oldest first, once `count` of them have ended (the writer is behind
-    the request by design)."""
-    query = "SELECT * FROM aibridge_interceptions ORDER BY started_at"
-    deadline = time.monotonic() + limit_s
-    while True:
-        rows = [dict(r) for r in await db.run(lambda conn: conn.fetch(query))]
-        if sum(r["ended_at"] is not None for r in rows) >= count:
-            return rows
-        assert time.monotonic() < deadline, f"only {rows} after {limit_s}s"
-        await trio.sleep(0.02)
 
 
 async def _children(db: Store, table: str, interception_id: Any) -> list[dict[str, Any]]:
@@ -96,7 +82,7 @@ async def test_chat_completions_usage_prompt_and_tool_calls_are_recorded(
         usage, call_id = done.usage, done.choices[0].message.tool_calls[0].id  # type: ignore[index]
     assert usage is not None
     cached = usage.prompt_tokens_details.cached_tokens if usage.prompt_tokens_details else 0
-    (row,) = await _ended(db, 1)
+    (row,) = await ended_interceptions(db, 1)
     assert (row["provider"], row["provider_name"], row["model"]) == ("openai", "openai", "gpt-demo")
     assert row["credential_kind"] == "centralized" and row["credential_hint"]
     tokens = await _children(db, "aibridge_token_usages", row["id"])
@@ -130,7 +116,7 @@ async def test_responses_usage_reasoning_and_function_calls_are_recorded(
     usage = response.usage
     assert usage is not None
     cached = usage.input_tokens_details.cached_tokens
-    (row,) = await _ended(db, 1)
+    (row,) = await ended_interceptions(db, 1)
     tokens = await _children(db, "aibridge_token_usages", row["id"])
     assert _usage_sum(tokens) == (usage.input_tokens - cached, usage.output_tokens, cached, 0)
     calls = [item for item in response.output if item.type == "function_call"]
@@ -163,7 +149,7 @@ async def test_messages_usage_with_cache_thinking_and_tool_use_are_recorded(
     else:
         message = await claude.messages.create(**kw)
     usage = message.usage
-    (row,) = await _ended(db, 1)
+    (row,) = await ended_interceptions(db, 1)
     assert row["provider"] == "anthropic"
     tokens = await _children(db, "aibridge_token_usages", row["id"])
     assert _usage_sum(tokens) == (
@@ -207,7 +193,7 @@ async def test_a_tool_result_joins_the_thread_and_session_of_the_call(
         tools=TOOLS_ANTHROPIC,  # type: ignore[arg-type]
     )
     await claude.messages.create(model="claude-demo", max_tokens=64, messages=ask)  # unrelated
-    parent, child, other = await _ended(db, 3)
+    parent, child, other = await ended_interceptions(db, 3)
     assert (child["thread_parent_id"], child["thread_root_id"]) == (parent["id"], parent["id"])
     assert child["session_id"] == parent["session_id"] == str(parent["id"])
     assert other["thread_root_id"] is None and other["session_id"] == str(other["id"])
@@ -222,7 +208,7 @@ async def test_a_claude_code_session_id_groups_its_requests(gateway: Gateway, db
             r = await http.post(gateway.base("anthropic") + "/v1/messages", json=MSG,
                                 headers=headers)  # fmt: skip
             assert r.status_code == 200
-    rows = await _ended(db, 2)
+    rows = await ended_interceptions(db, 2)
     assert {(r["client"], r["client_session_id"], r["session_id"]) for r in rows} == {
         ("Claude Code", "5f0c1a2b-session", "5f0c1a2b-session")
     }
@@ -239,7 +225,7 @@ async def test_an_upstream_reset_mid_stream_ends_the_interception_with_the_usage
             headers={"x-api-key": gateway.token},
         )
     assert '"type":"error"' in r.text.replace(" ", "")
-    (row,) = await _ended(db, 1)
+    (row,) = await ended_interceptions(db, 1)
     assert json.loads(row["metadata"])["status"] == "failed"
     tokens = await _children(db, "aibridge_token_usages", row["id"])
     assert tokens and tokens[0]["input_tokens"] > 0  # from message_start, before the cut
@@ -258,7 +244,7 @@ async def test_a_client_leaving_mid_stream_ends_the_interception(
         async for chunk in r.aiter_raw():
             if b"content_block_delta" in chunk:
                 break
-    (row,) = await _ended(db, 1)
+    (row,) = await ended_interceptions(db, 1)
     assert json.loads(row["metadata"])["status"] == "cancelled"
     assert await _children(db, "aibridge_token_usages", row["id"])
 
@@ -314,7 +300,7 @@ async def test_a_huge_prompt_is_recorded_cut_to_its_first_64_kib(
     await claude.messages.create(
         model="claude-demo", max_tokens=16, messages=[{"role": "user", "content": prompt}]
     )
-    (row,) = await _ended(db, 1)
+    (row,) = await ended_interceptions(db, 1)
     (stored,) = await _children(db, "aibridge_user_prompts", row["id"])
     assert stored["prompt"] == "x" * 65536
 
@@ -323,7 +309,7 @@ async def test_starts_are_committed_on_the_recorders_own_native_connection(
     claude: anthropic.AsyncAnthropic, db: Store
 ) -> None:
     await claude.messages.create(**MSG)
-    await _ended(db, 1)
+    await ended_interceptions(db, 1)
     # Each backend shows its last statement: the start's insert was the native connection's
     # (named by open_recorder), and no other session's last one.
     rows = await db.run(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import trio
 from quart import Response, request
@@ -13,6 +14,7 @@ from aibridged import __version__
 from aibridged.api.manage import Management, add_management_errors
 from aibridged.api.openapi import enable_openapi, hide
 from aibridged.api.provider_routes import ProviderRoutes, add_provider_routes
+from aibridged.api.proxy_routes import add_proxy_routes
 from aibridged.api.record_routes import add_record_routes
 from aibridged.api.usage_routes import add_usage_routes
 from aibridged.api.user_routes import add_user_routes
@@ -31,6 +33,7 @@ def create_control_app(
     providers: ProviderRoutes | None = None,
     details: Details | None = None,
     dashboard_session_lifetime_s: float = DEFAULT_SESSION_LIFETIME_S,
+    proxy_ca_cert_file: Path | None = None,
 ) -> QuartTrio:
     # No static folder of its own: `/static/` is the dashboard's (its blueprint serves it).
     app = QuartTrio("aibridged", static_folder=None)
@@ -60,6 +63,8 @@ def create_control_app(
             add_provider_routes(app, providers)
         dashboard = Dashboard(management, providers, dashboard_session_lifetime_s)
         app.register_blueprint(create_dashboard(dashboard))
+        if proxy_ca_cert_file is not None:
+            add_proxy_routes(app, management, proxy_ca_cert_file)
 
     @app.get("/healthz")
     @hide

@@ -27,6 +27,7 @@ from aibridged.config.tree import (
     LogConfig,
     PrometheusConfig,
     ProviderSeed,
+    ProxyConfig,
     ServerConfig,
     TraceConfig,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "LogConfig",
     "PrometheusConfig",
     "ProviderSeed",
+    "ProxyConfig",
     "ServerConfig",
     "TraceConfig",
     "add_config_flags",

@@ -16,20 +16,26 @@ from typing import Any
 from aibridged.config.values import (
     ADDRESS,
     BOOL,
+    CIDR_LIST,
     DURATION,
+    HOST_MAP,
     HTTP_URL,
     INT,
     OPTIONAL_PATH,
     PATH,
+    PORT_LIST,
     POSTGRES_URL,
+    PROXY_URL,
     SIZE,
     STRING,
     Kind,
     between,
+    check_address,
     not_empty,
     one_of,
     positive,
 )
+from aibridged.errors import ConfigError
 
 DAY_S = 86400.0
 MIB = 1024 * 1024
@@ -70,6 +76,17 @@ def coder(suffix: str) -> tuple[str, ...]:
 
 _POSITIVE_DURATION = DURATION.where(positive)
 _COUNT = INT.where(between(0))
+_OPTIONAL_ADDRESS = STRING.where(
+    lambda text: check_address(text) if text else text, metavar="HOST:PORT"
+)
+
+
+def _at_least_one(values: tuple[int, ...]) -> tuple[int, ...]:
+    if not values:
+        raise ConfigError("must list at least one port")
+    return values
+
+
 _PATH_TEXT = STRING.where(metavar="PATH")  # a path kept as text: "" and "-" mean something
 LOG_LEVELS = ("debug", "info", "warn", "warning", "error")
 _LOG_LEVEL = STRING.where(one_of(*LOG_LEVELS), metavar="LEVEL")
@@ -177,6 +194,27 @@ KEYS: tuple[Key, ...] = (
     Key("trace.otlp_endpoint", HTTP_URL, "", flag="--trace-otlp-endpoint"),
     Key("trace.file", _PATH_TEXT, "", flag="--trace-file"),
     Key("trace.service_name", STRING.where(not_empty), "aibridged"),
+    # [proxy]
+    Key(
+        "proxy.listen_address", ADDRESS, "127.0.0.1:8888",
+        flag="--proxy-listen-address", aliases=coder("PROXY_LISTEN_ADDR"),
+    ),
+    Key("proxy.tls_listen_address", _OPTIONAL_ADDRESS, ""),
+    Key("proxy.tls_cert_file", OPTIONAL_PATH, None, aliases=coder("PROXY_TLS_CERT_FILE")),
+    Key("proxy.tls_key_file", OPTIONAL_PATH, None, aliases=coder("PROXY_TLS_KEY_FILE")),
+    Key("proxy.ca_cert_file", OPTIONAL_PATH, None, aliases=coder("PROXY_CERT_FILE")),
+    Key("proxy.ca_key_file", OPTIONAL_PATH, None, aliases=coder("PROXY_KEY_FILE")),
+    Key("proxy.target", HTTP_URL, "", flag="--proxy-target", aliases=coder("PROXY_TARGET")),
+    Key("proxy.upstream", PROXY_URL, "", aliases=coder("PROXY_UPSTREAM")),
+    Key("proxy.upstream_ca", OPTIONAL_PATH, None, aliases=coder("PROXY_UPSTREAM_CA")),
+    Key(
+        "proxy.allowed_private_cidrs", CIDR_LIST, (),
+        aliases=coder("PROXY_ALLOWED_PRIVATE_CIDRS"),
+    ),
+    Key("proxy.allowed_ports", PORT_LIST.where(_at_least_one), (80, 443)),
+    Key("proxy.header_timeout", _POSITIVE_DURATION, 10.0, attr="header_timeout_s"),
+    Key("proxy.metrics_address", ADDRESS, "127.0.0.1:2113"),
+    Key("proxy.intercept", HOST_MAP, MappingProxyType({})),
 )
 # fmt: on
 

@@ -148,12 +148,23 @@ def _check_unique_names(seeds: Iterable[SeedValues]) -> None:
 
 
 def _check_tls(values: Mapping[str, Any]) -> None:
-    cert, key = values["server.tls_cert_file"], values["server.tls_key_file"]
-    if (cert is None) != (key is None):
-        given, missing = (
-            ("tls_cert_file", "tls_key_file") if key is None else ("tls_key_file", "tls_cert_file")
+    pairs = (
+        ("server", "tls_cert_file", "tls_key_file"),
+        ("proxy", "tls_cert_file", "tls_key_file"),
+        ("proxy", "ca_cert_file", "ca_key_file"),
+    )
+    for section, cert_name, key_name in pairs:
+        cert, key = values[f"{section}.{cert_name}"], values[f"{section}.{key_name}"]
+        if (cert is None) != (key is None):
+            given, missing = (cert_name, key_name) if key is None else (key_name, cert_name)
+            raise ConfigError(
+                f"{section}.{given} is set but {section}.{missing} is not: set both or neither"
+            )
+    if values["proxy.tls_listen_address"] and values["proxy.tls_cert_file"] is None:
+        raise ConfigError(
+            "proxy.tls_listen_address is set but proxy.tls_cert_file and proxy.tls_key_file"
+            " are not: the TLS listener needs its certificate"
         )
-        raise ConfigError(f"server.{given} is set but server.{missing} is not: set both or neither")
 
 
 def _build(values: Mapping[str, Any], seeds: tuple[ProviderSeed, ...], source: str) -> Config:

@@ -105,6 +105,26 @@ class TraceConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ProxyConfig:
+    """`aibridged proxy` (aibridgeproxyd); the gateway reads only `ca_cert_file` (to serve it)."""
+
+    listen_address: str  # host:port of the plain CONNECT listener
+    tls_listen_address: str  # "" = no TLS listener
+    tls_cert_file: Path | None  # the TLS listener's; both or neither
+    tls_key_file: Path | None
+    ca_cert_file: Path | None  # the MITM CA; both needed to run the proxy
+    ca_key_file: Path | None
+    target: str  # where decrypted requests go; "" = <access URL or http address>/api/v2/aibridge
+    upstream: str = field(repr=False)  # corporate proxy for tunnelled traffic; may hold a password
+    upstream_ca: Path | None  # extra CA for an https:// upstream
+    allowed_private_cidrs: tuple[str, ...]
+    allowed_ports: tuple[int, ...]
+    header_timeout_s: float  # a client must send its CONNECT (or a request's head) within this
+    metrics_address: str  # the proxy's own Prometheus listener (with prometheus.enabled)
+    intercept: Mapping[str, str]  # host -> provider name, on top of the providers' base URL hosts
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     server: ServerConfig
     database: DatabaseConfig
@@ -113,6 +133,7 @@ class Config:
     prometheus: PrometheusConfig
     log: LogConfig
     trace: TraceConfig
+    proxy: ProxyConfig
     source: str  # the TOML file used, or ""
 
 
@@ -127,5 +148,6 @@ SECTIONS: Mapping[str, type[Any]] = MappingProxyType(
         "prometheus": PrometheusConfig,
         "log": LogConfig,
         "trace": TraceConfig,
+        "proxy": ProxyConfig,
     }
 )

@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -141,6 +142,27 @@ def check_http_url(text: str) -> str:
         parts = None
     if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or " " in text:
         raise ConfigError(f'invalid URL "{text}" (expected an http:// or https:// URL)')
+    return text
+
+
+def check_proxy_url(text: str) -> str:
+    """Empty (none) or http(s)://[user:password@]host:port. It may hold a password: never
+    quote it."""
+    if text == "":
+        return text
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or port is None
+        or parts.path not in ("", "/")
+    ):
+        raise ConfigError("invalid proxy URL (expected http(s)://[user:password@]host:port)")
     return text
 
 
@@ -278,6 +300,74 @@ SIZE = Kind(
 ADDRESS = STRING.where(check_address, metavar="HOST:PORT")
 HTTP_URL = STRING.where(check_http_url, metavar="URL")
 POSTGRES_URL = STRING.where(check_postgres_url, metavar="URL")
+PROXY_URL = STRING.where(check_proxy_url, metavar="URL")
+
+
+# -- lists and tables (the proxy's) ---------------------------------------------------------------
+
+
+def _text_items(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _cidr(text: object) -> str:
+    if not isinstance(text, str):
+        raise ConfigError(f"expected a CIDR string, got {toml_type_name(text)}")
+    try:
+        return ipaddress.ip_network(text.strip(), strict=False).compressed
+    except ValueError:
+        raise ConfigError(f'invalid CIDR "{text}" (expected e.g. 10.0.0.0/8 or fd00::/8)') from None
+
+
+def _cidrs(items: Iterable[object]) -> tuple[str, ...]:
+    return tuple(_cidr(item) for item in items)
+
+
+def _port(value: object) -> int:
+    if isinstance(value, str):
+        value = parse_int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
+        raise ConfigError(f"invalid port {value!r} (expected 1-65535)")
+    return value
+
+
+def _ports(items: Iterable[object]) -> tuple[int, ...]:
+    return tuple(_port(item) for item in items)
+
+
+def _host_map_pairs(pairs: Iterable[tuple[object, object]]) -> Mapping[str, str]:
+    mapped: dict[str, str] = {}
+    for host, name in pairs:
+        if not isinstance(host, str) or not host.strip() or not isinstance(name, str) or not name:
+            raise ConfigError('expected host = "provider-name" entries')
+        mapped[host.strip().lower().rstrip(".")] = name.strip()
+    return MappingProxyType(mapped)
+
+
+def _host_map_text(text: str) -> Mapping[str, str]:
+    pairs = []
+    for item in _text_items(text):
+        host, sep, name = item.partition("=")
+        if not sep:
+            raise ConfigError(f'invalid entry "{item}" (expected host=provider-name)')
+        pairs.append((host, name))
+    return _host_map_pairs(pairs)
+
+
+def _host_map_table(table: Mapping[str, object]) -> Mapping[str, str]:
+    return _host_map_pairs(table.items())
+
+
+# Comma-separated in the environment and on flags, arrays (a table for the map) in TOML.
+CIDR_LIST = Kind(
+    "an array of CIDR strings", "CIDR,...", lambda t: _cidrs(_text_items(t)), {list: _cidrs}
+)
+PORT_LIST = Kind(
+    "an array of port numbers", "PORT,...", lambda t: _ports(_text_items(t)), {list: _ports}
+)
+HOST_MAP = Kind(
+    'a table of host = "provider-name"', "HOST=NAME,...", _host_map_text, {dict: _host_map_table}
+)
 
 
 # -- locating errors ------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 # Hop-by-hop (RFC 9110 §7.6.1) plus what the transport sets itself.
-_HOP_BY_HOP = frozenset(
+HOP_BY_HOP = frozenset(
     {
         b"connection",
         b"keep-alive",
@@ -41,11 +41,11 @@ _GATEWAY = frozenset(
     }
 )
 CLIENT_AUTH = frozenset({b"authorization", b"x-api-key"})
-ALWAYS_DROPPED = _HOP_BY_HOP | _TRANSPORT | _FORWARDING | _GATEWAY | _CLIENT_STATE
+ALWAYS_DROPPED = HOP_BY_HOP | _TRANSPORT | _FORWARDING | _GATEWAY | _CLIENT_STATE
 IDENTITY_ENCODING = (b"accept-encoding", b"identity")  # relay bytes as they are, never re-encode
 
 # Response headers we must not copy: the ASGI server frames the body itself.
-_RESPONSE_DROPPED = _HOP_BY_HOP | frozenset({b"server", b"date"})
+_RESPONSE_DROPPED = HOP_BY_HOP | frozenset({b"server", b"date"})
 
 
 def forwarded_headers(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import anthropic
@@ -21,6 +22,7 @@ from anthropic.types import TextBlock, ThinkingBlock, ToolUseBlock
 from openai.types.responses import ResponseFunctionToolCall
 
 from aibridged.demo import DemoUpstream, RecordedRequest, count_tokens, serve_demo_upstream
+from aibridged.demo.banner import demo_banner
 from aibridged.demo.reply import TOOL_TRIGGER, may_call
 from tests.fakes import FakeUpstream
 
@@ -808,3 +810,12 @@ async def test_asked_for_a_tool_the_demo_calls_only_one_that_reads(
 )
 def test_only_tools_that_read_are_callable_by_the_demo(name: str, allowed: bool) -> None:
     assert may_call(name) is allowed
+
+
+def test_the_banner_points_at_the_dashboard_and_the_demo_routes(tmp_path: Path) -> None:
+    token_file = tmp_path / "admin.token"
+    text = demo_banner("http://127.0.0.1:3456/", token_file)
+    lines = [line.strip() for line in text.splitlines()]
+    assert "http://127.0.0.1:3456/" in lines  # the dashboard, on a line of its own
+    assert f"export AIBRIDGED_TOKEN=$(cat {token_file})" in lines
+    assert "http://127.0.0.1:3456/api/v2/aibridge/demo-anthropic" in text

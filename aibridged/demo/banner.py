@@ -15,6 +15,9 @@ def demo_banner(gateway_url: str, token_file: Path) -> str:
 aibridged is serving the demo providers at {base}/demo-openai and {base}/demo-anthropic.
 The admin token was written to {token_file} on first boot.
 
+  # The dashboard (providers, users, sessions, usage): sign in with that token
+  {gateway_url.rstrip("/")}/
+
   export AIBRIDGED_TOKEN=$(cat {token_file})
 
   # curl: OpenAI Chat Completions, streaming

@@ -26,7 +26,7 @@ run: $(STAMP_RUN)
 	$(BIN)/aibridged serve --demo --state-dir $(STATE) --config config/aibridged.dev.toml
 
 test: $(STAMP_TEST)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 	$(BIN)/ruff check aibridged tests bench
 	$(BIN)/mypy
 

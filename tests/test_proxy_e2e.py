@@ -196,6 +196,21 @@ async def test_a_request_naming_another_host_than_its_connect_gets_421(
     assert proxy.metric("mitm_requests_total", provider="anthropic") == 0
 
 
+@pytest.mark.parametrize(
+    "head", [b"GET / HTTP/1.1\r\nhost: [x\r\n", b"GET https://[x/v1 HTTP/1.1\r\nhost: %s\r\n"]
+)
+async def test_a_malformed_host_or_target_gets_400_and_the_proxy_keeps_serving(
+    proxy: Proxy, alice: User, head: bytes
+) -> None:
+    request = head.replace(b"%s", ANTHROPIC_HOST.encode()) + b"connection: close\r\n\r\n"
+    async with await open_decrypted(proxy, ANTHROPIC_HOST, alice.token) as tls:
+        answer = await exchange(tls, request)
+    assert answer.startswith(b"HTTP/1.1 400")
+    async with await open_decrypted(proxy, ANTHROPIC_HOST, alice.token) as tls:
+        answer = await exchange(tls, _messages_request(ANTHROPIC_HOST, alice.token))
+    assert answer.startswith(b"HTTP/1.1 200")  # one client's bad request never stops the proxy
+
+
 @pytest.mark.parametrize("credential", [None, "aib_nope_nope", "wrong"])
 async def test_a_provider_host_without_a_valid_proxy_token_gets_407(
     proxy: Proxy, credential: str | None

@@ -138,10 +138,23 @@ def gateway_headers(
     return out
 
 
-def _path_of(target: bytes) -> str:
+def _host_of(value: bytes) -> str | None:
+    """The host named by a `Host` header value, or None when it names none."""
+    try:
+        host = urlsplit(f"//{value.decode('latin-1')}").hostname
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return None
+    return host.rstrip(".") if host else None
+
+
+def _path_of(target: bytes) -> str | None:
+    """The path and query of a request target, or None when it is not a URL."""
     text = target.decode("ascii")
     if not text.startswith("/"):  # absolute-form: https://host/path?query
-        parts = urlsplit(text)
+        try:
+            parts = urlsplit(text)
+        except ValueError:
+            return None
         text = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return text
 
@@ -155,8 +168,12 @@ async def _serve_one(
 ) -> bool:
     """One request; False when the connection must close."""
     headers = [(n.lower(), v) for n, v in request.headers]
-    host = next((v for n, v in headers if n == b"host"), b"").decode("latin-1")
-    if (urlsplit(f"//{host}").hostname or "").rstrip(".") != session.host:
+    host = _host_of(next((v for n, v in headers if n == b"host"), b""))
+    path = _path_of(request.target)
+    if host is None or path is None:
+        await _answer(stream, conn, 400, b"the request names no valid host or path\n")
+        return False
+    if host != session.host:
         await _answer(stream, conn, 421, b"this connection serves another host\n")
         return False
     body = await _read_body(stream, conn, fwd.max_body_bytes, fwd.body_timeout_s)
@@ -167,7 +184,7 @@ async def _serve_one(
     upstream_request = UpstreamRequest(
         method=request.method.decode("ascii"),
         origin=fwd.target,
-        target=f"/{session.provider}{_path_of(request.target)}",
+        target=f"/{session.provider}{path}",
         headers=gateway_headers(headers, session.token, request_id),
         body=body,
     )

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,10 @@ import openai
 import pytest
 import trio
 
+from aibridged.demo.asgi import Receive, RecordedRequest, Send
 from aibridged.sdnotify import SdNotifier
 from aibridged.store import Store, open_store
+from tests.fakes import FakeUpstream
 from tests.gateway import Gateway, ended_interceptions, start_gateway
 from tests.logs import watch_logs
 from tests.proxy_harness import (
@@ -169,6 +172,43 @@ async def test_inflight_requests_are_counted_and_a_client_that_leaves_reaches_th
         with trio.fail_after(5):
             await gateway.upstream.disconnected.wait()  # proxy → gateway → upstream, all closed
             await logs.wait_for("proxy.mitm_closed", requests=1)
+    assert proxy.metric("inflight_mitm_requests", provider="anthropic") == 0
+
+
+class _SlowToAnswer(FakeUpstream):
+    """An upstream that takes 30 s before its first byte; `asked` is set once a request came."""
+
+    def __init__(self) -> None:
+        super().__init__(first_byte_delay_s=30.0)
+        self.asked = trio.Event()
+
+    async def handle(self, request: RecordedRequest, receive: Receive, send: Send) -> None:
+        self.asked.set()
+        await super().handle(request, receive, send)
+
+
+async def test_a_client_that_leaves_before_the_answer_head_reaches_the_gateway(
+    nursery: trio.Nursery, database_url: str, tmp_path: Path
+) -> None:
+    upstream = _SlowToAnswer()
+    gateway = await start_gateway(
+        nursery, database_url=database_url, state_dir=tmp_path, upstream=upstream,
+        extra_toml=ca_toml(tmp_path),
+    )  # fmt: skip
+    proxy = await start_proxy(nursery, gateway)
+    with watch_logs() as logs:
+        async with (
+            _through(proxy, gateway.token) as http,
+            _claude(http, gateway.token) as claude,
+            trio.open_nursery() as calls,
+        ):  # fmt: skip
+            calls.start_soon(partial(claude.messages.create, **MSG))  # type: ignore[arg-type]
+            with trio.fail_after(5):
+                await upstream.asked.wait()  # the gateway is waiting for the upstream
+            calls.cancel_scope.cancel()  # the client gives up and closes its connection
+        with trio.fail_after(5):
+            await upstream.disconnected.wait()  # long before the upstream would answer
+            await logs.wait_for("proxy.client_left")
     assert proxy.metric("inflight_mitm_requests", provider="anthropic") == 0
 
 

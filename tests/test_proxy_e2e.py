@@ -409,6 +409,19 @@ async def test_the_gateway_serves_the_ca_certificate_and_never_the_key(
     assert anonymous.status_code == 401
 
 
+async def test_a_certificate_file_that_also_holds_a_key_between_certificates_never_serves_it(
+    gateway: Gateway, api: httpx2.AsyncClient
+) -> None:
+    cert_file, key_file = gateway.config.proxy.ca_cert_file, gateway.config.proxy.ca_key_file
+    assert cert_file is not None and key_file is not None
+    certificate, key = cert_file.read_bytes(), key_file.read_bytes()
+    cert_file.write_bytes(certificate + key + certificate)  # a bundle: chain and key together
+    answer = await api.get("/api/v2/aibridge/proxy/ca-cert.pem")
+    assert answer.status_code == 200
+    assert b"PRIVATE" not in answer.content
+    assert answer.content == certificate + certificate
+
+
 async def test_a_client_that_sends_no_connect_is_dropped_after_the_header_timeout(
     proxy: Proxy,
 ) -> None:

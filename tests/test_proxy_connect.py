@@ -61,7 +61,7 @@ def test_the_proxy_credential_is_the_basic_password_and_the_user_name_is_ignored
 @pytest.mark.parametrize(
     "address",
     ["10.1.2.3", "127.0.0.1", "169.254.169.254", "100.64.0.1", "192.168.1.1", "172.16.0.1",
-     "0.0.0.0", "198.18.0.1", "240.0.0.1", "::1", "fe80::1", "fd00::1", "::ffff:10.0.0.1",
+     "0.0.0.0", "198.18.0.1", "240.0.0.1", "::", "::1", "fe80::1", "fd00::1", "::ffff:10.0.0.1",
      "64:ff9b::a00:1", "2002::1"],
 )  # fmt: skip
 def test_private_and_reserved_destinations_are_refused_with_403(address: str) -> None:

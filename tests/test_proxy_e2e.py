@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,10 @@ import openai
 import pytest
 import trio
 
+from aibridged.demo.asgi import Receive, RecordedRequest, Send
 from aibridged.sdnotify import SdNotifier
 from aibridged.store import Store, open_store
+from tests.fakes import FakeUpstream
 from tests.gateway import Gateway, ended_interceptions, start_gateway
 from tests.logs import watch_logs
 from tests.proxy_harness import (
@@ -172,6 +175,43 @@ async def test_inflight_requests_are_counted_and_a_client_that_leaves_reaches_th
     assert proxy.metric("inflight_mitm_requests", provider="anthropic") == 0
 
 
+class _SlowToAnswer(FakeUpstream):
+    """An upstream that takes 30 s before its first byte; `asked` is set once a request came."""
+
+    def __init__(self) -> None:
+        super().__init__(first_byte_delay_s=30.0)
+        self.asked = trio.Event()
+
+    async def handle(self, request: RecordedRequest, receive: Receive, send: Send) -> None:
+        self.asked.set()
+        await super().handle(request, receive, send)
+
+
+async def test_a_client_that_leaves_before_the_answer_head_reaches_the_gateway(
+    nursery: trio.Nursery, database_url: str, tmp_path: Path
+) -> None:
+    upstream = _SlowToAnswer()
+    gateway = await start_gateway(
+        nursery, database_url=database_url, state_dir=tmp_path, upstream=upstream,
+        extra_toml=ca_toml(tmp_path),
+    )  # fmt: skip
+    proxy = await start_proxy(nursery, gateway)
+    with watch_logs() as logs:
+        async with (
+            _through(proxy, gateway.token) as http,
+            _claude(http, gateway.token) as claude,
+            trio.open_nursery() as calls,
+        ):  # fmt: skip
+            calls.start_soon(partial(claude.messages.create, **MSG))  # type: ignore[arg-type]
+            with trio.fail_after(5):
+                await upstream.asked.wait()  # the gateway is waiting for the upstream
+            calls.cancel_scope.cancel()  # the client gives up and closes its connection
+        with trio.fail_after(5):
+            await upstream.disconnected.wait()  # long before the upstream would answer
+            await logs.wait_for("proxy.client_left")
+    assert proxy.metric("inflight_mitm_requests", provider="anthropic") == 0
+
+
 def _messages_request(host: str, token: str) -> bytes:
     body = json.dumps(MSG).encode()
     return (
@@ -194,6 +234,21 @@ async def test_a_request_naming_another_host_than_its_connect_gets_421(
         answer = await exchange(tls, _messages_request("api.openai.localhost", alice.token))
     assert answer.startswith(b"HTTP/1.1 421")
     assert proxy.metric("mitm_requests_total", provider="anthropic") == 0
+
+
+@pytest.mark.parametrize(
+    "head", [b"GET / HTTP/1.1\r\nhost: [x\r\n", b"GET https://[x/v1 HTTP/1.1\r\nhost: %s\r\n"]
+)
+async def test_a_malformed_host_or_target_gets_400_and_the_proxy_keeps_serving(
+    proxy: Proxy, alice: User, head: bytes
+) -> None:
+    request = head.replace(b"%s", ANTHROPIC_HOST.encode()) + b"connection: close\r\n\r\n"
+    async with await open_decrypted(proxy, ANTHROPIC_HOST, alice.token) as tls:
+        answer = await exchange(tls, request)
+    assert answer.startswith(b"HTTP/1.1 400")
+    async with await open_decrypted(proxy, ANTHROPIC_HOST, alice.token) as tls:
+        answer = await exchange(tls, _messages_request(ANTHROPIC_HOST, alice.token))
+    assert answer.startswith(b"HTTP/1.1 200")  # one client's bad request never stops the proxy
 
 
 @pytest.mark.parametrize("credential", [None, "aib_nope_nope", "wrong"])
@@ -352,6 +407,19 @@ async def test_the_gateway_serves_the_ca_certificate_and_never_the_key(
         assert b"PRIVATE" not in answer.content
     anonymous = await api.get("/api/v2/aibridge/proxy/ca-cert.pem", headers={"authorization": ""})
     assert anonymous.status_code == 401
+
+
+async def test_a_certificate_file_that_also_holds_a_key_between_certificates_never_serves_it(
+    gateway: Gateway, api: httpx2.AsyncClient
+) -> None:
+    cert_file, key_file = gateway.config.proxy.ca_cert_file, gateway.config.proxy.ca_key_file
+    assert cert_file is not None and key_file is not None
+    certificate, key = cert_file.read_bytes(), key_file.read_bytes()
+    cert_file.write_bytes(certificate + key + certificate)  # a bundle: chain and key together
+    answer = await api.get("/api/v2/aibridge/proxy/ca-cert.pem")
+    assert answer.status_code == 200
+    assert b"PRIVATE" not in answer.content
+    assert answer.content == certificate + certificate
 
 
 async def test_a_client_that_sends_no_connect_is_dropped_after_the_header_timeout(

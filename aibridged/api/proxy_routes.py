@@ -8,6 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import trio
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from quart import Response
 from quart_trio import QuartTrio
 
@@ -15,7 +17,6 @@ from aibridged.api.manage import Management, caller, error_response
 from aibridged.api.openapi import hide
 
 PREFIXES = ("/api/v2/aibridge", "/api/v2/ai-gateway")
-PEM_BEGIN = b"-----BEGIN CERTIFICATE-----"
 
 
 def add_proxy_routes(app: QuartTrio, management: Management, ca_cert_file: Path) -> None:
@@ -26,14 +27,11 @@ def add_proxy_routes(app: QuartTrio, management: Management, ca_cert_file: Path)
             pem = await trio.Path(ca_cert_file).read_bytes()
         except OSError:
             return error_response(503, "the proxy CA certificate cannot be read")
-        if PEM_BEGIN not in pem:
+        try:  # re-encoded from what parses: a key (or anything else) in the file never goes
+            found = x509.load_pem_x509_certificates(pem)
+        except ValueError:
             return error_response(503, "the proxy CA certificate file holds no certificate")
-        start = pem.index(PEM_BEGIN)  # a file that also holds a key: only the certificates go
-        certificates = b"".join(
-            block + b"-----END CERTIFICATE-----\n"
-            for block in pem[start:].split(b"-----END CERTIFICATE-----")
-            if PEM_BEGIN in block
-        )
+        certificates = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in found)
         return Response(
             certificates,
             content_type="application/x-pem-file",

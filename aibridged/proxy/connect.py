@@ -18,7 +18,8 @@ from aibridged.errors import ProxyError
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-# The reference's list (Coder's aibridgeproxyd): never tunnelled to unless allowed by CIDR.
+# The reference's list (Coder's aibridgeproxyd), plus `::`: never tunnelled to unless allowed by
+# CIDR. Linux connects the unspecified address to the loopback (as it does 0.0.0.0, already in).
 BLOCKED_NETWORKS: tuple[IPNetwork, ...] = tuple(
     ipaddress.ip_network(cidr)
     for cidr in (
@@ -32,6 +33,7 @@ BLOCKED_NETWORKS: tuple[IPNetwork, ...] = tuple(
         "192.168.0.0/16",
         "198.18.0.0/15",
         "240.0.0.0/4",
+        "::/128",
         "::1/128",
         "64:ff9b::/96",
         "64:ff9b:1::/48",

@@ -138,10 +138,23 @@ def gateway_headers(
     return out
 
 
-def _path_of(target: bytes) -> str:
+def _host_of(value: bytes) -> str | None:
+    """The host named by a `Host` header value, or None when it names none."""
+    try:
+        host = urlsplit(f"//{value.decode('latin-1')}").hostname
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return None
+    return host.rstrip(".") if host else None
+
+
+def _path_of(target: bytes) -> str | None:
+    """The path and query of a request target, or None when it is not a URL."""
     text = target.decode("ascii")
     if not text.startswith("/"):  # absolute-form: https://host/path?query
-        parts = urlsplit(text)
+        try:
+            parts = urlsplit(text)
+        except ValueError:
+            return None
         text = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return text
 
@@ -155,8 +168,12 @@ async def _serve_one(
 ) -> bool:
     """One request; False when the connection must close."""
     headers = [(n.lower(), v) for n, v in request.headers]
-    host = next((v for n, v in headers if n == b"host"), b"").decode("latin-1")
-    if (urlsplit(f"//{host}").hostname or "").rstrip(".") != session.host:
+    host = _host_of(next((v for n, v in headers if n == b"host"), b""))
+    path = _path_of(request.target)
+    if host is None or path is None:
+        await _answer(stream, conn, 400, b"the request names no valid host or path\n")
+        return False
+    if host != session.host:
         await _answer(stream, conn, 421, b"this connection serves another host\n")
         return False
     body = await _read_body(stream, conn, fwd.max_body_bytes, fwd.body_timeout_s)
@@ -167,7 +184,7 @@ async def _serve_one(
     upstream_request = UpstreamRequest(
         method=request.method.decode("ascii"),
         origin=fwd.target,
-        target=f"/{session.provider}{_path_of(request.target)}",
+        target=f"/{session.provider}{path}",
         headers=gateway_headers(headers, session.token, request_id),
         body=body,
     )
@@ -189,29 +206,35 @@ async def _exchange(
     fwd: Forwarding,
     request_id: str,
 ) -> bool:
-    try:
-        response = await fwd.client.send(request)
-    except UpstreamError as exc:
-        log.error("proxy.gateway_failed", provider=session.provider, error=str(exc))
-        _count(fwd, session, 502, request_id)
-        await _answer(stream, conn, 502, b"the gateway cannot be reached\n")
-        return False
-    _count(fwd, session, response.status, request_id)
-    try:
-        head = h11.Response(
-            status_code=response.status,
-            headers=client_response_headers(response.headers, keep_length=True),
-        )
-        return await _watching_client(
-            stream, conn, lambda: _relay_body(stream, conn, head, response)
-        )
-    finally:
-        await response.aclose()
+    """Forward `request` and relay its answer, the client watched from the start: one that
+    leaves while the gateway still works on the answer's head (a blocking call) closes the
+    connection to the gateway as surely as one that leaves mid-stream."""
+
+    async def forward() -> bool:
+        try:
+            response = await fwd.client.send(request)
+        except UpstreamError as exc:
+            log.error("proxy.gateway_failed", provider=session.provider, error=str(exc))
+            _count(fwd, session, 502, request_id)
+            await _answer(stream, conn, 502, b"the gateway cannot be reached\n")
+            return False
+        _count(fwd, session, response.status, request_id)
+        try:
+            await _relay_answer(stream, conn, response)
+        finally:
+            await response.aclose()
+        return True
+
+    return await _watching_client(stream, conn, forward)
 
 
-async def _relay_body(
-    stream: trio.abc.Stream, conn: h11.Connection, head: h11.Response, response: UpstreamResponse
+async def _relay_answer(
+    stream: trio.abc.Stream, conn: h11.Connection, response: UpstreamResponse
 ) -> None:
+    head = h11.Response(
+        status_code=response.status,
+        headers=client_response_headers(response.headers, keep_length=True),
+    )
     await stream.send_all(conn.send(head) or b"")
     while chunk := await response.receive_some():
         await stream.send_all(conn.send(h11.Data(data=chunk)) or b"")
@@ -219,11 +242,12 @@ async def _relay_body(
 
 
 async def _watching_client(
-    stream: trio.abc.Stream, conn: h11.Connection, relay: Callable[[], Awaitable[None]]
+    stream: trio.abc.Stream, conn: h11.Connection, relay: Callable[[], Awaitable[bool]]
 ) -> bool:
-    """Run `relay`, cancelled at once when the client closes its side; False if it did (or
-    the relay broke)."""
+    """Run `relay`, cancelled at once when the client closes its side; False if it did, the
+    relay broke, or `relay` says the connection must close."""
     gone = False
+    keep_going = False
 
     async def watch(scope: trio.CancelScope) -> None:
         nonlocal gone
@@ -240,14 +264,14 @@ async def _watching_client(
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(watch, nursery.cancel_scope)
-            await relay()
+            keep_going = await relay()
             nursery.cancel_scope.cancel()
     except (UpstreamError, *_BROKEN) as exc:
         log.warning("proxy.relay_failed", error=str(exc) or type(exc).__name__)
         return False
     if gone:
         log.info("proxy.client_left")
-    return not gone
+    return keep_going and not gone
 
 
 def _count(fwd: Forwarding, session: MitmSession, status: int, request_id: str) -> None:

@@ -111,6 +111,8 @@ async def handle_client(state: ProxyState, stream: trio.abc.Stream) -> None:
         await _refuse(stream, conn, exc)
     except (h11.RemoteProtocolError, *_BROKEN) as exc:
         log.info("proxy.client_failed", error=type(exc).__name__)
+    except Exception:  # one connection's bug must not end every other one
+        log.exception("proxy.connection_crashed")
     finally:
         await trio.aclose_forcefully(stream)
 

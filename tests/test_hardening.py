@@ -374,9 +374,10 @@ async def test_four_30_mib_rewrites_do_not_freeze_the_event_loop(
         with trio.fail_after(30):
             await gateway.wait()
     worst = float(output)
-    # Before the rewrites moved off the event loop this was ~1.9 s; now ~0.2 s alone, and the
-    # rest of the suite on the same two cores can add some.
-    assert worst < 1.0, f"/healthz waited {worst:.2f} s"
+    # Before the rewrites moved off the event loop this was ~1.9 s; now ~0.2 s alone. Other
+    # suites sharing the two cores took it to 1.17 s (the rewrite threads hold the GIL in
+    # turns), so the bound sits between that and the frozen loop's time.
+    assert worst < 1.5, f"/healthz waited {worst:.2f} s"
     assert all(b'"n": 1' in r.body for r in list(upstream.requests)[-4:])
 
 

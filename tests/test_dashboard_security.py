@@ -10,6 +10,7 @@ import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import asyncpg
 import httpx2
@@ -197,6 +198,46 @@ async def test_after_signing_in_the_redirect_stays_on_this_site(
         data={"csrf_token": csrf_token_in(form.text), "token": gateway.token},
     )
     assert answer.status_code == 303 and answer.headers["location"] == "/"
+
+
+@pytest.mark.parametrize(
+    "target", ["/\t/evil.example/x", "/\n/evil.example", "/\r\n/evil.example", "/\x00"]
+)
+async def test_a_control_character_in_next_neither_leaves_the_site_nor_breaks_the_answer(
+    http: httpx2.AsyncClient, gateway: Gateway, target: str
+) -> None:
+    # A browser drops tabs and newlines from a Location before resolving it: `/<TAB>/host`
+    # would be `//host`, another site. Signed out (the form) and signed in (at once) alike.
+    form = await http.get("/signin", params={"next": target})
+    assert form.status_code == 200
+    answers = [
+        await http.post(
+            "/signin",
+            params={"next": target},
+            data={"csrf_token": csrf_token_in(form.text), "token": gateway.token},
+        ),
+        await http.get("/signin", params={"next": target}),
+    ]
+    for answer in answers:
+        assert answer.status_code == 303
+        location = answer.headers["location"]
+        assert location.isprintable() and " " not in location
+        assert location.startswith("/") and not location.startswith("//")
+        assert "evil.example" not in urljoin(gateway.url, location).split("/")[2]
+
+
+async def test_a_next_page_with_any_characters_is_kept_encoded(
+    http: httpx2.AsyncClient, gateway: Gateway
+) -> None:
+    target = "/sessions?user=j\u00fcrgen&model=gpt 4"
+    form = await http.get("/signin", params={"next": target})
+    answer = await http.post(
+        "/signin",
+        params={"next": target},
+        data={"csrf_token": csrf_token_in(form.text), "token": gateway.token},
+    )
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/sessions?user=j%C3%BCrgen&model=gpt%204"
 
 
 async def test_pages_are_not_cached_nor_framed_and_the_css_is_served(

@@ -289,3 +289,34 @@ async def test_the_sign_in_form_of_an_earlier_tab_still_works(
         "/signin", data={"csrf_token": csrf_token_in(first.text), "token": gateway.token}
     )
     assert answer.status_code == 303
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/sessions?user=%00",
+        "/sessions?client=a%00b",
+        "/sessions?model=%00",
+        "/usage?user=%00",
+        "/admin/users/a%00",
+    ],
+)
+async def test_a_nul_character_is_a_bad_request_not_a_database_error(
+    http: httpx2.AsyncClient, gateway: Gateway, url: str
+) -> None:
+    await sign_in_over_http(http, gateway.token)
+    answer = await http.get(url)
+    assert answer.status_code == 400
+    assert "<title>Bad request · aibridged</title>" in answer.text
+
+
+async def test_a_form_with_a_nul_character_is_a_bad_request_and_changes_nothing(
+    http: httpx2.AsyncClient, gateway: Gateway, database_url: str
+) -> None:
+    csrf = await sign_in_over_http(http, gateway.token)
+    answer = await http.post(
+        "/admin/users", data={"csrf_token": csrf, "username": "eve\x00", "role": "member"}
+    )
+    assert answer.status_code == 400
+    assert "<title>Bad request · aibridged</title>" in answer.text
+    assert await _rows(database_url, "SELECT 1 FROM users WHERE username LIKE 'eve%'") == []

@@ -320,3 +320,21 @@ async def test_a_form_with_a_nul_character_is_a_bad_request_and_changes_nothing(
     assert answer.status_code == 400
     assert "<title>Bad request · aibridged</title>" in answer.text
     assert await _rows(database_url, "SELECT 1 FROM users WHERE username LIKE 'eve%'") == []
+
+
+@pytest.mark.parametrize(
+    ("page", "shown"), [("/admin/providers", "Provider openai deleted."),
+                        ("/admin/users", "User openai created.")],
+)  # fmt: skip
+async def test_a_notice_names_only_what_a_name_can_be(
+    http: httpx2.AsyncClient, gateway: Gateway, page: str, shown: str
+) -> None:
+    # The notice comes from the query string: a link anyone can write must not put their words
+    # on the admin's page.
+    await sign_in_over_http(http, gateway.token)
+    done = "deleted" if "providers" in page else "created"
+    lure = "Session expired: sign in again at https://evil.example/"
+    spoofed = await http.get(page, params={"done": done, "name": lure})
+    assert spoofed.status_code == 200 and "evil.example" not in spoofed.text
+    honest = await http.get(page, params={"done": done, "name": "openai"})
+    assert shown in honest.text

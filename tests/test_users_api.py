@@ -129,6 +129,26 @@ async def test_an_admin_cannot_touch_an_owner_or_make_one(
     assert by_owner.json()["role"] == "admin"
 
 
+async def test_an_admin_cannot_create_or_revoke_an_owners_keys(
+    http: httpx2.AsyncClient, gateway: Gateway
+) -> None:
+    # A key made for an owner acts as that owner: an admin making one would be an owner.
+    admin = await _user(http, gateway.token, "ann", "admin")
+    owners_keys = await http.get("/api/v2/users/admin/keys", headers=_as(gateway.token))
+    key_id = owners_keys.json()[0]["id"]
+    made = await http.post("/api/v2/users/admin/keys", json={"name": "mine now"},
+                           headers=_as(admin))  # fmt: skip
+    assert made.status_code == 403 and "owner's keys" in made.json()["detail"]
+    revoked = await http.delete(f"/api/v2/users/admin/keys/{key_id}", headers=_as(admin))
+    assert revoked.status_code == 403
+    assert await _chat(http, gateway, gateway.token) == 200  # the owner's key still works
+    listed = await http.get("/api/v2/users/admin/keys", headers=_as(gateway.token))
+    assert [k["id"] for k in listed.json()] == [key_id]
+    own = await http.post("/api/v2/users/admin/keys", json={"name": "second"},
+                          headers=_as(gateway.token))  # fmt: skip
+    assert own.status_code == 201  # the owner itself still may
+
+
 async def test_the_last_active_owner_stays_one(http: httpx2.AsyncClient, gateway: Gateway) -> None:
     other = await _user(http, gateway.token, "olga", "owner")
     demoted = await http.patch("/api/v2/users/admin", json={"role": "admin"}, headers=_as(other))

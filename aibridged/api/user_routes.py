@@ -141,6 +141,7 @@ async def issue_key(
 ) -> tuple[ApiToken, str]:
     """A new key of the user `ref` names, and its secret (to show once)."""
     target = await _target(management, principal, ref)
+    _may_hold_keys_of(principal, target)
     body = _object(body, {"name", "lifetime"})
     return await stored.create_token(
         management.store, str(target.id), name=_text(body, "name"), lifetime=_lifetime(body)
@@ -152,6 +153,7 @@ async def revoke_user_key(
 ) -> None:
     """Revoke a key of the user `ref` names (at once on this replica)."""
     target = await _target(management, principal, ref)
+    _may_hold_keys_of(principal, target)
     owned = {k.id for k in await stored.list_tokens(management.store, str(target.id))}
     if key_id not in owned:
         raise NotFound(f"no key {key_id[:64]!r} of {target.username}")
@@ -183,6 +185,13 @@ async def _target(management: Management, principal: Principal, ref: str) -> Use
     if user.id != principal.user_id and principal.role not in ADMIN_ROLES:
         raise NotFound(f"no user {ref[:64]!r}")
     return user
+
+
+def _may_hold_keys_of(principal: Principal, target: User) -> None:
+    """An owner's keys are an owner's to create and revoke: a key made for an owner acts as
+    that owner, so an admin making one would be an admin making itself an owner."""
+    if target.role == "owner" and principal.role != "owner":
+        raise PermissionDenied("only an owner can create or revoke an owner's keys")
 
 
 async def _may_change(

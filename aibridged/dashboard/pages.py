@@ -20,7 +20,7 @@ from aibridged.dashboard.guard import (
     refuse_cross_site,
     signed_in_user,
 )
-from aibridged.errors import NotFound, PermissionDenied, StoreError, StoreUnavailable
+from aibridged.errors import InvalidInput, NotFound, PermissionDenied, StoreError, StoreUnavailable
 
 log = structlog.get_logger("aibridged.dashboard")
 
@@ -61,6 +61,16 @@ def add_shared(bp: Blueprint) -> None:
         }
 
     @bp.before_request
+    async def refuse_nul_characters() -> None:
+        # PostgreSQL text cannot hold U+0000: a value with one would be a database error (a 500
+        # page) wherever it reached a query, so it is refused here, once, for every page.
+        values = [request.path, *request.args.values()]
+        if request.method in UNSAFE_METHODS:
+            values += (await request.form).values()
+        if any("\x00" in value for value in values):
+            raise InvalidInput("a NUL character in the request")
+
+    @bp.before_request
     async def csrf_gate() -> None:
         if request.method not in UNSAFE_METHODS:
             return
@@ -96,6 +106,10 @@ def add_error_pages(bp: Blueprint) -> None:
             " Reload the page and try again."
         )
         return await error_page(403, "Request refused", message)
+
+    @bp.errorhandler(InvalidInput)
+    async def bad_request(error: InvalidInput) -> Response:
+        return await error_page(400, "Bad request", f"The request was refused: {error}.")
 
     @bp.errorhandler(PermissionDenied)
     async def forbidden(error: PermissionDenied) -> Response:

@@ -24,6 +24,7 @@ from aibridged.dashboard.pages import page
 from aibridged.dashboard.provider_forms import change_body, create_body, field_errors, type_form
 from aibridged.dashboard.provider_forms import type_forms as all_type_forms
 from aibridged.errors import Conflict, InvalidInput, NotFound
+from aibridged.providers.pool import NAME_RE
 from aibridged.providers.types import TYPES
 from aibridged.store import providers as stored
 
@@ -51,7 +52,9 @@ def add_provider_pages(bp: Blueprint) -> None:
         rows = await stored.list_providers(routes.management.store)
         listed = [provider_json(row, routes.describe(row)) for row in rows]
         done, name = request.args.get("done", ""), request.args.get("name", "")
-        notice = f"Provider {name} {NOTICES[done]}." if done in NOTICES and name else ""
+        # (only a name a provider can have: the query is anyone's to write, the notice is not)
+        shown = done in NOTICES and NAME_RE.fullmatch(name) is not None
+        notice = f"Provider {name} {NOTICES[done]}." if shown else ""
         return await page("dashboard/providers.html", providers=listed, notice=notice)
 
     @bp.get("/admin/providers/new")

@@ -9,6 +9,7 @@ holds the token.
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import quote
 
 import structlog
 from quart import Blueprint, Response, redirect, request
@@ -31,6 +32,8 @@ log = structlog.get_logger("aibridged.dashboard")
 
 MAX_FIELD_CHARS = 200
 SIGNIN_FORM_LIFETIME_S = 3600
+# RFC 3986's reserved and unreserved characters, and "%" (a target's escapes are kept as given)
+URL_CHARACTERS = "/?#[]@!$&'()*+,;=:-._~%"
 
 
 def add_signin_pages(bp: Blueprint) -> None:
@@ -99,9 +102,14 @@ def _set_cookie(response: Response, name: str, value: str, max_age_s: int) -> No
 
 
 def _next_page() -> str:
-    """Where to go after signing in: a path on this site only (never `//host` or a URL)."""
-    target = request.args.get("next", "") or "/"
-    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """Where to go after signing in: a path on this site only (never `//host` or a URL).
+
+    Every character outside a URL's own is percent-encoded first: browsers drop tabs and
+    newlines from a Location (`/<TAB>/evil.example` would open `//evil.example`), and a
+    control character in a header is a protocol error, not a redirect."""
+    given = request.args.get("next", "") or "/"
+    target = quote(given, safe=URL_CHARACTERS)
+    if not target.startswith("/") or target.startswith("//") or "\\" in given:
         return "/"
     return target
 

@@ -26,7 +26,7 @@ from aibridged.dashboard.pages import page
 from aibridged.dashboard.provider_forms import field_errors
 from aibridged.errors import Conflict, InvalidInput, PermissionDenied
 from aibridged.store import users as stored
-from aibridged.store.users import ROLES, User
+from aibridged.store.users import ROLES, USERNAME_RE, User
 
 NOTICES = {
     "created": "created",
@@ -42,7 +42,9 @@ def add_user_pages(bp: Blueprint) -> None:
     @admin_only
     async def users(user: Principal) -> Response:
         done, name = request.args.get("done", ""), request.args.get("name", "")
-        notice = f"User {name} {NOTICES[done]}." if done in NOTICES and name else ""
+        # (only a name a user can have: the query is anyone's to write, the notice is not)
+        shown = done in NOTICES and USERNAME_RE.fullmatch(name) is not None
+        notice = f"User {name} {NOTICES[done]}." if shown else ""
         return await _users_page(notice=notice)
 
     @bp.post("/admin/users")

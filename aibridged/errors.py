@@ -5,6 +5,7 @@
     ├── StartupError              the daemon cannot start (port in use, state dir unwritable, ...)
     ├── StoreError                the database failed
     │   ├── StoreUnavailable      cannot connect / connection lost
+    │   ├── StoreRejectedValue    a value the database cannot store (text with a NUL character)
     │   └── MigrationError        a migration could not be applied
     ├── SecretsError              the secrets key file is missing, unreadable or not the right one
     │   └── UnknownSecretsKey     a secret was sealed under a key the key file does not hold
@@ -50,6 +51,10 @@ class StoreError(AibridgedError):
 
 class StoreUnavailable(StoreError):
     """The database cannot be reached."""
+
+
+class StoreRejectedValue(StoreError):
+    """A value PostgreSQL cannot hold in text (a NUL character, ...): the input's fault."""
 
 
 class MigrationError(StoreError):

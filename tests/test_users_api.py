@@ -189,3 +189,21 @@ async def test_a_taken_username_is_a_conflict_and_unknown_keys_are_404(
     assert again.status_code == 409
     gone = await http.delete("/api/v2/users/alice/keys/nosuchkey", headers=_as(gateway.token))
     assert gone.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v2/aibridge/sessions?q=client:%00",
+        "/api/v2/aibridge/interceptions?q=model:a%00b",
+        "/api/v2/aibridge/usage?user=%00",
+        "/api/v2/users/a%00",
+    ],
+)
+async def test_a_nul_character_in_a_value_is_a_400_not_a_database_error(
+    http: httpx2.AsyncClient, gateway: Gateway, path: str
+) -> None:
+    got = await http.get(path, headers=_as(gateway.token))
+    assert got.status_code == 400, got.text
+    assert got.json()["message"] == "invalid value"
+    assert "NUL" in got.json()["detail"]

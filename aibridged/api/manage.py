@@ -25,6 +25,7 @@ from aibridged.errors import (
     PermissionDenied,
     SecretsError,
     StoreError,
+    StoreRejectedValue,
     StoreUnavailable,
 )
 from aibridged.store.db import Runner
@@ -116,6 +117,8 @@ def add_management_errors(app: QuartTrio) -> None:
 
     @app.errorhandler(StoreError)
     async def store_error(error: StoreError) -> Response:
+        if isinstance(error, StoreRejectedValue):  # the caller's text, not the database's fault
+            return error_response(400, "invalid value", "text must not contain NUL characters")
         log.error("api.store_error", error=str(error), path=request.path)
         if isinstance(error, StoreUnavailable):
             return error_response(503, "database unavailable", "try again shortly")

@@ -31,7 +31,7 @@ import asyncpg
 import trio
 import trio_asyncio
 
-from aibridged.errors import Conflict, StoreError, StoreUnavailable
+from aibridged.errors import Conflict, StoreError, StoreRejectedValue, StoreUnavailable
 from aibridged.store.conninfo import native_conninfo, secret_scrubber
 from aibridged.store.native import NativePool
 
@@ -98,6 +98,8 @@ class Store:
             raise Conflict(exc.detail or str(exc)) from exc
         except (OSError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError) as exc:
             raise StoreUnavailable(f"database unavailable: {exc}") from exc
+        except (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError) as exc:
+            raise StoreRejectedValue(f"value not storable: {exc}") from exc
         except asyncpg.PostgresError as exc:
             raise StoreError(f"database error: {exc}") from exc
 

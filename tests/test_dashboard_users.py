@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx2
 import pytest
 
-from tests.browser import DashboardPage
+from aibridged.store import open_store
+from aibridged.store.users import create_token, create_user
+from tests.browser import DashboardPage, DashboardSetup, sign_in_over_http
 from tests.gateway import chat_status
 
 
@@ -94,3 +97,20 @@ async def test_a_member_gets_the_forbidden_page_on_user_pages(
     assert await member_page.goto(path) == 403
     heading = await member_page.do(lambda p: p.get_by_role("heading", level=1).inner_text())
     assert heading == "Forbidden"
+
+
+async def test_an_admin_sees_no_token_forms_on_an_owners_tokens_page(
+    dash: DashboardSetup, database_url: str
+) -> None:
+    async with open_store(database_url, pool_size=1, connect_timeout_s=10) as store:
+        await create_user(store, username="adam", role="admin")
+        _, admin_token = await create_token(store, "adam")
+    gateway = dash.gateway
+    async with httpx2.AsyncClient(base_url=gateway.url, timeout=10) as http:
+        await sign_in_over_http(http, admin_token)
+        owner_page = await http.get("/admin/users/admin")
+        assert owner_page.status_code == 200, owner_page.text
+        assert "Only an owner creates or revokes an owner's tokens." in owner_page.text
+        assert "Create a token" not in owner_page.text and ">Revoke<" not in owner_page.text
+        member_page = await http.get("/admin/users/member1")
+        assert "Create a token" in member_page.text and ">Revoke<" in member_page.text

@@ -135,9 +135,12 @@ async def _tokens_page(
     target = await visible_user(management, user, username)
     keys = await stored.list_tokens(management.store, str(target.id))
     notice = f"Token {revoked} revoked." if revoked in {k.id for k in keys} else ""
+    # The management API's rule (an owner's keys are an owner's to make and revoke), shown
+    # up front instead of as a 403 after the form.
+    manages = target.role != "owner" or user.role == "owner"
     return await page(
         "dashboard/user_tokens.html", status, target=target, keys=keys, form=form or {},
-        errors=errors or {}, notice=notice, secret=secret, new_id=new_id,
+        errors=errors or {}, notice=notice, secret=secret, new_id=new_id, manages=manages,
     )  # fmt: skip
 
 

@@ -35,20 +35,60 @@ class ReloadMetrics(Protocol):
     provider_reloads: Counter
 
 
+def add_process_collectors(registry: CollectorRegistry) -> None:
+    """Process, platform and GC series (both daemons have them)."""
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+
+
+def task_restarts_counter(registry: CollectorRegistry, prefix: str) -> Counter:
+    # task: a handful of fixed background-task names.
+    return Counter(
+        prefix + "task_restarts",
+        "Background tasks restarted after a crash.",
+        ["task"],
+        registry=registry,
+    )
+
+
+def provider_reload_series(
+    registry: CollectorRegistry, prefix: str, *, info_help: str
+) -> tuple[Gauge, Gauge, Gauge, Counter]:
+    """`provider_info` (one series per configured provider, described by `info_help`), the
+    two reload timestamps and the reloads by result: what the shared reload loop sets."""
+    info = Gauge(
+        prefix + "provider_info",
+        info_help,
+        ["provider_name", "provider_type", "status"],
+        registry=registry,
+    )
+    last = Gauge(
+        prefix + "providers_last_reload_timestamp_seconds",
+        "When the providers were last reloaded (every attempt, failed ones included).",
+        registry=registry,
+    )
+    last_success = Gauge(
+        prefix + "providers_last_reload_success_timestamp_seconds",
+        "When the providers were last reloaded successfully.",
+        registry=registry,
+    )
+    # Two series: result ok or failed.
+    reloads = Counter(
+        prefix + "provider_reloads",
+        "Provider reloads by result (ok, failed); a failed one keeps the previous set.",
+        ["result"],
+        registry=registry,
+    )
+    return info, last, last_success, reloads
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry, *, process_metrics: bool = True) -> None:
         self.registry = registry
         if process_metrics:
-            ProcessCollector(registry=registry)
-            PlatformCollector(registry=registry)
-            GCCollector(registry=registry)
-        # task: a handful of fixed background-task names.
-        self.task_restarts = Counter(
-            PREFIX + "task_restarts",
-            "Background tasks restarted after a crash.",
-            ["task"],
-            registry=registry,
-        )
+            add_process_collectors(registry)
+        self.task_restarts = task_restarts_counter(registry, PREFIX)
         # version: one value per process.
         self.build_info = Gauge(
             PREFIX + "build_info",
@@ -100,30 +140,16 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
-        # One series per configured provider.
-        self.provider_info = Gauge(
-            PREFIX + "provider_info",
-            "Configured providers (value 1) with their status: enabled, disabled or error.",
-            ["provider_name", "provider_type", "status"],
-            registry=registry,
-        )
-        # No labels: one series each.
-        self.providers_last_reload = Gauge(
-            PREFIX + "providers_last_reload_timestamp_seconds",
-            "When the providers were last reloaded (every attempt, failed ones included).",
-            registry=registry,
-        )
-        self.providers_last_reload_success = Gauge(
-            PREFIX + "providers_last_reload_success_timestamp_seconds",
-            "When the providers were last reloaded successfully.",
-            registry=registry,
-        )
-        # Two series: result ok or failed.
-        self.provider_reloads = Counter(
-            PREFIX + "provider_reloads",
-            "Provider reloads by result (ok, failed); a failed one keeps the previous set.",
-            ["result"],
-            registry=registry,
+        (
+            self.provider_info,
+            self.providers_last_reload,
+            self.providers_last_reload_success,
+            self.provider_reloads,
+        ) = provider_reload_series(
+            registry,
+            PREFIX,
+            info_help="Configured providers (value 1) with their status: enabled, disabled or"
+            " error.",
         )
         # One series per SSE stream parsing gave up on (bounded by provider names).
         self.stream_parse_abandoned = Counter(

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from prometheus_client.gc_collector import GCCollector
-from prometheus_client.platform_collector import PlatformCollector
-from prometheus_client.process_collector import ProcessCollector
+
+from aibridged.metrics import add_process_collectors, provider_reload_series, task_restarts_counter
 
 PREFIX = "coder_aibridgeproxyd_"
 
@@ -14,35 +13,20 @@ class ProxyMetrics:
     def __init__(self, registry: CollectorRegistry, *, process_metrics: bool = True) -> None:
         self.registry = registry
         if process_metrics:
-            ProcessCollector(registry=registry)
-            PlatformCollector(registry=registry)
-            GCCollector(registry=registry)
+            add_process_collectors(registry)
         # provider_name: configured providers; provider_type: a dozen types; status: enabled,
         # disabled, proxy_excluded.
-        self.provider_info = Gauge(
-            PREFIX + "provider_info",
-            "Configured providers (value 1) with their status for the proxy: enabled (its hosts"
-            " are decrypted), disabled (tunnelled), proxy_excluded (enabled, but no host of its"
-            " own: its base URL's host is claimed by a provider earlier by name).",
-            ["provider_name", "provider_type", "status"],
-            registry=registry,
-        )
-        self.providers_last_reload = Gauge(
-            PREFIX + "providers_last_reload_timestamp_seconds",
-            "When the providers were last reloaded (every attempt, failed ones included).",
-            registry=registry,
-        )
-        self.providers_last_reload_success = Gauge(
-            PREFIX + "providers_last_reload_success_timestamp_seconds",
-            "When the providers were last reloaded successfully.",
-            registry=registry,
-        )
-        # result: ok, failed.
-        self.provider_reloads = Counter(
-            PREFIX + "provider_reloads",
-            "Provider reloads by result; a failed one keeps the previous set.",
-            ["result"],
-            registry=registry,
+        (
+            self.provider_info,
+            self.providers_last_reload,
+            self.providers_last_reload_success,
+            self.provider_reloads,
+        ) = provider_reload_series(
+            registry,
+            PREFIX,
+            info_help="Configured providers (value 1) with their status for the proxy: enabled"
+            " (its hosts are decrypted), disabled (tunnelled), proxy_excluded (enabled, but no"
+            " host of its own: its base URL's host is claimed by a provider earlier by name).",
         )
         # type: mitm, tunneled.
         self.connect_sessions = Counter(
@@ -74,10 +58,4 @@ class ProxyMetrics:
         self.ready = Gauge(
             PREFIX + "ready", "1 once the proxy accepts CONNECTs.", registry=registry
         )
-        # task: a handful of fixed background-task names.
-        self.task_restarts = Counter(
-            PREFIX + "task_restarts",
-            "Background tasks restarted after a crash.",
-            ["task"],
-            registry=registry,
-        )
+        self.task_restarts = task_restarts_counter(registry, PREFIX)

@@ -235,8 +235,7 @@ async def _first_load(
         notifier=notifier,
         poll_interval_s=config.ai_gateway.providers_poll_interval_s,
     )
-    if not await reloader.reload_now():
-        raise StartupError(f"cannot load the providers: {reloader.statistics().last_error}")
+    await reloader.load_first()
     return reloader
 
 

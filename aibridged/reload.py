@@ -19,7 +19,7 @@ from typing import Generic, TypeVar
 import structlog
 import trio
 
-from aibridged.errors import AibridgedError
+from aibridged.errors import AibridgedError, StartupError
 from aibridged.metrics import ReloadMetrics
 from aibridged.sdnotify import SdNotifier
 
@@ -74,6 +74,11 @@ class Reloader(Generic[S]):
         with trio.move_on_after(timeout_s):
             while self._covered < target:
                 await self._done.wait()
+
+    async def load_first(self) -> None:
+        """The load at start-up: StartupError when it fails (there is no set to keep yet)."""
+        if not await self.reload_now():
+            raise StartupError(f"cannot load the providers: {self._last_error}")
 
     async def reload_now(self) -> bool:
         """Build and swap once; False (the previous snapshot kept) when the build failed."""

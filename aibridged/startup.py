@@ -175,8 +175,7 @@ async def open_providers(
         poll_interval_s=config.ai_gateway.providers_poll_interval_s,
     )
     runtime = ProviderRuntime(registry, reloader, box, demo_url, aws)
-    if not await reloader.reload_now():
-        raise StartupError(f"cannot load the providers: {reloader.statistics().last_error}")
+    await reloader.load_first()
     return runtime
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import anthropic
 import asyncpg
+import httpx2
 import openai
 import pytest
 import trio
@@ -113,6 +114,14 @@ def process_alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except OSError:
         return False
+
+
+@pytest.fixture
+async def api(gateway: Gateway) -> AsyncIterator[httpx2.AsyncClient]:
+    """The management API of the test module's own `gateway`, as its admin."""
+    headers = {"authorization": f"Bearer {gateway.token}"}
+    async with httpx2.AsyncClient(base_url=gateway.url, headers=headers, timeout=20) as client:
+        yield client
 
 
 # The official SDKs on the gateway of the test module's own `gateway` fixture; closed at the end

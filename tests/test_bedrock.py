@@ -64,13 +64,6 @@ async def bedrock(nursery: trio.Nursery) -> tuple[FakeBedrock, str]:
 
 
 @pytest.fixture
-async def api(gateway: Gateway) -> AsyncIterator[httpx2.AsyncClient]:
-    headers = {"authorization": f"Bearer {gateway.token}"}
-    async with httpx2.AsyncClient(base_url=gateway.url, headers=headers, timeout=20) as client:
-        yield client
-
-
-@pytest.fixture
 async def db(database_url: str) -> AsyncIterator[Store]:
     async with open_store(database_url, pool_size=2, connect_timeout_s=10) as store:
         yield store

@@ -37,13 +37,6 @@ async def gateway(
     return await start_gateway(nursery, database_url=database_url, state_dir=tmp_path)
 
 
-@pytest.fixture
-async def api(gateway: Gateway) -> AsyncIterator[httpx2.AsyncClient]:
-    headers = {"authorization": f"Bearer {gateway.token}"}
-    async with httpx2.AsyncClient(base_url=gateway.url, headers=headers, timeout=10) as client:
-        yield client
-
-
 def _new(name: str = "extra", **fields: Any) -> dict[str, Any]:
     return {"type": "openai", "name": name, "api_keys": [KEY_1], **fields}
 

@@ -61,13 +61,6 @@ async def gateway(nursery: trio.Nursery, database_url: str, tmp_path: Path) -> G
 
 
 @pytest.fixture
-async def api(gateway: Gateway) -> AsyncIterator[httpx2.AsyncClient]:
-    headers = {"authorization": f"Bearer {gateway.token}"}
-    async with httpx2.AsyncClient(base_url=gateway.url, headers=headers, timeout=10) as client:
-        yield client
-
-
-@pytest.fixture
 async def alice(api: httpx2.AsyncClient) -> User:
     made = (await api.post("/api/v2/users", json={"username": "alice"})).json()
     key = (await api.post("/api/v2/users/alice/keys", json={"name": "proxy"})).json()

@@ -9,7 +9,7 @@ import json
 import socket
 import stat
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,14 +103,6 @@ async def remote(gateway: Gateway, cli: Cli, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("AIBRIDGED_URL", gateway.url)
     monkeypatch.setenv("AIBRIDGED_TOKEN", gateway.token)
     return cli
-
-
-@pytest.fixture
-async def api(gateway: Gateway) -> AsyncIterator[httpx2.AsyncClient]:
-    """The management API itself, to check what the CLI did without trusting its output."""
-    headers = {"authorization": f"Bearer {gateway.token}"}
-    async with httpx2.AsyncClient(base_url=gateway.url, headers=headers) as client:
-        yield client
 
 
 def _saved_login(tmp_path: Path) -> Path:

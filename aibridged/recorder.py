@@ -5,7 +5,8 @@ written behind the request by a batching writer.
   arrive while a commit is in flight share the next one, so a burst costs one round trip, not
   one each. A start that cannot be committed fails its request (500 `failed to record
   interception`). The daemon commits them on a trio-native connection of their own
-  (`starts_runner`): its round trip skips trio-asyncio's scheduling rounds.
+  (`starts_runner`): its round trip skips trio-asyncio's scheduling rounds. The daemon's
+  batches go through another such connection (`runner`); tests may give an asyncpg runner.
 - **Child rows** (token usage, prompts, tools, thoughts) go into a bounded queue; the request
   never waits for them. A full queue drops the new row, counted per kind
   (`coder_aibridged_recorder_dropped_total{record}`) and logged at most every 10 s.
@@ -96,7 +97,7 @@ class _StartBatch:
 class Recorder:
     def __init__(
         self,
-        runner: Runner,
+        runner: Runner | NativePool,
         metrics: Metrics,
         *,
         queue_rows: int = 50_000,
@@ -149,7 +150,8 @@ class Recorder:
             raise StoreError(f"failed to record interception: {batch.error}") from batch.error
         if lookup:
             parent, root = batch.threads.get(record.id, (None, None))
-            record = replace(record, thread_parent_id=parent, thread_root_id=root)
+            if parent is not None:  # `replace` costs more than the lookup's bookkeeping
+                record = replace(record, thread_parent_id=parent, thread_root_id=root)
         if self._structured:  # the fields are built only for a line that is written
             self._log_record("interception_start", record.id, _start_fields(record))
         return record

@@ -26,6 +26,7 @@ from aibridged.records import (
 )
 from aibridged.startup import recorder_connections
 from aibridged.store import Store
+from aibridged.store.records import Stamped, insert_starts, write_batch
 
 
 def _start(**kw: Any) -> InterceptionStart:
@@ -298,9 +299,77 @@ async def test_a_tool_call_made_before_a_restart_is_found_in_the_database(
 async def test_the_recorders_own_connections_commit_without_waiting_for_the_disk(
     store: Store,
 ) -> None:
-    side = await store.side_pool(1, {"synchronous_commit": "off"})
-    assert await side.run(lambda conn: conn.fetchval("SHOW synchronous_commit")) == "off"
+    for synchronous, shown in ((False, "off"), (True, "on")):
+        batches, starts = await recorder_connections(store, synchronous_commit=synchronous)
+        for pool in (batches, starts):
+            assert await pool.query("SHOW synchronous_commit") == [(shown,)]
     assert await store.run(lambda conn: conn.fetchval("SHOW synchronous_commit")) == "on"
+
+
+_ODD_TEXT = 'say "hi", {a,b} \\ NULL \n é 🙂 ,\'' + "\n" + "x" * 3000
+_BATCH_ROWS = """
+SELECT i.ended_at - i.started_at AS took, i.credential_hint, i.metadata,
+  (SELECT array_agg(ARRAY[t.provider_response_id, t.input_tokens::text, t.output_tokens::text,
+      t.cache_read_input_tokens::text, t.cache_write_input_tokens::text, t.metadata::text])
+   FROM aibridge_token_usages t WHERE t.interception_id = i.id) AS usages,
+  (SELECT array_agg(p.prompt) FROM aibridge_user_prompts p WHERE p.interception_id = i.id)
+    AS prompts,
+  (SELECT array_agg(ARRAY[u.tool, u.provider_tool_call_id, u.provider_item_id, u.input,
+      u.server_url, u.injected::text, u.invocation_error] ORDER BY u.tool)
+   FROM aibridge_tool_usages u WHERE u.interception_id = i.id) AS tools,
+  (SELECT array_agg(ARRAY[m.content, m.metadata::text])
+   FROM aibridge_model_thoughts m WHERE m.interception_id = i.id) AS thoughts
+FROM aibridge_interceptions i WHERE i.id = $1
+"""
+
+
+async def test_the_daemons_batch_connection_stores_what_asyncpg_stores(store: Store) -> None:
+    """The daemon writes batches on a native libpq connection, its parameters in PostgreSQL's
+    text form; the same batch through asyncpg (binary) must give the same rows."""
+    await ensure_partitions(store)
+    batches, _ = await recorder_connections(store, synchronous_commit=False)
+    written: list[uuid.UUID] = []
+    for runner in (store, batches):
+        start = _start()
+        await insert_starts(store, [start])
+        at = datetime.now(UTC)
+        rows = [
+            Stamped(start.id, start.started_at, at, record)
+            for record in (
+                PromptUsage(_ODD_TEXT, response_id="resp_1"),
+                TokenUsage(
+                    "resp_1",
+                    2**40,
+                    7,
+                    cache_read=3,
+                    cache_write=0,
+                    extra={"reasoning_tokens": 11, 'n"q': 1},
+                ),
+                ToolUsage("resp_1", "zeta", "call_1", '{"path": "a\\b", "q": "\\"x\\""}'),
+                ToolUsage(
+                    "resp_1",
+                    "alpha",
+                    "",
+                    _ODD_TEXT,
+                    item_id="fc_1",
+                    injected=True,
+                    server_url="http://mcp.local/x",
+                    invocation_error="it {failed}",
+                ),
+                ModelThought("resp_1", _ODD_TEXT, "reasoning_summary"),
+            )
+        ]
+        end = InterceptionEnd(start.id, start.started_at, start.started_at, "sk-n...wxyz",
+                              "failed", error='upstream said "no"')  # fmt: skip
+        await write_batch(runner, rows, [end])
+        written.append(start.id)
+    asyncpg_rows, native_rows = [
+        dict(await store.run(lambda conn, i=i: conn.fetchrow(_BATCH_ROWS, i))) for i in written
+    ]
+    assert native_rows == asyncpg_rows
+    assert native_rows["prompts"] == [_ODD_TEXT]
+    assert native_rows["tools"][0][:3] == ["alpha", "", "fc_1"]
+    assert native_rows["tools"][1][4:] == [None, "false", None]
 
 
 async def test_the_start_connection_plans_its_statements_once(store: Store) -> None:

@@ -153,20 +153,27 @@ def _start_arrays(starts: Sequence[InterceptionStart]) -> list[list[Any]]:
 
 
 async def write_batch(
-    runner: Runner, rows: Sequence[Stamped], ends: Sequence[InterceptionEnd]
+    runner: Runner | NativePool, rows: Sequence[Stamped], ends: Sequence[InterceptionEnd]
 ) -> None:
     """Child rows and ends in one statement: one round trip, written whole or not at all."""
-    await runner.run(_write_batch, rows, ends)
+    if isinstance(runner, NativePool):
+        await runner.fetch(WRITE_BATCH, _batch_arrays(rows, ends))
+    else:
+        await runner.run(_write_batch, rows, ends)
 
 
 async def _write_batch(
     conn: Connection, rows: Sequence[Stamped], ends: Sequence[InterceptionEnd]
 ) -> None:
+    await conn.execute(WRITE_BATCH.sql, *_batch_arrays(rows, ends))
+
+
+def _batch_arrays(rows: Sequence[Stamped], ends: Sequence[InterceptionEnd]) -> list[list[Any]]:
     by_kind: dict[type, list[Stamped]] = {kind: [] for kind in _COLUMNS}
     for row in rows:
         by_kind[type(row.record)].append(row)
     arrays = [array for kind, build in _COLUMNS.items() for array in build(by_kind[kind])]
-    await conn.execute(_BATCH_SQL, *arrays, *_end_arrays(ends))
+    return [*arrays, *_end_arrays(ends)]
 
 
 def _token_usage_arrays(rows: list[Stamped]) -> list[list[Any]]:
@@ -285,7 +292,7 @@ def _batch_sql() -> str:
     )
 
 
-_BATCH_SQL = _batch_sql()
+WRITE_BATCH = Statement("aibridged_write_batch", _batch_sql())
 
 
 def _text(value: str) -> str:

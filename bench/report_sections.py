@@ -149,7 +149,7 @@ def recording_section(results: dict[str, Any]) -> list[str]:
     latency = results.get("latency_recording") or {}
     through = recording_throughput_rows(results["throughput_summary"])
     rate = results.get("recorder_rate") or {}
-    if not latency and not through and not rate:
+    if not latency and not through and not rate and not results.get("recording_steady"):
         return []
     lines = ["## Recording on vs off", ""]
     if latency:
@@ -172,6 +172,7 @@ def recording_section(results: dict[str, Any]) -> list[str]:
             table(RECORDING_THROUGHPUT_HEADERS, through),
             "",
         ]
+    lines += _steady_lines(results.get("recording_steady") or {})
     seen = results.get("recorder_in_gateway") or {}
     if seen:
         lines += [
@@ -211,3 +212,35 @@ def recording_section(results: dict[str, Any]) -> list[str]:
         if "command" in rate:
             lines += [f"`{rate['command']}`", ""]
     return lines
+
+
+STEADY_HEADERS = ("path", "req/s", "CPU ms/req", "CPU %", "p50 ms", "errors")
+
+
+def _steady_lines(steady: dict[str, Any]) -> list[str]:
+    """The steady stream's runs (bench.recording_steady), each one, then the medians."""
+    if not steady:
+        return []
+    rows = [
+        [r["path"], r["rps"], r["cpu_ms_per_request"], r["cpu_pct"], r["p50_ms"], r["errors"]]
+        for r in steady["runs"]
+    ]
+    for path in ("gateway", "gateway_norec"):
+        rows.append([f"{path}, median", steady[f"{path}_rps"],
+                     steady[f"{path}_cpu_ms_per_request"], steady[f"{path}_cpu_pct"],
+                     steady[f"{path}_p50_ms"], "-"])  # fmt: skip
+    return [
+        "### SSE whose events arrive 20 ms apart",
+        "",
+        f"`bench.recording_steady`: the 75 KB Messages stream request to the steady upstream "
+        f"({steady['deltas']} text deltas {steady['interval_s'] * 1000:g} ms apart, each event "
+        f"its own read), {steady['connections']} streams at a time, {steady['duration_s']:g} s "
+        f"runs, {steady['rounds']} rounds of recording on and off (order swapped every other "
+        "round). `CPU ms/req` from the gateway's process CPU time. Streams per CPU-second, on ÷ "
+        f"off: **{steady['recording_ratio']}**"
+        + ("" if steady["below_saturation"] else " (a run was saturated: not comparable)")
+        + ".",
+        "",
+        table(STEADY_HEADERS, rows),
+        "",
+    ]

@@ -110,7 +110,7 @@ def running_gateway(work: Path, database: Database, retention: str) -> Iterator[
             raise RuntimeError(f"upstream said {line!r}:\n{upstream.log_tail()}")
         state_dir = work / "state-gateway"
         text = gateway_config(
-            state_dir, port, upstream_port, free_port(), "info",
+            state_dir, port, upstream_port, free_port(), "info", steady_port=free_port(),
             database_url=database.dsn("postgres"), recording=True,
             secrets_key_file=work / "secrets.key", retention=retention,
             metrics_address=f"{HOST}:{metrics_port}",

@@ -11,7 +11,9 @@ run (``make bench``).
    the noise floor);
 4. saturated closed-loop throughput, JSON (chat, blocking) and SSE (messages, streaming), in
    rounds of direct / gateway (recording on) / gateway (recording off) / gateway (tracing on) /
-   the baseline's gateway / LiteLLM (one of them under load at a time);
+   the baseline's gateway / LiteLLM (one of them under load at a time); then what recording costs
+   a stream whose events arrive 20 ms apart (``bench.recording_steady``: CPU per stream, on vs
+   off, below saturation);
 5. gateway RSS before, during and after the load;
 6. py-spy profiles of the gateway (recording on) under saturated JSON and SSE load;
 7. the recorder's sustained write rate (``bench.recorder_rate``: start + 3 rows + end per
@@ -67,6 +69,7 @@ from bench.procs import (
     wait_until_quiet,
 )
 from bench.profile import py_spy_version
+from bench.recording_steady import measure_recording_steady
 from bench.report import observations, render_markdown, render_text, write_json
 from bench.stack import (
     CLIENT_CPU,
@@ -135,6 +138,7 @@ QUICK_DEFAULTS: dict[str, float] = {
     "stream_interval": 0.5,
     "stream_deltas": 4,
     "writer_interceptions": 5_000,
+    "steady_rounds": 1,
 }
 
 
@@ -172,6 +176,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="client",
         help=f"where the bench's PostgreSQL runs: CPU {CLIENT_CPU} (with the upstream), CPU "
         f"{GATEWAY_CPU} (with the gateways) or unpinned",
+    )
+    parser.add_argument(
+        "--steady-connections", type=int, default=8, help="steady SSE streams open at once"
+    )
+    parser.add_argument(
+        "--steady-rounds", type=int, default=3, help="steady SSE, recording on/off pairs; 0: skip"
     )
     parser.add_argument(
         "--writer-interceptions", type=int, default=20_000, help="recorder write rate; 0: skip"
@@ -299,6 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     profile: dict[str, Any] = {}
     latency_litellm: dict[str, Any] = {}
     latency_recording: dict[str, Any] = {}
+    steady: dict[str, Any] = {}
     recorder_in_gateway: dict[str, Any] = {}
     recorder_rate: dict[str, Any] = {}
     database_cpu = {"client": CLIENT_CPU, "gateway": GATEWAY_CPU, "any": None}[args.database_cpu]
@@ -385,6 +396,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rounds=args.rounds,
                 litellm_warmup_s=args.litellm_warmup,
             )
+            if args.steady_rounds > 0:
+                print("recording on vs off, SSE events 20 ms apart, below saturation:", flush=True)
+                steady = measure_recording_steady(
+                    stack,
+                    generator=args.generator,
+                    connections=args.steady_connections,
+                    duration_s=args.duration,
+                    warmup_s=args.warmup,
+                    rounds=args.steady_rounds,
+                )
             snapshot("after_load")
             speed["after_load"] = _speeds()
             for kind, api in (("json", apis["chat"]), ("sse", apis["messages_stream"])):
@@ -514,6 +535,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "recorder_in_gateway": recorder_in_gateway,
         "recorder_rate": recorder_rate,
         "throughput_summary": summary,
+        "recording_steady": steady,
         "throughput_runs": runs,
         "memory": memory,
         "litellm_memory": litellm_memory,
@@ -521,7 +543,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "streams": streams,
         "targets": evaluate_targets(latency),
         "bench_targets": evaluate_bench_targets(
-            summary, latency, streams, latency_recording, recorder_rate
+            summary, latency, streams, latency_recording, recorder_rate, steady
         ),
         "files": {"json": relative(json_path), "md": relative(md_path)},
     }

@@ -50,6 +50,10 @@ VIAS = ("direct", "gateway", "gateway_norec", "gateway_trace", "gateway_base", "
 # recording on; recording off; tracing on; the baseline's code
 GATEWAYS = ("gateway", "gateway_norec", "gateway_trace", "gateway_base")
 PACED_PROVIDER = "anthropic-paced"  # the gateway's provider in front of bench.paced_upstream
+STEADY_PROVIDER = "anthropic-steady"  # ... and in front of the steady stream
+# The steady stream: its events 20 ms apart, as a provider generating tokens sends them (so each
+# arrives on its own, however the requests were scheduled), 8 text deltas (~0.2 s a stream).
+STEADY = Pacing(interval_s=0.02, deltas=8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +136,15 @@ def slow_stream_api() -> Api:
     )
 
 
+def steady_stream_api() -> Api:
+    """The bench's Messages stream request (75 KB) sent to the steady stream's provider."""
+    return replace(
+        api_surfaces()["messages_stream"],
+        name="steady_stream",
+        gateway_path=f"{PREFIX}/{STEADY_PROVIDER}/v1/messages",
+    )
+
+
 def response_ok(timed: Timed, *, stream: bool) -> bool:
     """200 and a complete body: a JSON object, or a stream ending with message_stop."""
     if timed.status != 200:
@@ -179,6 +192,7 @@ class Stack:
     gateway_base: Proc | None = None  # the baseline commit's code, when asked for
     gateway_base_port: int = 0
     baseline: str = ""  # its git commit
+    steady_port: int = 0  # the steady stream (bench.paced_upstream with STEADY)
 
     @property
     def vias(self) -> tuple[str, ...]:
@@ -238,6 +252,7 @@ def gateway_config(
     paced_port: int,
     log_level: str,
     *,
+    steady_port: int,
     database_url: str,
     recording: bool,
     secrets_key_file: Path,
@@ -285,6 +300,12 @@ key_env = "BENCH_ANTHROPIC_KEY"
 type = "anthropic"
 name = "{PACED_PROVIDER}"
 base_url = "http://{HOST}:{paced_port}"
+key_env = "BENCH_ANTHROPIC_KEY"
+
+[[providers]]
+type = "anthropic"
+name = "{STEADY_PROVIDER}"
+base_url = "http://{HOST}:{steady_port}"
 key_env = "BENCH_ANTHROPIC_KEY"
 """
 
@@ -337,11 +358,14 @@ def running_stack(
     litellm = LiteLLM(error=None if with_litellm else "not asked for (--no-litellm)")
     with running_database(work / "postgres", cpu=database_cpu) as database:
         try:
-            upstream_port, paced_port = free_port(), free_port()
+            upstream_port, paced_port, steady_port = free_port(), free_port(), free_port()
             upstream_cmd = [sys.executable, "-m", "bench.upstream", "--kind", upstream_kind]
             upstream_cmd += ["--paced-port", str(paced_port)]
             upstream_cmd += ["--slow-interval", f"{pacing.interval_s:g}"]
             upstream_cmd += ["--slow-deltas", str(pacing.deltas)]
+            upstream_cmd += ["--steady-port", str(steady_port)]
+            upstream_cmd += ["--steady-interval", f"{STEADY.interval_s:g}"]
+            upstream_cmd += ["--steady-deltas", str(STEADY.deltas)]
             upstream = Proc(
                 "upstream",
                 pinned([*upstream_cmd, "--port", str(upstream_port)], CLIENT_CPU),
@@ -352,7 +376,7 @@ def running_stack(
             )
             procs.append(upstream)
             line = upstream.read_line(30)
-            if line.startswith("paced "):
+            while line.startswith(("paced ", "steady ")):
                 line = upstream.read_line(30)
             if not line.startswith("listening "):
                 raise RuntimeError(f"upstream said {line!r}:\n{upstream.log_tail()}")
@@ -383,6 +407,7 @@ def running_stack(
                     upstream_port,
                     paced_port,
                     log_level,
+                    steady_port=steady_port,
                     database_url=database.dsn("postgres"),
                     recording=recording,
                     secrets_key_file=work / "secrets.key",
@@ -432,6 +457,7 @@ def running_stack(
                 gateway_base,
                 configs["gateway_base"][2] if baseline else 0,
                 _commit_of(baseline) if baseline else "",
+                steady_port=steady_port,
             )
         finally:
             litellm_proxy.stop(litellm)

@@ -3,10 +3,13 @@
     python -m bench.upstream --kind fast --port 0     # bench.fast_upstream (default)
     python -m bench.upstream --kind demo --port 0     # aibridged.demo.DemoUpstream
     python -m bench.upstream --paced-port 0 --slow-interval 1 --slow-deltas 24   # + paced stream
+    python -m bench.upstream --steady-port 0 --steady-interval 0.02 --steady-deltas 8  # + steady
 
-Prints ``listening http://127.0.0.1:<port>`` on stdout once accepting (and, with ``--paced-port``,
-``paced http://127.0.0.1:<port>`` before it: ``bench.paced_upstream`` in the same process); runs
-until SIGTERM/SIGINT.
+Prints ``listening http://127.0.0.1:<port>`` on stdout once accepting; before it, with
+``--paced-port``, ``paced http://127.0.0.1:<port>`` and with ``--steady-port``, ``steady
+http://127.0.0.1:<port>`` (each a ``bench.paced_upstream`` in the same process: the slow stream
+of the many-open-streams scenario, and the steady stream whose events arrive one by one, as a
+provider sends them, for the recording comparison); runs until SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from bench.paced_upstream import Pacing, serve_paced
 
 READY_PREFIX = "listening "
 PACED_PREFIX = "paced "
+STEADY_PREFIX = "steady "
 
 
 async def serve_fast_upstream(
@@ -59,13 +63,12 @@ async def _main(
     port: int,
     chunk_delay_s: float,
     first_byte_delay_s: float,
-    pacing: Pacing,
-    paced_port: int | None,
+    paced: dict[str, tuple[Pacing, int]],
 ) -> None:
     async with trio.open_nursery() as nursery:
-        if paced_port is not None:
-            paced = await nursery.start(partial(serve_paced, pacing, host=host, port=paced_port))
-            print(PACED_PREFIX + paced, flush=True)
+        for prefix, (pacing, paced_port) in paced.items():
+            url = await nursery.start(partial(serve_paced, pacing, host=host, port=paced_port))
+            print(prefix + url, flush=True)
         if kind == "demo":
             demo = DemoUpstream(
                 stream_chunks=4, chunk_delay_s=chunk_delay_s, first_byte_delay_s=first_byte_delay_s
@@ -96,8 +99,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--slow-interval", type=float, default=1.0, help="paced stream: seconds between deltas"
     )
     parser.add_argument("--slow-deltas", type=int, default=24, help="paced stream: text deltas")
+    parser.add_argument("--steady-port", type=int, help="also serve the steady stream here")
+    parser.add_argument(
+        "--steady-interval", type=float, default=0.02, help="steady stream: seconds between deltas"
+    )
+    parser.add_argument("--steady-deltas", type=int, default=8, help="steady stream: text deltas")
     args = parser.parse_args(argv)
-    pacing = Pacing(interval_s=args.slow_interval, deltas=args.slow_deltas)
+    paced: dict[str, tuple[Pacing, int]] = {}
+    if args.paced_port is not None:
+        slow = Pacing(interval_s=args.slow_interval, deltas=args.slow_deltas)
+        paced[PACED_PREFIX] = (slow, args.paced_port)
+    if args.steady_port is not None:
+        steady = Pacing(interval_s=args.steady_interval, deltas=args.steady_deltas)
+        paced[STEADY_PREFIX] = (steady, args.steady_port)
     trio.run(
         _main,
         args.kind,
@@ -105,8 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.port,
         args.chunk_delay,
         args.first_byte_delay,
-        pacing,
-        args.paced_port,
+        paced,
     )
     return 0
 

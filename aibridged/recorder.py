@@ -167,7 +167,8 @@ class Recorder:
             self._dropped(kind)
             return
         now = datetime.now(UTC)
-        self._rows.append(Stamped(interception.id, interception.started_at, now, record))
+        root = interception.thread_root_id
+        self._rows.append(Stamped(interception.id, interception.started_at, now, record, root))
         self._rows_wanted.set()
         self._count_metrics(interception, record)
         if self._structured:

@@ -14,9 +14,11 @@ beats it missed instead of running back to back. One sweep, on one connection of
 3. deletes what is older than the cutoff from the boundary day's partitions and the DEFAULT
    partitions, in batches of `batch_rows` interceptions with their child records, each batch
    one transaction; then child rows in the DEFAULT partitions whose interception is gone;
-4. creates the day partitions from yesterday to a week ahead (aibridged/recorder.py).
+4. deletes the thread lookup's call index rows (`aibridge_tool_calls`) of interceptions older
+   than the cutoff, in batches (an index of the tool usages, not records: not in `purged`);
+5. creates the day partitions from yesterday to a week ahead (aibridged/recorder.py).
 
-With `retention_s` 0 only step 4 runs. After each step the sweeper rests (`Pacing`) as long
+With `retention_s` 0 only step 5 runs. After each step the sweeper rests (`Pacing`) as long
 as the step took, so it never takes more than about half of the database's time from
 recording, and at least a second after a DROP.
 """
@@ -47,6 +49,7 @@ from aibridged.store.retention import (
     count_rows,
     delete_batch,
     delete_orphans,
+    delete_tool_calls,
     drop_partitions,
     list_partitions,
     open_sweep_connection,
@@ -84,6 +87,7 @@ class SweepReport:
     partitions_dropped: int = 0
     drops_deferred: int = 0
     batches: int = 0  # delete statements of the boundary and DEFAULT partitions
+    tool_calls_deleted: int = 0  # rows of the call index
     partitions_created: int = 0
     duration_s: float = 0.0
 
@@ -184,6 +188,7 @@ class RetentionSweeper:
             partitions = await conn.run(list_partitions)
             await self._drop_old_days(conn, partitions, report)
             await self._delete_boundary(conn, partitions, report)
+            await self._delete_tool_calls(conn, report)
         created = await ensure_partitions(conn, today=now)
         report.partitions_created = created.partitions
         if created.deferred:
@@ -282,6 +287,16 @@ class RetentionSweeper:
             if rows < self._batch_rows:
                 return
 
+    async def _delete_tool_calls(self, conn: SweepConnection, report: SweepReport) -> None:
+        assert report.cutoff is not None
+        while True:
+            started = trio.current_time()
+            rows = await conn.run(delete_tool_calls, report.cutoff, self._batch_rows)
+            report.tool_calls_deleted += rows
+            await self._rest(trio.current_time() - started)
+            if rows < self._batch_rows:
+                return
+
     async def _rest(self, step_s: float, *, at_least_s: float = 0.0) -> None:
         await trio.sleep(max(step_s * self._pacing.ratio, at_least_s))
 
@@ -306,6 +321,7 @@ class RetentionSweeper:
             "partitions_dropped": report.partitions_dropped,
             "drops_deferred": report.drops_deferred,
             "batches": report.batches,
+            "tool_calls_deleted": report.tool_calls_deleted,
             "partitions_created": report.partitions_created,
             "duration_s": round(report.duration_s, 3),
         }

@@ -52,10 +52,10 @@ RECORDER_STARTS_CONNECTIONS = 1  # the group commit's (the same kind)
 RECORDER_APPLICATION_NAME = "aibridged-recorder"
 RECORDER_BATCHES_APPLICATION_NAME = "aibridged-recorder-batches"
 # The start connection runs only the two prepared start inserts (store/records.py). Their plan
-# cannot use the values (arrays of rows; the call id a thread is found by is not the partition
-# key), yet PostgreSQL's default keeps planning them anew: 1.7 ms a commit for the thread lookup
-# across every partition, measured. A generic plan is made once per connection (and again when
-# partitions are added), so a lookup costs ~0.1 ms more than a plain start instead.
+# cannot use the values (arrays of rows routed to day partitions), yet PostgreSQL's default
+# keeps planning them anew: 1.7 ms a commit for the thread lookup when it still searched every
+# partition, measured. A generic plan is made once per connection (and again when partitions
+# are added).
 STARTS_SETTINGS = {"plan_cache_mode": "force_generic_plan"}
 _CHECK_VALUE = b"aibridged secrets check"
 

@@ -296,6 +296,39 @@ async def test_a_tool_call_made_before_a_restart_is_found_in_the_database(
     assert rows[0]["thread_parent_id"] == start.id and rows[0]["session_id"] == str(start.id)
 
 
+async def test_a_call_is_found_by_its_newest_use_with_its_threads_root(
+    recorder: Recorder, runner: CountingRunner, store: Store
+) -> None:
+    """The call index (migration 0007) keeps the newest tool call per call id, and the root of
+    the thread that made it: a follow-up links to the call's interception, under its root."""
+    root = await recorder.start(_start())
+    middle = await recorder.start(_start(thread_parent_id=root.id, thread_root_id=root.id))
+    older = _start(started_at=datetime(2026, 1, 1, tzinfo=UTC))
+    await insert_starts(store, [older])
+
+    async def older_use(created_at: datetime) -> None:
+        used = ToolUsage("r0", "old", "call_reused", "{}")
+        await write_batch(store, [Stamped(older.id, older.started_at, created_at, used)], [])
+
+    await older_use(older.started_at)  # before the newest use: replaced by it
+    recorder.add(middle, ToolUsage("r1", "read_file", "call_reused", "{}"))
+    recorder.add(middle, ToolUsage("r1", "read_file", "call_reused", '{"again": true}'))
+    recorder.end(_end(middle))
+    with trio.fail_after(5):
+        await recorder.wait_written(ends=1)
+    await older_use(older.started_at)  # written later, yet older: ignored
+    fresh = Recorder(runner, Metrics(CollectorRegistry(), process_metrics=False))  # no memory
+    async with trio.open_nursery() as nursery:
+        await nursery.start(fresh.run)
+        child = await fresh.start(_start(correlating_call_id="call_reused"))
+        fresh.close()
+    assert (child.thread_parent_id, child.thread_root_id) == (middle.id, root.id)
+    rows = await store.run(lambda conn: conn.fetch("SELECT * FROM aibridge_tool_calls"))
+    assert [(r["call_id"], r["interception_id"], r["thread_root_id"]) for r in rows] == [
+        ("call_reused", middle.id, root.id)
+    ]
+
+
 async def test_the_recorders_own_connections_commit_without_waiting_for_the_disk(
     store: Store,
 ) -> None:

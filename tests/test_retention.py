@@ -170,6 +170,12 @@ async def test_a_sweep_removes_exactly_what_is_older_than_the_window_with_its_ch
         "model_thought": removed,
     }
     assert _sample(metrics, "retention_purged_records_total", record="tool_usage") == 2 * removed
+    # The thread lookup's call index keeps the calls of the interceptions kept, and only those.
+    calls = await store.run(
+        lambda conn: conn.fetch("SELECT started_at FROM aibridge_tool_calls ORDER BY started_at")
+    )
+    assert [r["started_at"] for r in calls] == after["aibridge_interceptions"]
+    assert report.tool_calls_deleted == removed
     assert _sample(metrics, "retention_sweeps_total", result="ok") == 1
     assert _sample(metrics, "retention_last_sweep_success_timestamp_seconds") > 0
 

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import socket
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -9,9 +11,12 @@ import trio.testing
 import trio_asyncio
 
 from aibridged.errors import MigrationError, StoreUnavailable
+from aibridged.recorder import ensure_partitions
+from aibridged.records import InterceptionStart
 from aibridged.store import Store, apply_migrations, open_store
 from aibridged.store import db as store_db
-from aibridged.store.migrate import load_migrations
+from aibridged.store.migrate import _apply, load_migrations
+from aibridged.store.records import insert_starts
 
 
 async def _versions(store: Store) -> list[int]:
@@ -241,3 +246,53 @@ async def test_a_budget_caps_one_consumer_without_touching_the_others(store: Sto
 async def _select_one(conn: Any) -> int:
     value: int = await conn.fetchval("SELECT 1")
     return value
+
+
+def _interception(**kw: Any) -> InterceptionStart:
+    fields: dict[str, Any] = {
+        "id": uuid.uuid4(), "initiator_id": uuid.uuid4(), "api_key_id": "abcdefghij",
+        "provider": "openai", "provider_name": "openai", "model": "gpt-x", "client": "Unknown",
+        "client_session_id": None, "user_agent": "test", "credential_kind": "centralized",
+        "credential_hint": "", "thread_parent_id": None, "thread_root_id": None,
+        "started_at": datetime.now(UTC),
+    }  # fmt: skip
+    return InterceptionStart(**{**fields, **kw})
+
+
+_TOOL_USE = (
+    "INSERT INTO aibridge_tool_usages (id, interception_id, provider_tool_call_id, tool,"
+    " created_at, started_at) VALUES (gen_random_uuid(), $1, $2, 't', $3, $4)"
+)
+
+
+async def test_the_call_index_is_filled_from_the_tool_calls_recorded_before_it(
+    empty_database_url: str,
+) -> None:
+    """Migration 0007 indexes the tool usages already there: the newest use of each call id,
+    with its interception's thread root."""
+    migrations = load_migrations()
+    assert migrations[6].name == "tool_call_index"
+    async with open_store(empty_database_url, pool_size=2, connect_timeout_s=10) as store:
+        await store.run(_apply, migrations[:6])
+        await ensure_partitions(store)
+        parent = _interception()
+        child = _interception(thread_parent_id=parent.id, thread_root_id=parent.id)
+        await insert_starts(store, [parent, child])
+        now = datetime.now(UTC)
+        uses = [(parent, "call_a", now), (child, "call_a", now + timedelta(seconds=1)),
+                (parent, "call_b", now), (parent, "", now)]  # fmt: skip
+
+        async def record(conn: Any) -> None:
+            for start, call_id, at in uses:
+                await conn.execute(_TOOL_USE, start.id, call_id, at, start.started_at)
+
+        await store.run(record)
+        assert await apply_migrations(store) == [7]
+        rows = await store.run(
+            lambda conn: conn.fetch(
+                "SELECT call_id, interception_id, thread_root_id FROM aibridge_tool_calls"
+                " ORDER BY call_id"
+            )
+        )
+    assert [tuple(r) for r in rows] == [("call_a", child.id, parent.id),
+                                        ("call_b", parent.id, parent.id)]  # fmt: skip

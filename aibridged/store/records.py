@@ -34,6 +34,7 @@ class Stamped:
     started_at: datetime  # the interception's (the partition key)
     created_at: datetime
     record: TokenUsage | PromptUsage | ToolUsage | ModelThought
+    thread_root_id: uuid.UUID | None = None  # the interception's thread's (None: itself)
 
 
 def _json(value: Any) -> str:
@@ -71,9 +72,8 @@ async def insert_starts_finding_threads(
     (`correlating_call_id`, no parent): the thread comes from the tool usages, in the same
     statement. Returns each start's (parent, root).
 
-    Kept apart from `insert_starts`: the lookup probes every partition of two tables, 0.37 ms
-    a commit against 0.27 ms without it (measured, with the generic plans the start connection
-    keeps: aibridged/startup.py), which most starts need not pay."""
+    Kept apart from `insert_starts`: the lookup (one probe of the call index, migration 0007)
+    and the rows it returns cost ~0.07 ms a commit, which most starts need not pay."""
     if isinstance(runner, NativePool):
         rows: Any = await runner.fetch(INSERT_STARTS_FINDING_THREADS, _lookup_arrays(starts))
     else:
@@ -103,17 +103,14 @@ INSERT_STARTS_FINDING_THREADS = Statement(
     f"INSERT INTO aibridge_interceptions ({_START_COLUMNS})"
     " SELECT u.id, u.initiator_id, u.api_key_id, u.provider, u.provider_name, u.model,"
     " u.client, u.client_session_id, u.user_agent, u.credential_kind, u.credential_hint,"
-    " coalesce(u.parent, t.interception_id), coalesce(u.root, t.root), u.metadata,"
+    " coalesce(u.parent, t.interception_id), coalesce(u.root, t.thread_root_id), u.metadata,"
     " u.started_at"
     f" FROM unnest({_START_ARRAYS}, $16::text[])"
     f" AS u({_START_COLUMNS.replace('thread_parent_id, thread_root_id', 'parent, root')},"
     " call_id)"
-    " LEFT JOIN LATERAL (SELECT tu.interception_id, coalesce(i.thread_root_id, i.id) AS root"
-    " FROM aibridge_tool_usages tu JOIN aibridge_interceptions i"
-    " ON i.id = tu.interception_id AND i.started_at = tu.started_at"
-    " WHERE u.parent IS NULL AND u.call_id IS NOT NULL AND tu.provider_tool_call_id = u.call_id"
-    " AND tu.provider_tool_call_id <> ''"
-    " ORDER BY tu.created_at DESC LIMIT 1) AS t ON true"
+    # One probe of the call index (migration 0007), however many day partitions are kept.
+    " LEFT JOIN aibridge_tool_calls t"
+    " ON u.parent IS NULL AND u.call_id <> '' AND t.call_id = u.call_id"
     " RETURNING id, thread_parent_id, thread_root_id",
 )
 
@@ -173,7 +170,7 @@ def _batch_arrays(rows: Sequence[Stamped], ends: Sequence[InterceptionEnd]) -> l
     for row in rows:
         by_kind[type(row.record)].append(row)
     arrays = [array for kind, build in _COLUMNS.items() for array in build(by_kind[kind])]
-    return [*arrays, *_end_arrays(ends)]
+    return [*arrays, *_tool_call_arrays(by_kind[ToolUsage]), *_end_arrays(ends)]
 
 
 def _token_usage_arrays(rows: list[Stamped]) -> list[list[Any]]:
@@ -233,6 +230,24 @@ def _thought_arrays(rows: list[Stamped]) -> list[list[Any]]:
     ]
 
 
+def _tool_call_arrays(rows: list[Stamped]) -> list[list[Any]]:
+    """The call index's rows: the newest tool call per call id (one statement cannot update
+    the same row twice, so a batch holding one id twice keeps its newest)."""
+    newest: dict[str, Stamped] = {}
+    for row in rows:
+        call_id = row.record.call_id  # type: ignore[union-attr]
+        if call_id and (call_id not in newest or newest[call_id].created_at <= row.created_at):
+            newest[call_id] = row
+    kept = list(newest.values())
+    return [
+        list(newest),
+        [r.interception_id for r in kept],
+        [r.thread_root_id or r.interception_id for r in kept],
+        [r.started_at for r in kept],
+        [r.created_at for r in kept],
+    ]
+
+
 def _end_arrays(ends: Sequence[InterceptionEnd]) -> list[list[Any]]:
     return [
         [e.id for e in ends],
@@ -269,6 +284,7 @@ _INSERTS = (
      "interception_id, content, metadata, created_at, started_at",
      ("uuid", "text", "jsonb", "timestamptz", "timestamptz")),
 )  # fmt: skip
+_TOOL_CALL_TYPES = ("text", "uuid", "uuid", "timestamptz", "timestamptz")
 _END_TYPES = ("uuid", "timestamptz", "timestamptz", "text", "jsonb")
 
 
@@ -281,6 +297,16 @@ def _batch_sql() -> str:
         number += len(types)
         insert = f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays})"
         parts.append(f"w{index} AS ({insert})")
+    arrays = ", ".join(f"${number + i}::{t}[]" for i, t in enumerate(_TOOL_CALL_TYPES))
+    number += len(_TOOL_CALL_TYPES)
+    parts.append(
+        "calls AS (INSERT INTO aibridge_tool_calls"
+        " (call_id, interception_id, thread_root_id, started_at, created_at)"
+        f" SELECT * FROM unnest({arrays}) ON CONFLICT (call_id) DO UPDATE SET"
+        " interception_id = EXCLUDED.interception_id, thread_root_id = EXCLUDED.thread_root_id,"
+        " started_at = EXCLUDED.started_at, created_at = EXCLUDED.created_at"
+        " WHERE aibridge_tool_calls.created_at <= EXCLUDED.created_at)"
+    )
     arrays = ", ".join(f"${number + i}::{t}[]" for i, t in enumerate(_END_TYPES))
     return (
         f"WITH {', '.join(parts)}"

@@ -204,6 +204,18 @@ async def delete_batch(
     return {KINDS[table]: int(value) for table, value in zip(TABLES, row, strict=True)}
 
 
+async def delete_tool_calls(conn: Connection, cutoff: datetime, limit: int) -> int:
+    """Delete up to `limit` rows of the call index (migration 0007) whose interception started
+    before `cutoff`. Returns how many."""
+    status = await conn.execute(
+        "DELETE FROM aibridge_tool_calls WHERE ctid = ANY(ARRAY("
+        "SELECT ctid FROM aibridge_tool_calls WHERE started_at < $1 LIMIT $2))",
+        cutoff,
+        limit,
+    )
+    return int(status.rsplit(" ", 1)[-1])
+
+
 async def delete_orphans(
     conn: Connection, child: str, parent: str, cutoff: datetime, limit: int
 ) -> int:

@@ -5,8 +5,7 @@ written behind the request by a batching writer.
   arrive while a commit is in flight share the next one, so a burst costs one round trip, not
   one each. A start that cannot be committed fails its request (500 `failed to record
   interception`). The daemon commits them on a trio-native connection of their own
-  (`starts_runner`): its round trip skips trio-asyncio's scheduling rounds. The daemon's
-  batches go through another such connection (`runner`); tests may give an asyncpg runner.
+  (`starts_runner`): its round trip skips trio-asyncio's scheduling rounds.
 - **Child rows** (token usage, prompts, tools, thoughts) go into a bounded queue; the request
   never waits for them. A full queue drops the new row, counted per kind
   (`coder_aibridged_recorder_dropped_total{record}`) and logged at most every 10 s.
@@ -97,7 +96,7 @@ class _StartBatch:
 class Recorder:
     def __init__(
         self,
-        runner: Runner | NativePool,
+        runner: Runner,
         metrics: Metrics,
         *,
         queue_rows: int = 50_000,

@@ -47,10 +47,9 @@ log = structlog.get_logger("aibridged.providers")
 
 # Connections of the pool reloads may use (one is plenty: a reload is two queries).
 RELOAD_CONNECTIONS = 1
-RECORDER_CONNECTIONS = 1  # the batch writer's (trio-native libpq: store/native.py)
-RECORDER_STARTS_CONNECTIONS = 1  # the group commit's (the same kind)
+RECORDER_CONNECTIONS = 1  # the batch writer's (asyncpg: store/records.py `write_batch` says why)
+RECORDER_STARTS_CONNECTIONS = 1  # the group commit's (trio-native libpq: store/native.py)
 RECORDER_APPLICATION_NAME = "aibridged-recorder"
-RECORDER_BATCHES_APPLICATION_NAME = "aibridged-recorder-batches"
 # The start connection runs only the two prepared start inserts (store/records.py). Their plan
 # cannot use the values (arrays of rows routed to day partitions), yet PostgreSQL's default
 # keeps planning them anew: 1.7 ms a commit for the thread lookup when it still searched every
@@ -275,25 +274,23 @@ def _prepare_dump_dir(configured: str) -> Path:
 
 async def recorder_connections(
     store: Store, *, synchronous_commit: bool
-) -> tuple[NativePool, NativePool]:
-    """The batch writer's and the start commits' native pools, closed with the store. Both
-    skip trio-asyncio (docs/recording.md): a start is on the request's path, and a batch's
-    scheduling rounds through asyncio cost the gateway's one thread about as much CPU as the
-    statement itself at low load."""
+) -> tuple[Runner, NativePool]:
+    """The batch writer's runner and the start commits' native pool, closed with the store."""
     settings: dict[str, str] = {}
     if not synchronous_commit:
         # A commit then returns before its WAL reaches the disk: a PostgreSQL crash (not the
         # gateway's) may lose the last ~0.6 s of records; a flush per commit costs ~5 ms here.
         settings = {"synchronous_commit": "off"}
-    batches = await store.native_pool(
-        RECORDER_CONNECTIONS, settings, application_name=RECORDER_BATCHES_APPLICATION_NAME
-    )
+    runner: Runner = store.budget("recorder", RECORDER_CONNECTIONS)
+    if settings:
+        runner = await store.side_pool(RECORDER_CONNECTIONS, settings)
+    # Starts are on the request's path: their commit skips trio-asyncio (docs/recording.md).
     starts = await store.native_pool(
         RECORDER_STARTS_CONNECTIONS,
         {**settings, **STARTS_SETTINGS},
         application_name=RECORDER_APPLICATION_NAME,
     )
-    return batches, starts
+    return runner, starts
 
 
 def statistics_for_readiness(

@@ -11,9 +11,9 @@ interceptions per second over that time. Before it, ``ALONE`` starts are committ
 
 The recorder is built as ``aibridged.startup.open_recorder`` builds it by default
 (``aibridged.startup.recorder_connections``): starts committed on a trio-native libpq connection,
-batches on another, both with ``synchronous_commit = off``; default queue and batch sizes.
-``--starts asyncpg`` commits the starts and writes the batches through asyncpg and trio-asyncio
-instead (a side pool of two connections), as the daemon did before, for comparison.
+batches on an asyncpg connection of their own, both with ``synchronous_commit = off``; default
+queue and batch sizes. ``--starts asyncpg`` commits the starts through asyncpg and trio-asyncio
+instead (one more connection of that side pool), as the daemon did before, for comparison.
 Runs in a database of its own (created and migrated here), so the gateways' tables are not
 touched.
 

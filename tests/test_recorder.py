@@ -242,6 +242,34 @@ async def test_odd_strings_from_clients_are_stored_not_refused(
     assert prompt.startswith("a\ufffdb")
 
 
+async def test_what_an_upstream_sends_cannot_stop_the_writer(
+    recorder: Recorder, store: Store
+) -> None:
+    """Ids with lone surrogates or NUL, counts past 64 bits, NUL in an error: each is stored
+    cleaned or clamped. Refused, the batch would be retried forever and hold up every record
+    behind it."""
+    start = await recorder.start(_start(correlating_call_id="call_\ud800\x00"))
+    huge = 2**70
+    recorder.add(start, TokenUsage("resp_\udc00", huge, 1, extra={"odd\ud800": huge}))
+    recorder.add(start, PromptUsage("hi", response_id="resp_\x00"))
+    recorder.add(start, ToolUsage("resp_\x00", "t", "call_\ud800", "{}", item_id="fc_\x00",
+                                  invocation_error="boom\x00"))  # fmt: skip
+    recorder.add(start, ToolUsage("resp_1", "t", "call_\udfff", "{}"))  # cleans to the same id
+    recorder.end(InterceptionEnd(start.id, start.started_at, datetime.now(UTC), "", "failed",
+                                 error="upstream said \x00\ud800"))  # fmt: skip
+    with trio.fail_after(5):
+        await recorder.wait_written(ends=1)
+    usage = await store.run(
+        lambda conn: conn.fetchrow("SELECT input_tokens, metadata FROM aibridge_token_usages")
+    )
+    assert usage["input_tokens"] == 2**63 - 1 and '"odd?"' in usage["metadata"]
+    assert await _count(store, "aibridge_tool_usages") == 2
+    ended = await store.run(
+        lambda conn: conn.fetchval("SELECT metadata->>'error' FROM aibridge_interceptions")
+    )
+    assert ended == "upstream said \ufffd?"
+
+
 async def test_structured_logging_logs_one_line_per_record(runner: CountingRunner) -> None:
     from tests.logs import watch_logs
 
@@ -334,75 +362,9 @@ async def test_the_recorders_own_connections_commit_without_waiting_for_the_disk
 ) -> None:
     for synchronous, shown in ((False, "off"), (True, "on")):
         batches, starts = await recorder_connections(store, synchronous_commit=synchronous)
-        for pool in (batches, starts):
-            assert await pool.query("SHOW synchronous_commit") == [(shown,)]
+        show = await batches.run(lambda conn: conn.fetchval("SHOW synchronous_commit"))
+        assert (show, await starts.query("SHOW synchronous_commit")) == (shown, [(shown,)])
     assert await store.run(lambda conn: conn.fetchval("SHOW synchronous_commit")) == "on"
-
-
-_ODD_TEXT = 'say "hi", {a,b} \\ NULL \n é 🙂 ,\'' + "\n" + "x" * 3000
-_BATCH_ROWS = """
-SELECT i.ended_at - i.started_at AS took, i.credential_hint, i.metadata,
-  (SELECT array_agg(ARRAY[t.provider_response_id, t.input_tokens::text, t.output_tokens::text,
-      t.cache_read_input_tokens::text, t.cache_write_input_tokens::text, t.metadata::text])
-   FROM aibridge_token_usages t WHERE t.interception_id = i.id) AS usages,
-  (SELECT array_agg(p.prompt) FROM aibridge_user_prompts p WHERE p.interception_id = i.id)
-    AS prompts,
-  (SELECT array_agg(ARRAY[u.tool, u.provider_tool_call_id, u.provider_item_id, u.input,
-      u.server_url, u.injected::text, u.invocation_error] ORDER BY u.tool)
-   FROM aibridge_tool_usages u WHERE u.interception_id = i.id) AS tools,
-  (SELECT array_agg(ARRAY[m.content, m.metadata::text])
-   FROM aibridge_model_thoughts m WHERE m.interception_id = i.id) AS thoughts
-FROM aibridge_interceptions i WHERE i.id = $1
-"""
-
-
-async def test_the_daemons_batch_connection_stores_what_asyncpg_stores(store: Store) -> None:
-    """The daemon writes batches on a native libpq connection, its parameters in PostgreSQL's
-    text form; the same batch through asyncpg (binary) must give the same rows."""
-    await ensure_partitions(store)
-    batches, _ = await recorder_connections(store, synchronous_commit=False)
-    written: list[uuid.UUID] = []
-    for runner in (store, batches):
-        start = _start()
-        await insert_starts(store, [start])
-        at = datetime.now(UTC)
-        rows = [
-            Stamped(start.id, start.started_at, at, record)
-            for record in (
-                PromptUsage(_ODD_TEXT, response_id="resp_1"),
-                TokenUsage(
-                    "resp_1",
-                    2**40,
-                    7,
-                    cache_read=3,
-                    cache_write=0,
-                    extra={"reasoning_tokens": 11, 'n"q': 1},
-                ),
-                ToolUsage("resp_1", "zeta", "call_1", '{"path": "a\\b", "q": "\\"x\\""}'),
-                ToolUsage(
-                    "resp_1",
-                    "alpha",
-                    "",
-                    _ODD_TEXT,
-                    item_id="fc_1",
-                    injected=True,
-                    server_url="http://mcp.local/x",
-                    invocation_error="it {failed}",
-                ),
-                ModelThought("resp_1", _ODD_TEXT, "reasoning_summary"),
-            )
-        ]
-        end = InterceptionEnd(start.id, start.started_at, start.started_at, "sk-n...wxyz",
-                              "failed", error='upstream said "no"')  # fmt: skip
-        await write_batch(runner, rows, [end])
-        written.append(start.id)
-    asyncpg_rows, native_rows = [
-        dict(await store.run(lambda conn, i=i: conn.fetchrow(_BATCH_ROWS, i))) for i in written
-    ]
-    assert native_rows == asyncpg_rows
-    assert native_rows["prompts"] == [_ODD_TEXT]
-    assert native_rows["tools"][0][:3] == ["alpha", "", "fc_1"]
-    assert native_rows["tools"][1][4:] == [None, "false", None]
 
 
 async def test_the_start_connection_plans_its_statements_once(store: Store) -> None:

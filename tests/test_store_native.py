@@ -16,12 +16,17 @@ from psycopg.conninfo import conninfo_to_dict
 
 from aibridged.errors import Conflict, StoreError, StoreUnavailable
 from aibridged.recorder import ensure_partitions
-from aibridged.records import InterceptionStart
+from aibridged.records import InterceptionStart, ToolUsage
 from aibridged.store import Store, open_store
 from aibridged.store.conninfo import native_conninfo, resolve_host, secret_scrubber
 from aibridged.store.db import redact_dsn
 from aibridged.store.native import NativePool, Statement
-from aibridged.store.records import insert_starts, insert_starts_finding_threads
+from aibridged.store.records import (
+    Stamped,
+    insert_starts,
+    insert_starts_finding_threads,
+    write_batch,
+)
 
 
 @pytest.fixture
@@ -125,15 +130,8 @@ async def test_a_start_answering_a_tool_call_finds_its_thread_in_the_same_statem
 ) -> None:
     parent = _start()
     await insert_starts(native, [parent])
-    await store.run(
-        lambda conn: conn.execute(
-            "INSERT INTO aibridge_tool_usages (id, interception_id, provider_response_id,"
-            " provider_tool_call_id, tool, input, injected, created_at, started_at)"
-            " VALUES (gen_random_uuid(), $1, 'r1', 'call_7', 'read_file', '{}', false, now(), $2)",
-            parent.id,
-            parent.started_at,
-        )
-    )
+    used = ToolUsage("r1", "read_file", "call_7", "{}")  # written as the recorder writes it
+    await write_batch(store, [Stamped(parent.id, parent.started_at, datetime.now(UTC), used)], [])
     child, orphan = _start(correlating_call_id="call_7"), _start(correlating_call_id="call_x")
     threads = await insert_starts_finding_threads(native, [child, orphan])
     assert threads == {child.id: (parent.id, parent.id), orphan.id: (None, None)}

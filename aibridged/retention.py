@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 
 import structlog
 import trio
@@ -278,21 +279,33 @@ class RetentionSweeper:
     ) -> None:
         """Rows of `child`'s DEFAULT partition older than the cutoff whose interception is gone."""
         assert report.cutoff is not None
-        names = (defaults[child], defaults[PARENT], report.cutoff, self._batch_rows)
-        while True:
-            started = trio.current_time()
-            rows = await conn.run(delete_orphans, *names)
-            self._purged(report, KINDS[child], rows)
-            await self._rest(trio.current_time() - started)
-            if rows < self._batch_rows:
-                return
+        await self._until_short(
+            conn,
+            partial(delete_orphans, child=defaults[child], parent=defaults[PARENT],
+                    cutoff=report.cutoff),
+            partial(self._purged, report, KINDS[child]),
+        )  # fmt: skip
 
     async def _delete_tool_calls(self, conn: SweepConnection, report: SweepReport) -> None:
         assert report.cutoff is not None
+
+        def deleted(rows: int) -> None:
+            report.tool_calls_deleted += rows
+
+        await self._until_short(conn, partial(delete_tool_calls, cutoff=report.cutoff), deleted)
+
+    async def _until_short(
+        self,
+        conn: SweepConnection,
+        delete: Callable[..., Awaitable[int]],
+        counted: Callable[[int], None],
+    ) -> None:
+        """`delete` (given the connection and `limit`) in batches, each counted as it commits,
+        resting after each, until a batch comes back short."""
         while True:
             started = trio.current_time()
-            rows = await conn.run(delete_tool_calls, report.cutoff, self._batch_rows)
-            report.tool_calls_deleted += rows
+            rows = await conn.run(delete, limit=self._batch_rows)
+            counted(rows)
             await self._rest(trio.current_time() - started)
             if rows < self._batch_rows:
                 return

@@ -257,7 +257,7 @@ def measure_litellm_latency(
     return out
 
 
-def _one_load_run(
+def one_load_run(
     stack: Stack, spec: LoadSpec, *, generator: str, connections: int, duration_s: float
 ) -> dict[str, Any]:
     sampler = CpuSampler(stack.procs())
@@ -325,7 +325,7 @@ def measure_throughput(
                         duration_s=warmup_s,
                         cpu=CLIENT_CPU,
                     )
-                    run = _one_load_run(
+                    run = one_load_run(
                         stack, spec, generator=generator, connections=conns, duration_s=duration_s
                     )
                     runs.append(

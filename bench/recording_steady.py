@@ -20,10 +20,10 @@ is ``1 - off ÷ on`` of that (a gateway bound by its CPU serves ``1 / CPU per st
 from __future__ import annotations
 
 import statistics
-import time
 from typing import Any
 
 from bench.loadgen import run_load
+from bench.measure import one_load_run
 from bench.stack import CLIENT_CPU, STEADY, Stack, steady_stream_api
 
 SATURATED_PCT = 80.0  # a gateway busier than this reads events in batches: not comparable
@@ -47,24 +47,20 @@ def measure_recording_steady(
             spec = stack.spec(api, via)
             run_load(spec, generator=generator, connections=connections, duration_s=warmup_s,
                      cpu=CLIENT_CPU)  # fmt: skip
-            proc = stack.proc(via)
-            assert proc is not None
-            cpu_before, started = proc.cpu_seconds(), time.monotonic()
-            result = run_load(spec, generator=generator, connections=connections,
-                              duration_s=duration_s, cpu=CLIENT_CPU)  # fmt: skip
-            cpu_s, elapsed = proc.cpu_seconds() - cpu_before, time.monotonic() - started
+            run = one_load_run(stack, spec, generator=generator, connections=connections,
+                               duration_s=duration_s)  # fmt: skip
+            rps, cpu_pct = run["rps"], run["cpu_pct"][via]  # the gateway process's CPU
             runs.append({
                 "path": via,
-                "rps": round(result.rps, 1),
-                "requests": result.requests,
-                "errors": sum(result.errors.values()),
-                "cpu_ms_per_request": round(1000 * cpu_s / result.requests, 3)
-                if result.requests else None,
-                "cpu_pct": round(100 * cpu_s / elapsed, 1),
-                "p50_ms": result.latency_ms.get("p50"),
+                "rps": round(rps, 1),
+                "requests": run["requests"],
+                "errors": sum(run["errors"].values()),
+                "cpu_ms_per_request": round(10 * cpu_pct / rps, 3) if rps else None,
+                "cpu_pct": cpu_pct,
+                "p50_ms": run["latency_ms"].get("p50"),
             })  # fmt: skip
-            print(f"  steady SSE {via:14} {result.rps:6.1f} req/s, "
-                  f"{runs[-1]['cpu_ms_per_request']} ms CPU each, {runs[-1]['cpu_pct']} % busy",
+            print(f"  steady SSE {via:14} {rps:6.1f} req/s, "
+                  f"{runs[-1]['cpu_ms_per_request']} ms CPU each, {cpu_pct} % busy",
                   flush=True)  # fmt: skip
     return summarize(runs, connections=connections, duration_s=duration_s)
 

@@ -149,7 +149,8 @@ def recording_section(results: dict[str, Any]) -> list[str]:
     latency = results.get("latency_recording") or {}
     through = recording_throughput_rows(results["throughput_summary"])
     rate = results.get("recorder_rate") or {}
-    if not latency and not through and not rate and not results.get("recording_steady"):
+    steady = results.get("recording_steady") or {}
+    if not latency and not through and not rate and not steady:
         return []
     lines = ["## Recording on vs off", ""]
     if latency:
@@ -172,7 +173,7 @@ def recording_section(results: dict[str, Any]) -> list[str]:
             table(RECORDING_THROUGHPUT_HEADERS, through),
             "",
         ]
-    lines += _steady_lines(results.get("recording_steady") or {})
+    lines += _steady_lines(steady)
     seen = results.get("recorder_in_gateway") or {}
     if seen:
         lines += [

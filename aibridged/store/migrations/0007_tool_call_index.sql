@@ -1,8 +1,8 @@
 -- Threads by one index probe. A request that answers a tool call its gateway does not remember
 -- finds the interception that made the call as part of its start's commit. Searching
 -- aibridge_tool_usages for the call id probes every day partition of it (and of the
--- interceptions, for the root): with 60 days kept, 2.5 ms a commit against 1.0 ms for a start
--- without the lookup, measured. This table holds, per provider call id, the newest tool call
+-- interceptions, for the root): with 60 days kept, 1.26 ms a commit against 0.46 ms for a start
+-- without the lookup, measured back to back. This table holds, per provider call id, the newest tool call
 -- with that id: its interception, that interception's thread root, and the interception's
 -- start (retention deletes rows past the cutoff, in batches; it is small: one row per call).
 CREATE TABLE aibridge_tool_calls (

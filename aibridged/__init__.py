@@ -12,7 +12,7 @@ Layers, highest first; a module imports only from its own layer or the ones belo
     providers, mcp, demo, tracing        vendor facts, provider snapshots; the built-in upstream;
                                          OpenTelemetry spans of the data plane
     intercept, clients                   relaying and parsing the wire formats; client detection
-    recorder, retention, dump, auth      consumers of the store
+    recorder, group_commit, retention, dump, auth   consumers of the store
     store                                PostgreSQL (the only asyncio code)
     records, config, errors, log, metrics, safe, tokens, sdnotify, supervisor, secretbox
 """

@@ -1,11 +1,14 @@
 """The recorder: interception starts committed before anything goes upstream, everything else
 written behind the request by a batching writer.
 
-- **Starts** are committed synchronously (the request waits), by group commit: starts that
-  arrive while a commit is in flight share the next one, so a burst costs one round trip, not
-  one each. A start that cannot be committed fails its request (500 `failed to record
-  interception`). The daemon commits them on a trio-native connection of their own
-  (`starts_runner`): its round trip skips trio-asyncio's scheduling rounds.
+- **Starts** are committed before the request's first byte goes upstream, by group commit
+  (aibridged/group_commit.py): `submit` queues one, the request prepares its upstream call
+  while the commit is in flight, and waits for it (`PendingStart.committed`) just before sending.
+  A start that cannot be committed fails its request (500 `failed to record interception`).
+  The daemon commits them on a trio-native connection of their own (`starts_runner`): its
+  round trip skips trio-asyncio's scheduling rounds. What the request records before its start
+  is committed waits on the `PendingStart` and is queued once it is (dropped, with the start, if
+  the commit failed: no row of an interception that does not exist).
 - **Child rows** (token usage, prompts, tools, thoughts) go into a bounded queue; the request
   never waits for them. A full queue drops the new row, counted per kind
   (`coder_aibridged_recorder_dropped_total{record}`) and logged at most every 10 s.
@@ -20,7 +23,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -28,6 +31,7 @@ import structlog
 import trio
 
 from aibridged.errors import StoreError
+from aibridged.group_commit import START_TIMEOUT_S, StartBatch, StartCommitter
 from aibridged.metrics import Metrics
 from aibridged.records import (
     InterceptionEnd,
@@ -36,20 +40,16 @@ from aibridged.records import (
     PromptUsage,
     TokenUsage,
     ToolUsage,
+    child_log_fields,
+    start_log_fields,
 )
 from aibridged.store.db import Runner
 from aibridged.store.native import NativePool
-from aibridged.store.records import (
-    Stamped,
-    insert_starts,
-    insert_starts_finding_threads,
-    write_batch,
-)
+from aibridged.store.records import Stamped, write_batch
 from aibridged.store.retention import Created, create_partitions_ahead
 
 log = structlog.get_logger("aibridged.recorder")
 
-START_TIMEOUT_S = 5.0
 RETRY_START_S, RETRY_MAX_S = 0.5, 5.0
 DROP_LOG_EVERY_S = 10.0
 KNOWN_CALLS = 100_000  # tool call ids remembered for threads (the database answers the rest)
@@ -76,6 +76,7 @@ class RecorderStatistics:
     queued_rows: int
     queued_ends: int
     starts_committed: int
+    start_commits: int  # group commits: starts_committed / start_commits starts shared each
     batches: int
     rows_written: int
     ends_written: int
@@ -83,14 +84,67 @@ class RecorderStatistics:
     last_error: str
 
 
-@dataclass(slots=True)
-class _StartBatch:
-    records: list[InterceptionStart] = field(default_factory=list)
-    done: trio.Event = field(default_factory=trio.Event)
-    error: BaseException | None = None
-    threads: dict[uuid.UUID, tuple[uuid.UUID | None, uuid.UUID | None]] = field(
-        default_factory=dict
-    )
+class PendingStart:
+    """A submitted start, and what its interception records until the start is committed."""
+
+    __slots__ = ("_batch", "_end", "_recorder", "_rows", "record")
+
+    def __init__(self, recorder: Recorder, record: InterceptionStart, batch: StartBatch) -> None:
+        self._recorder, self.record, self._batch = recorder, record, batch
+        self._rows: list[ChildRecord] = []
+        self._end: InterceptionEnd | None = None
+        batch.settle.append(self._settle)
+
+    @property
+    def failed(self) -> bool:
+        return self._batch.error is not None
+
+    async def wait_sent(self) -> None:
+        """Until this start's commit (or the one in flight before it) is on its way."""
+        if not self._batch.done.is_set():
+            await self._recorder._committer.wait_sent()
+
+    async def committed(self) -> InterceptionStart:
+        """The start as committed, with its thread; StoreError if it could not be."""
+        await self._batch.done.wait()
+        if self._batch.error is not None:
+            error = self._batch.error
+            raise StoreError(f"failed to record interception: {error}") from error
+        return self.record
+
+    def add(self, record: ChildRecord) -> None:
+        """`Recorder.add`, once the start is committed (never, if it failed)."""
+        recorder = self._recorder
+        recorder._tapped(self.record, record)
+        if self._batch.done.is_set():
+            if self._batch.error is None:
+                recorder._queue_row(self.record, record)
+        else:
+            self._rows.append(record)
+
+    def end(self, record: InterceptionEnd) -> None:
+        """`Recorder.end`, once the start is committed (never, if it failed)."""
+        recorder = self._recorder
+        if recorder.tap is not None:
+            recorder.tap.ended(record)
+        if self._batch.done.is_set():
+            if self._batch.error is None:
+                recorder._queue_end(record)
+        else:
+            self._end = record
+
+    def _settle(self, batch: StartBatch) -> None:
+        if batch.error is not None:
+            self._rows.clear()
+            self._end = None
+            return
+        self.record = self._recorder._committed(self.record, batch)
+        for row in self._rows:
+            self._recorder._queue_row(self.record, row)
+        self._rows.clear()
+        if self._end is not None:
+            self._recorder._queue_end(self._end)
+            self._end = None
 
 
 class Recorder:
@@ -110,20 +164,21 @@ class Recorder:
         daemon's: a trio-native connection, its round trip without trio-asyncio's
         scheduling, store/native.py), else `runner` does."""
         self._runner, self._metrics = runner, metrics
-        self._starts_runner: Runner | NativePool = starts_runner or runner
         self._queue_rows, self._batch_rows = queue_rows, batch_rows
         self._flush_interval_s, self._drain_timeout_s = flush_interval_s, drain_timeout_s
         self._structured = structured_logging
         self._rows: deque[Stamped] = deque()
         self._ends: deque[InterceptionEnd] = deque()
-        self._next_starts = _StartBatch()  # threads known (or none)
-        self._next_lookups = _StartBatch()  # threads to find in the database
-        self._starts_wanted = trio.Event()
+        self._committer = StartCommitter(
+            starts_runner or runner,
+            on_error=self._note_error,
+            on_round=lambda: self._rows_wanted.set(),  # a drain waits for the last commit
+        )
         self._rows_wanted = trio.Event()
         self._written = trio.Event()  # set (and replaced) after each batch written
         self._closed = False
         self._calls: OrderedDict[str, tuple[uuid.UUID, uuid.UUID]] = OrderedDict()
-        self._counts = {"starts": 0, "batches": 0, "rows": 0, "ends": 0, "dropped": 0}
+        self._counts = {"batches": 0, "rows": 0, "ends": 0, "dropped": 0}
         self._last_error = ""
         self._last_drop_log = -DROP_LOG_EVERY_S
         self.tap: RecordTap | None = None
@@ -132,34 +187,50 @@ class Recorder:
 
     # -- the request side -----------------------------------------------------------------------
 
-    async def start(self, record: InterceptionStart) -> InterceptionStart:
-        """Commit `record` (with whatever starts arrive meanwhile); StoreError if it failed.
-        Returns it with its thread as committed (found in the database when it answers a
-        tool call this replica does not know of)."""
+    def submit(self, record: InterceptionStart) -> PendingStart:
+        """Queue `record` for the next group commit (never waits). Its thread comes from the
+        tool calls this replica remembers, else the commit finds it in the database."""
         if record.thread_parent_id is None and record.correlating_call_id:
             known = self._calls.get(record.correlating_call_id)
             if known is not None:
                 record = replace(record, thread_parent_id=known[0], thread_root_id=known[1])
         lookup = record.thread_parent_id is None and record.correlating_call_id is not None
-        batch = self._next_lookups if lookup else self._next_starts
-        batch.records.append(record)
-        self._starts_wanted.set()
-        await batch.done.wait()
-        if batch.error is not None:
-            raise StoreError(f"failed to record interception: {batch.error}") from batch.error
-        if lookup:
+        return PendingStart(self, record, self._committer.submit(record, lookup=lookup))
+
+    async def start(self, record: InterceptionStart) -> InterceptionStart:
+        """Commit `record` (with whatever starts arrive meanwhile); StoreError if it failed.
+        Returns it with its thread as committed."""
+        return await self.submit(record).committed()
+
+    def _committed(self, record: InterceptionStart, batch: StartBatch) -> InterceptionStart:
+        """`record` as `batch` committed it (its thread, if the statement found one)."""
+        if batch.lookup:
             parent, root = batch.threads.get(record.id, (None, None))
             if parent is not None:  # `replace` costs more than the lookup's bookkeeping
                 record = replace(record, thread_parent_id=parent, thread_root_id=root)
         if self._structured:  # the fields are built only for a line that is written
-            self._log_record("interception_start", record.id, _start_fields(record))
+            self._log_record("interception_start", record.id, start_log_fields(record))
         return record
 
     def add(self, interception: InterceptionStart, record: ChildRecord) -> None:
-        """Queue a child row (never waits; a full queue drops it, counted)."""
-        kind = _KIND[type(record)]
+        """Queue a child row of a committed start (never waits; a full queue drops it,
+        counted)."""
+        self._tapped(interception, record)
+        self._queue_row(interception, record)
+
+    def end(self, record: InterceptionEnd) -> None:
+        """Queue the end of a committed start (never dropped)."""
+        if self.tap is not None:
+            self.tap.ended(record)
+        self._queue_end(record)
+
+    def _tapped(self, interception: InterceptionStart, record: ChildRecord) -> None:
+        # The tap (tracing) sees a record where it is handed over: in its request's task.
         if self.tap is not None:
             self.tap.added(interception, record)
+
+    def _queue_row(self, interception: InterceptionStart, record: ChildRecord) -> None:
+        kind = _KIND[type(record)]
         if isinstance(record, ToolUsage) and record.call_id:
             self._remember_call(record.call_id, interception)
         if len(self._rows) >= self._queue_rows:
@@ -171,12 +242,9 @@ class Recorder:
         self._rows_wanted.set()
         self._count_metrics(interception, record)
         if self._structured:
-            self._log_record(kind, interception.id, _child_fields(record, now))
+            self._log_record(kind, interception.id, child_log_fields(record, now))
 
-    def end(self, record: InterceptionEnd) -> None:
-        """Queue the end of a started interception (never dropped)."""
-        if self.tap is not None:
-            self.tap.ended(record)
+    def _queue_end(self, record: InterceptionEnd) -> None:
         self._ends.append(record)
         self._rows_wanted.set()
         if self._structured:
@@ -233,48 +301,20 @@ class Recorder:
         """No more records: the writer drains what is queued, then returns."""
         self._closed = True
         self._rows_wanted.set()
-        self._starts_wanted.set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._commit_starts)
+            nursery.start_soon(self._committer.run)
             task_status.started()
             await self._write_rows()
             nursery.cancel_scope.cancel()
-
-    async def _commit_starts(self) -> None:
-        while True:
-            await self._starts_wanted.wait()
-            self._starts_wanted = trio.Event()
-            plain, self._next_starts = self._next_starts, _StartBatch()
-            lookups, self._next_lookups = self._next_lookups, _StartBatch()
-            if plain.records:
-                await self._commit(plain, lookup=False)
-            if lookups.records:
-                await self._commit(lookups, lookup=True)
-
-    async def _commit(self, batch: _StartBatch, *, lookup: bool) -> None:
-        try:
-            with trio.fail_after(START_TIMEOUT_S):
-                if lookup:
-                    batch.threads = await insert_starts_finding_threads(
-                        self._starts_runner, batch.records
-                    )
-                else:
-                    await insert_starts(self._starts_runner, batch.records)
-            self._counts["starts"] += len(batch.records)
-        except (StoreError, trio.TooSlowError) as exc:
-            batch.error = exc
-            self._note_error(exc)
-        finally:
-            batch.done.set()
 
     async def _write_rows(self) -> None:
         backoff = RETRY_START_S
         drain_deadline: float | None = None
         while True:
             if not self._rows and not self._ends:
-                if self._closed:
+                if self._closed and self._committer.settled:
                     return
                 await self._rows_wanted.wait()
                 self._rows_wanted = trio.Event()
@@ -338,47 +378,14 @@ class Recorder:
         return RecorderStatistics(
             queued_rows=len(self._rows),
             queued_ends=len(self._ends),
-            starts_committed=self._counts["starts"],
+            starts_committed=self._committer.starts,
+            start_commits=self._committer.commits,
             batches=self._counts["batches"],
             rows_written=self._counts["rows"],
             ends_written=self._counts["ends"],
             dropped=self._counts["dropped"],
             last_error=self._last_error,
         )
-
-
-def _start_fields(record: InterceptionStart) -> dict[str, Any]:
-    return {
-        "initiator_id": str(record.initiator_id),
-        "api_key_id": record.api_key_id,
-        "provider": record.provider,
-        "provider_name": record.provider_name,
-        "model": record.model,
-        "client": record.client,
-        "client_session_id": record.client_session_id,
-        "started_at": record.started_at.isoformat(),
-        "thread_parent_id": str(record.thread_parent_id) if record.thread_parent_id else None,
-        "thread_root_id": str(record.thread_root_id) if record.thread_root_id else None,
-        "metadata": dict(record.metadata),
-    }
-
-
-def _child_fields(record: ChildRecord, created_at: datetime) -> dict[str, Any]:
-    fields: dict[str, Any] = {"created_at": created_at.isoformat()}
-    if isinstance(record, TokenUsage):
-        fields.update(msg_id=record.response_id, input_tokens=record.input,
-                      output_tokens=record.output, cache_read_input_tokens=record.cache_read,
-                      cache_write_input_tokens=record.cache_write,
-                      metadata=dict(record.extra))  # fmt: skip
-    elif isinstance(record, PromptUsage):
-        fields.update(msg_id=record.response_id, prompt=record.prompt)
-    elif isinstance(record, ToolUsage):
-        fields.update(msg_id=record.response_id, tool_call_id=record.call_id, tool=record.tool,
-                      input=record.input, server_url=record.server_url, injected=record.injected,
-                      invocation_error=record.invocation_error)  # fmt: skip
-    else:
-        fields.update(content=record.content, metadata={"source": record.source})
-    return fields
 
 
 PARTITION_DAYS_AHEAD = 7

@@ -91,3 +91,41 @@ class InterceptionEnd:
     credential_hint: str  # of the last attempt (known only at the end with several keys)
     status: str  # completed | failed | cancelled
     error: str = ""
+
+
+def start_log_fields(record: InterceptionStart) -> dict[str, Any]:
+    """The fields of a start's `interception log` line (structured logging)."""
+    return {
+        "initiator_id": str(record.initiator_id),
+        "api_key_id": record.api_key_id,
+        "provider": record.provider,
+        "provider_name": record.provider_name,
+        "model": record.model,
+        "client": record.client,
+        "client_session_id": record.client_session_id,
+        "started_at": record.started_at.isoformat(),
+        "thread_parent_id": str(record.thread_parent_id) if record.thread_parent_id else None,
+        "thread_root_id": str(record.thread_root_id) if record.thread_root_id else None,
+        "metadata": dict(record.metadata),
+    }
+
+
+def child_log_fields(
+    record: TokenUsage | PromptUsage | ToolUsage | ModelThought, created_at: datetime
+) -> dict[str, Any]:
+    """The fields of a child record's `interception log` line."""
+    fields: dict[str, Any] = {"created_at": created_at.isoformat()}
+    if isinstance(record, TokenUsage):
+        fields.update(msg_id=record.response_id, input_tokens=record.input,
+                      output_tokens=record.output, cache_read_input_tokens=record.cache_read,
+                      cache_write_input_tokens=record.cache_write,
+                      metadata=dict(record.extra))  # fmt: skip
+    elif isinstance(record, PromptUsage):
+        fields.update(msg_id=record.response_id, prompt=record.prompt)
+    elif isinstance(record, ToolUsage):
+        fields.update(msg_id=record.response_id, tool_call_id=record.call_id, tool=record.tool,
+                      input=record.input, server_url=record.server_url, injected=record.injected,
+                      invocation_error=record.invocation_error)  # fmt: skip
+    else:
+        fields.update(content=record.content, metadata={"source": record.source})
+    return fields

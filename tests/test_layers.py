@@ -16,7 +16,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("api", "dashboard", "proxy"),
     ("providers", "mcp", "demo", "tracing"),
     ("intercept", "clients"),
-    ("recorder", "retention", "dump", "auth"),
+    ("recorder", "group_commit", "retention", "dump", "auth"),
     ("store",),
     (
         "records",

@@ -167,6 +167,65 @@ async def test_child_rows_and_ends_are_written_in_batches(
     assert (follow.thread_parent_id, follow.thread_root_id) == (start.id, start.id)
 
 
+async def test_what_a_pending_start_records_waits_for_its_commit(
+    recorder: Recorder, runner: CountingRunner, store: Store
+) -> None:
+    runner.hold = trio.Event()
+    pending = recorder.submit(_start())
+    pending.add(PromptUsage("early"))
+    pending.end(_end(pending.record))  # a request that ended before its commit was done
+    await trio.testing.wait_all_tasks_blocked()
+    stats = recorder.statistics()
+    assert runner.calls == ["_insert_starts"] and (stats.queued_rows, stats.queued_ends) == (0, 0)
+    runner.hold.set()
+    await pending.committed()
+    with trio.fail_after(5):
+        await recorder.wait_written(ends=1)
+    assert await _count(store, "aibridge_user_prompts") == 1
+    ended = "SELECT count(*) FROM aibridge_interceptions WHERE ended_at IS NOT NULL"
+    assert await store.run(lambda conn: conn.fetchval(ended)) == 1
+
+
+async def test_a_start_that_fails_takes_what_waited_on_it_along(
+    recorder: Recorder, runner: CountingRunner, store: Store
+) -> None:
+    runner.refused = {"_insert_starts"}
+    pending = recorder.submit(_start())
+    pending.add(PromptUsage("never stored"))
+    with pytest.raises(StoreError, match="failed to record interception"):
+        await pending.committed()
+    pending.add(TokenUsage("r1", 1, 1))  # what comes after the failure goes nowhere either
+    pending.end(_end(pending.record))
+    stats = recorder.statistics()
+    assert pending.failed and (stats.queued_rows, stats.queued_ends, stats.dropped) == (0, 0, 0)
+    runner.refused = set()
+    ok = await recorder.start(_start())
+    recorder.end(_end(ok))
+    with trio.fail_after(5):
+        await recorder.wait_written(ends=1)
+    assert await _count(store, "aibridge_user_prompts") == 0
+    assert await _count(store, "aibridge_token_usages") == 0
+
+
+async def test_wait_sent_returns_once_the_commit_is_on_its_way(
+    recorder: Recorder, runner: CountingRunner
+) -> None:
+    runner.hold = trio.Event()  # the commit goes out, its answer does not come
+    first = recorder.submit(_start())
+    with trio.fail_after(5):
+        await first.wait_sent()
+    assert runner.calls == ["_insert_starts"]
+    second = recorder.submit(_start())  # a commit is in flight: this one goes in the next
+    with trio.fail_after(5):
+        await second.wait_sent()
+    assert runner.calls == ["_insert_starts"]
+    runner.hold.set()
+    with trio.fail_after(5):
+        await first.committed()
+        await second.committed()
+    assert recorder.statistics().start_commits == 2
+
+
 async def test_a_start_the_database_refuses_raises(
     recorder: Recorder, runner: CountingRunner
 ) -> None:
@@ -208,6 +267,20 @@ async def test_closing_drains_what_is_queued(runner: CountingRunner, store: Stor
         rec.close()  # the writer drains, then run returns and the nursery ends
     assert rec.statistics().rows_written == 1 and rec.statistics().ends_written == 1
     assert await _count(store, "aibridge_user_prompts") == 1
+
+
+async def test_closing_waits_for_the_commit_in_flight(runner: CountingRunner, store: Store) -> None:
+    metrics = Metrics(CollectorRegistry(), process_metrics=False)
+    rec = Recorder(runner, metrics, flush_interval_s=10.0)
+    runner.hold = trio.Event()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rec.run)
+        pending = rec.submit(_start())
+        pending.end(_end(pending.record))  # cut at the shutdown deadline before its commit
+        rec.close()
+        await trio.testing.wait_all_tasks_blocked()
+        runner.hold.set()  # the commit completes after the close: its end is still written
+    assert rec.statistics().ends_written == 1
 
 
 async def test_a_drain_that_cannot_reach_the_database_gives_up_and_counts(

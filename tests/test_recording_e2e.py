@@ -6,11 +6,13 @@ reports them), never from the code under test.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
 import signal
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,13 @@ async def gateway(nursery: trio.Nursery, database_url: str, tmp_path: Path) -> G
 async def db(database_url: str) -> AsyncIterator[Store]:
     async with open_store(database_url, pool_size=2, connect_timeout_s=10) as store:
         yield store
+
+
+async def _wait_for(db: Store, sql: str) -> None:
+    """Until `sql` (a count) finds a row: the server's view changes on its own schedule."""
+    with trio.fail_after(10):
+        while not await db.run(lambda conn: conn.fetchval(sql)):  # noqa: ASYNC110
+            await trio.sleep(0.01)  # another session's state: nothing here to wait on
 
 
 async def _children(db: Store, table: str, interception_id: Any) -> list[dict[str, Any]]:
@@ -290,6 +299,38 @@ async def test_a_start_the_database_refuses_fails_the_request_before_the_upstrea
                             headers={"x-api-key": gateway.token})  # fmt: skip
     assert r.status_code == 500
     assert r.json()["error"]["message"] == "failed to record interception"
+    assert len(gateway.upstream.requests) == before  # nothing went upstream
+
+
+async def test_a_client_leaving_before_its_start_is_committed_still_ends_it(
+    gateway: Gateway, db: Store
+) -> None:
+    """The request prepares its upstream call while its start commits; a client that leaves
+    meanwhile sends nothing upstream, and the start, once committed, is ended."""
+    release = {"now": False}
+
+    async def hold_the_table(conn: Any) -> None:  # runs on asyncio: polls a plain flag
+        async with conn.transaction():
+            await conn.execute("LOCK TABLE aibridge_interceptions IN EXCLUSIVE MODE")
+            while not release["now"]:  # noqa: ASYNC110 (set from trio: no event crosses loops)
+                await asyncio.sleep(0.01)
+
+    waiting = (
+        "SELECT count(*) FROM pg_locks"
+        " WHERE relation = 'aibridge_interceptions'::regclass AND NOT granted"
+    )
+    before = len(gateway.upstream.requests)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(db.run, hold_the_table)
+        async with httpx2.AsyncClient(timeout=10) as http, trio.open_nursery() as client:
+            client.start_soon(partial(http.post, gateway.base("anthropic") + "/v1/messages",
+                                      json=MSG, headers={"x-api-key": gateway.token}))  # fmt: skip
+            await _wait_for(db, waiting)  # the start's insert waits for the lock
+            client.cancel_scope.cancel()  # the client leaves
+        release["now"] = True
+    (row,) = await ended_interceptions(db, 1)
+    assert json.loads(row["metadata"])["status"] == "cancelled"
+    assert await _children(db, "aibridge_user_prompts", row["id"])  # handed over before
     assert len(gateway.upstream.requests) == before  # nothing went upstream
 
 

@@ -244,3 +244,30 @@ async def test_a_host_name_is_resolved_before_libpq_sees_it() -> None:
     for given in ("postgresql://u@127.0.0.1:5999/db", "postgresql://u@/db?host=/run/pg"):
         unchanged = native_conninfo(given, "t", {})
         assert await resolve_host(unchanged, "shown") == unchanged
+
+
+async def test_sent_is_called_while_the_answer_is_still_awaited(
+    native: NativePool, store: Store
+) -> None:
+    """The start commit's requests step aside until their statement is out (group_commit.py):
+    `sent` must come before the answer, here held back by a lock another session holds."""
+    holder = await store.native_pool(1, {}, application_name="t-holder")
+    await holder.query("SELECT pg_advisory_lock(4242)")
+    events: list[str] = []
+    waiting = Statement("t_lock_wait", "SELECT pg_advisory_xact_lock(4242)")
+
+    async def fetch() -> None:
+        await native.fetch(waiting, [], lambda: events.append("sent"))
+        events.append("answered")
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(fetch)
+            await _wait_for(
+                store, "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            )
+            assert events == ["sent"]
+            await holder.query("SELECT pg_advisory_unlock(4242)")
+    finally:
+        holder.close()
+    assert events == ["sent", "answered"]

@@ -288,3 +288,68 @@ async def test_a_header_h11_refuses_is_never_quoted_in_the_error(nursery: trio.N
 
 def test_a_non_ascii_base_path_is_percent_encoded() -> None:
     assert Origin.from_url("http://h/ünï/v1").base_path == "/%C3%BCn%C3%AF/v1"
+
+
+class _Gate:
+    """A `before_send` that records what the peer had seen when it was awaited."""
+
+    def __init__(self, seen: list[bytes], *, refuse: bool = False) -> None:
+        self.seen, self.refuse = seen, refuse
+        self.seen_then: list[int] = []
+        self.opened = trio.Event()
+
+    async def __call__(self) -> None:
+        self.seen_then.append(len(self.seen))
+        await self.opened.wait()
+        if self.refuse:
+            raise RuntimeError("start not recorded")
+
+
+async def _recording_peer(seen: list[bytes], stream: trio.SocketStream) -> None:
+    while head := await _request_head(stream):
+        seen.append(head)
+        await stream.send_all(OK)
+
+
+@pytest.mark.parametrize("pooled", [False, True])
+async def test_nothing_goes_out_before_the_gate_opens(nursery: trio.Nursery, pooled: bool) -> None:
+    seen: list[bytes] = []
+    origin, connections = await _serve(nursery, partial(_recording_peer, seen))
+    client = _client()
+    if pooled:
+        assert await _get(client, origin) == b"{}"
+    gate = _Gate(seen)
+    request = UpstreamRequest("POST", origin, "/x", [], b"{}", before_send=gate)
+    answers: list[int] = []
+    answered = trio.Event()
+
+    async def send() -> None:
+        response = await client.send(request)
+        answers.append(response.status)
+        await response.aclose()
+        answered.set()
+
+    nursery.start_soon(send)
+    await trio.testing.wait_all_tasks_blocked()
+    assert gate.seen_then == [int(pooled)] and len(seen) == int(pooled)
+    assert len(connections) == 1 if pooled else not connections  # not even a connect
+    gate.opened.set()
+    with trio.fail_after(5):
+        await answered.wait()
+    assert answers == [200] and len(seen) == 1 + pooled
+
+
+@pytest.mark.parametrize("pooled", [False, True])
+async def test_a_gate_that_refuses_sends_nothing(nursery: trio.Nursery, pooled: bool) -> None:
+    seen: list[bytes] = []
+    origin, connections = await _serve(nursery, partial(_recording_peer, seen))
+    client = _client()
+    if pooled:
+        assert await _get(client, origin) == b"{}"
+    gate = _Gate(seen, refuse=True)
+    gate.opened.set()
+    with pytest.raises(RuntimeError, match="start not recorded"):
+        await client.send(UpstreamRequest("POST", origin, "/x", [], b"{}", before_send=gate))
+    await trio.testing.wait_all_tasks_blocked()
+    assert len(seen) == int(pooled) and len(connections) == int(pooled)
+    assert await _get(client, origin) == b"{}"  # the client goes on: a new connection

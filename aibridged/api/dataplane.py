@@ -21,7 +21,7 @@ from aibridged.api.asgi import DATAPLANE_PREFIXES
 from aibridged.api.body import is_json, read_body
 from aibridged.api.caller import Caller, CallerAuth
 from aibridged.api.finish import Finisher, Interception
-from aibridged.api.recording import begin_recording, start_fields
+from aibridged.api.recording import Recording, open_recording, start_fields
 from aibridged.auth import TokenCache
 from aibridged.clients import Client, classify_client, client_session_id
 from aibridged.config import AIGatewayConfig
@@ -214,9 +214,12 @@ class DataPlane:
         provider.family.admit(call)
         if interception.facts is not None:
             with trace.recording():
-                await self._begin_recording(interception, call)
+                interception.recording = self._open_recording(interception, call)
+            call.before_send = partial(self._start_committed, interception)
         self._finisher.started(interception)
         try:
+            if interception.recording is not None:
+                await interception.recording.wait_sent()
             with trace.processing(interception):
                 await run_watched(
                     receive, outcome, partial(self._exchange, interception, call, send)
@@ -245,6 +248,10 @@ class DataPlane:
             )
         except UpstreamError as exc:
             await send_upstream_error(send, fmt, exc, outcome, before_end)
+            return
+        except Rejected as reject:  # the start could not be committed: nothing went upstream
+            outcome.error = reject.message
+            await self._reject(send, fmt, reject, outcome)
             return
         interception.upstream_answered_at = trio.current_time()
         try:
@@ -305,8 +312,8 @@ class DataPlane:
             interception.facts = request_facts(api, prepared.parsed)
         return prepared.body
 
-    async def _begin_recording(self, interception: Interception, call: UpstreamCall) -> None:
-        """Commit the interception's start before anything goes upstream."""
+    def _open_recording(self, interception: Interception, call: UpstreamCall) -> Recording:
+        """Submit the interception's start; the call waits for its commit before sending."""
         assert self._recorder is not None and interception.facts is not None
         provider, caller = interception.provider, interception.caller
         credential = provider.family.credential(provider, call)  # what the first attempt uses
@@ -322,7 +329,7 @@ class DataPlane:
             credential_kind=credential.kind,
             credential_hint=credential.hint,
         )
-        interception.recording = await begin_recording(
+        return open_recording(
             self._recorder,
             interception_id=interception.id,
             api=interception.route.api,
@@ -330,6 +337,15 @@ class DataPlane:
             facts=interception.facts,
             fields=fields,
         )
+
+    async def _start_committed(self, interception: Interception) -> None:
+        """The upstream call's `before_send`: its start committed (Rejected if it cannot be).
+        The gateway's own time runs until then (the overhead histogram)."""
+        recording = interception.recording
+        assert recording is not None
+        if not recording.is_committed:  # the first attempt; the others go straight on
+            await recording.committed()
+            interception.upstream_called_at = trio.current_time()
 
     def _actor_headers(self, caller: Caller) -> list[tuple[bytes, bytes]]:
         if not self._settings.send_actor_headers:

@@ -1,9 +1,12 @@
 """Recording one interception: its start before the upstream call, its records beside the relay,
 its end whatever ends it.
 
-The data plane calls `begin` once the request is checked and before anything goes upstream (a
-start that cannot be committed fails the request with 500 `failed to record interception`), hands
-`observer` to the relay, and the finisher calls `end` exactly once, on every path.
+The data plane calls `open_recording` once the request is checked: it submits the start to the
+group commit and returns at once. The upstream client awaits `Recording.committed` just before
+the request's first byte goes out (a start that cannot be committed fails the request with 500
+`failed to record interception`, and nothing is sent). The relay gets the recording as its
+observer, and the finisher calls `end` exactly once, on every path (also before the commit is
+done: the end then waits for it).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from aibridged.intercept.extract import Extractor, RequestFacts, extractor_for
 from aibridged.intercept.routes import Api, UpstreamCall
 from aibridged.intercept.sse import SSEEvent
 from aibridged.intercept.wire import WireFormat
-from aibridged.recorder import Recorder
+from aibridged.recorder import PendingStart, Recorder
 from aibridged.records import Extracted, InterceptionEnd, InterceptionStart, PromptUsage
 
 log = structlog.get_logger("aibridged.recorder")
@@ -34,10 +37,29 @@ class Recording:
     """What is recorded of one interception; also the relay's observer."""
 
     recorder: Recorder
-    start: InterceptionStart
+    pending: PendingStart
     extractor: Extractor | None = None
     failures: int = 0
     prompted: bool = False  # a non-empty prompt was recorded
+    is_committed: bool = False  # `committed` returned
+
+    @property
+    def start(self) -> InterceptionStart:
+        """The start (with its thread once committed)."""
+        return self.pending.record
+
+    async def wait_sent(self) -> None:
+        """Until the start's commit is on its way (the request's work then overlaps it)."""
+        await self.pending.wait_sent()
+
+    async def committed(self) -> None:
+        """Once the start is committed; Rejected(500) if it cannot be."""
+        try:
+            await self.pending.committed()
+        except StoreError as exc:
+            log.error("recorder.start_failed", interception_id=str(self.start.id), error=str(exc))
+            raise Rejected(500, "failed to record interception", "record_failed") from exc
+        self.is_committed = True
 
     def on_event(self, event: SSEEvent) -> None:
         try:
@@ -54,9 +76,11 @@ class Recording:
             self._failed()
 
     def emit(self, record: Extracted) -> None:
-        self.recorder.add(self.start, record)
+        self.pending.add(record)
 
     def end(self, status: str, error: str, credential_hint: str, *, answered: bool) -> None:
+        if self.pending.failed:
+            return  # nothing was started, so nothing ends
         if self.prompted:
             self.recorder.count_prompt(self.start, answered=answered)
         try:
@@ -64,7 +88,7 @@ class Recording:
                 self.extractor.finish()
         except Exception:
             self._failed()
-        self.recorder.end(
+        self.pending.end(
             InterceptionEnd(
                 id=self.start.id,
                 started_at=self.start.started_at,
@@ -81,7 +105,7 @@ class Recording:
             log.exception("recorder.extraction_failed", interception_id=str(self.start.id))
 
 
-async def begin_recording(
+def open_recording(
     recorder: Recorder,
     *,
     interception_id: uuid.UUID,
@@ -90,8 +114,8 @@ async def begin_recording(
     facts: RequestFacts,
     fields: dict[str, Any],
 ) -> Recording:
-    """Commit the start (thread found from the tool call the request answers) and queue the
-    prompt; Rejected(500) if the start cannot be committed."""
+    """Submit the start (its thread found from the tool call the request answers) and hand
+    over the prompt; never waits."""
     start = InterceptionStart(
         id=interception_id,
         thread_parent_id=None,
@@ -100,17 +124,12 @@ async def begin_recording(
         correlating_call_id=facts.correlating_call_id,
         **fields,
     )
-    try:
-        start = await recorder.start(start)  # the thread: from memory, else found by the insert
-    except StoreError as exc:
-        log.error("recorder.start_failed", interception_id=str(interception_id), error=str(exc))
-        raise Rejected(500, "failed to record interception", "record_failed") from exc
-    recording = Recording(recorder, start)
+    recording = Recording(recorder, recorder.submit(start))
     recording.extractor = extractor_for(api, stream=stream, emit=recording.emit)
     if facts.prompt:
         # Bounded: a 30 MiB prompt would cost the database and the event loop (its encoding
         # runs in the writer, on this thread) more than it tells anyone.
-        recorder.add(start, PromptUsage(prompt=facts.prompt[:MAX_PROMPT_CHARS]))
+        recording.pending.add(PromptUsage(prompt=facts.prompt[:MAX_PROMPT_CHARS]))
         recording.prompted = True
     return recording
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ssl
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import h11
@@ -99,7 +100,10 @@ class H1Connection:
         body: bytes,
         *,
         timeout_s: float,
+        before_send: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        """Send the request; `before_send` is awaited once it is encoded, before its first
+        byte goes out (raising: nothing is sent, and the connection is not reusable)."""
         try:
             parts = [self._h11.send(h11.Request(method=method, target=target, headers=headers))]
             if body:
@@ -111,6 +115,8 @@ class H1Connection:
             message = "upstream request not sent (a header value is not valid HTTP)"
             raise UpstreamConnectError(message) from exc
         data = b"".join(part for part in parts if part)
+        if before_send is not None:
+            await before_send()
         with trio.move_on_after(timeout_s) as scope:
             try:
                 await self._stream.send_all(data)

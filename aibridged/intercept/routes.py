@@ -8,6 +8,7 @@ goes through.
 from __future__ import annotations
 
 import enum
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -33,6 +34,9 @@ class Route:
         return self.api is not Api.PASSTHROUGH
 
 
+BeforeSend = Callable[[], Awaitable[None]]
+
+
 @dataclass(slots=True)
 class UpstreamCall:
     """What the client asked of a provider, before the provider type makes an attempt of it."""
@@ -43,6 +47,9 @@ class UpstreamCall:
     headers: list[tuple[bytes, bytes]]  # the client's, filtered (intercept/headers.py), + extras
     body: bytes
     byok: bool  # the client authenticated with the governance header: its own key may go
+    # Awaited just before the request's first byte goes to the provider (the recorder's start
+    # commit: the attempt is prepared meanwhile); raises to send nothing.
+    before_send: BeforeSend | None = None
 
 
 # Methods a client may use at all; anything else is refused before any other work.

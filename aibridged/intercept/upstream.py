@@ -130,6 +130,9 @@ class UpstreamRequest:
     # format's error shape, else wrapped in it.
     shape_error: ErrorShaper | None = None
     tap: ExchangeTap | None = None  # sees the request as sent and its answer (API dumps)
+    # Awaited before the first byte of the request goes out, whether on a pooled connection
+    # or (before connecting) a new one; raises to send nothing.
+    before_send: Callable[[], Awaitable[None]] | None = None
 
 
 class UpstreamResponse:
@@ -291,6 +294,8 @@ class UpstreamClient:
         tap = request.tap
         if tap is None:
             return await self._send(key, request, target, headers)
+        if request.before_send is not None:
+            await request.before_send()  # a dump shows only a request that goes out
         tap.request_sent(request.method, target, headers, request.body)
         try:
             return await self._send(key, request, target, headers)
@@ -312,6 +317,8 @@ class UpstreamClient:
             except UpstreamConnectError:
                 if pooled.answered:
                     raise
+        if request.before_send is not None:
+            await request.before_send()  # connecting sends bytes upstream too
         conn = await self._connect(request.origin)
         return await self._exchange(key, conn, request, target, headers)
 
@@ -330,6 +337,7 @@ class UpstreamClient:
                 headers,
                 request.body,
                 timeout_s=self._settings.read_timeout_s,
+                before_send=request.before_send,
             )
             head = await conn.receive_head(timeout_s=self._settings.read_timeout_s)
         except BaseException:

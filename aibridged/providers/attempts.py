@@ -133,6 +133,7 @@ async def _attempt(
     attempts.count += 1
     attempts.credential = credential
     request = provider.family.build_request(provider, call, credential)
+    request.before_send = call.before_send
     if attempts.new_tap is not None:
         request.tap = attempts.new_tap()
     return await open_attempt(client, request, call.route.wire_format)

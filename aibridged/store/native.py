@@ -64,6 +64,10 @@ class NativeStatistics:
     connects: int  # connections opened so far (more than `size`: some were replaced)
 
 
+def _nothing() -> None:
+    return None
+
+
 class NativeConnection:
     """One session; one call at a time (the pool sees to it)."""
 
@@ -123,8 +127,11 @@ class NativeConnection:
             return False
         return True
 
-    async def fetch(self, statement: Statement, params: Sequence[Any]) -> list[Row]:
-        """Run `statement` (prepared on this connection the first time) and return its rows."""
+    async def fetch(
+        self, statement: Statement, params: Sequence[Any], sent: Callable[[], None] = _nothing
+    ) -> list[Row]:
+        """Run `statement` (prepared on this connection the first time) and return its rows;
+        `sent()` is called once it has gone to the server, while its answer is awaited."""
         values = _dump_all(params)
         name = statement.name.encode()
         if statement.name not in self._prepared:
@@ -132,7 +139,7 @@ class NativeConnection:
             await self._round_trip(lambda: prepare(name, statement.sql.encode()))
             self._prepared.add(statement.name)
         send = self._live().send_query_prepared
-        return await self._round_trip(lambda: send(name, values))
+        return await self._round_trip(lambda: send(name, values), sent)
 
     async def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """Run `sql` unprepared (one-off statements: settings, tests)."""
@@ -160,13 +167,16 @@ class NativeConnection:
             raise StoreUnavailable("database unavailable: the connection is closed")
         return self._pgconn
 
-    async def _round_trip(self, send: Callable[[], None]) -> list[Row]:
+    async def _round_trip(
+        self, send: Callable[[], None], sent: Callable[[], None] = _nothing
+    ) -> list[Row]:
         """Send, then read every result; the connection is closed unless this completed."""
         pgconn = self._live()
         completed = False
         try:
             send()
             await self._flush(pgconn)
+            sent()
             results = await self._results(pgconn)
             completed = pgconn.transaction_status == pq.TransactionStatus.IDLE
         except psycopg.Error as exc:  # sending or reading failed: the session is gone
@@ -245,11 +255,13 @@ class NativePool:
             for _ in range(self._size):
                 self._idle.append(await self._connect())
 
-    async def fetch(self, statement: Statement, params: Sequence[Any]) -> list[Row]:
+    async def fetch(
+        self, statement: Statement, params: Sequence[Any], sent: Callable[[], None] = _nothing
+    ) -> list[Row]:
         async with self._gate:
             conn = await self._take()
             try:
-                return await conn.fetch(statement, params)
+                return await conn.fetch(statement, params, sent)
             finally:
                 self._give_back(conn)
 

@@ -7,7 +7,7 @@ trip and one statement plan, whatever the batch holds.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -72,16 +72,24 @@ def _bigint(value: int) -> int:
 Threads = dict[uuid.UUID, tuple[uuid.UUID | None, uuid.UUID | None]]
 
 
-async def insert_starts(runner: Runner | NativePool, starts: Sequence[InterceptionStart]) -> None:
-    """Insert starts whose thread is known (or that answer no tool call), as they are."""
+async def insert_starts(
+    runner: Runner | NativePool,
+    starts: Sequence[InterceptionStart],
+    sent: Callable[[], None] = lambda: None,
+) -> None:
+    """Insert starts whose thread is known (or that answer no tool call), as they are.
+    `sent()`: called once the statement is on its way (through asyncpg: just before)."""
     if isinstance(runner, NativePool):
-        await runner.fetch(INSERT_STARTS, _start_arrays(starts))
+        await runner.fetch(INSERT_STARTS, _start_arrays(starts), sent)
     else:
+        sent()
         await runner.run(_insert_starts, starts)
 
 
 async def insert_starts_finding_threads(
-    runner: Runner | NativePool, starts: Sequence[InterceptionStart]
+    runner: Runner | NativePool,
+    starts: Sequence[InterceptionStart],
+    sent: Callable[[], None] = lambda: None,
 ) -> Threads:
     """Insert starts that answer a tool call their caller did not know the thread of
     (`correlating_call_id`, no parent): the thread comes from the tool usages, in the same
@@ -90,8 +98,9 @@ async def insert_starts_finding_threads(
     Kept apart from `insert_starts`: the lookup (one probe of the call index, migration 0007)
     and the rows it returns cost ~0.07 ms a commit, which most starts need not pay."""
     if isinstance(runner, NativePool):
-        rows: Any = await runner.fetch(INSERT_STARTS_FINDING_THREADS, _lookup_arrays(starts))
+        rows: Any = await runner.fetch(INSERT_STARTS_FINDING_THREADS, _lookup_arrays(starts), sent)
     else:
+        sent()
         rows = await runner.run(_insert_starts_finding_threads, starts)
     return {row[0]: (row[1], row[2]) for row in rows}
 

@@ -6,7 +6,7 @@ no-op calls per request. With tracing on it is a `LiveTrace`:
 
     Intercept | Passthrough                 SERVER; parent: the client's `traceparent`, if any
     ├── Intercept.CreateInterceptor          the JSON body read, checked and rewritten
-    ├── Intercept.RecordInterception         the interception's start committed
+    ├── Intercept.RecordInterception         the start handed to the group commit
     │   └── Intercept.RecordPromptUsage      the prompt handed to the recorder
     ├── Intercept.ProcessRequest             the upstream call and the relay to the client
     │   ├── Intercept.ProcessRequest.Upstream   CLIENT; GenAI attributes; its `traceparent`
@@ -114,7 +114,7 @@ class InterceptionTrace:
         return _NOTHING
 
     def recording(self) -> AbstractContextManager[object]:
-        """Around committing the interception's start."""
+        """Around handing the interception's start to the group commit."""
         return _NOTHING
 
     def processing(self, interception: Traced) -> AbstractContextManager[object]:

@@ -18,6 +18,10 @@ import trio
 
 from aibridged.errors import UpstreamConnectError, UpstreamTimeout
 
+# Awaited before a request's first byte goes out (the recorder's start commit); raises to send
+# nothing. Carried by UpstreamCall and UpstreamRequest down to here.
+BeforeSend = Callable[[], Awaitable[None]]
+
 READ_SIZE = 65536
 MAX_HEAD_BYTES = 64 * 1024  # response status line and headers
 
@@ -100,7 +104,7 @@ class H1Connection:
         body: bytes,
         *,
         timeout_s: float,
-        before_send: Callable[[], Awaitable[None]] | None = None,
+        before_send: BeforeSend | None = None,
     ) -> None:
         """Send the request; `before_send` is awaited once it is encoded, before its first
         byte goes out (raising: nothing is sent, and the connection is not reusable)."""

@@ -8,10 +8,10 @@ goes through.
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from aibridged.intercept.h1 import BeforeSend
 from aibridged.intercept.wire import WireFormat
 
 
@@ -32,9 +32,6 @@ class Route:
     @property
     def intercepted(self) -> bool:
         return self.api is not Api.PASSTHROUGH
-
-
-BeforeSend = Callable[[], Awaitable[None]]
 
 
 @dataclass(slots=True)

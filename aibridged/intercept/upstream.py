@@ -32,7 +32,7 @@ import h11
 import trio
 
 from aibridged.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout
-from aibridged.intercept.h1 import H1Connection, open_h1_connection
+from aibridged.intercept.h1 import BeforeSend, H1Connection, open_h1_connection
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -132,7 +132,7 @@ class UpstreamRequest:
     tap: ExchangeTap | None = None  # sees the request as sent and its answer (API dumps)
     # Awaited before the first byte of the request goes out, whether on a pooled connection
     # or (before connecting) a new one; raises to send nothing.
-    before_send: Callable[[], Awaitable[None]] | None = None
+    before_send: BeforeSend | None = None
 
 
 class UpstreamResponse:

@@ -1,4 +1,5 @@
-"""A slowly paced Anthropic stream for the many-open-streams scenario, served from raw trio sockets.
+"""A slowly paced Anthropic stream for the many-open-streams scenario, and a Chat Completions answer
+that comes a fixed delay after its request, served from raw trio sockets.
 
 Thousands of streams at one event per second each are more than hypercorn's pure-Python send path
 manages on the core it shares with the load generator (it topped out near 3,300 events/s), so this
@@ -7,10 +8,16 @@ gateway is what gets measured. Every POST gets the same answer: the stream the d
 ``payloads.slow_stream()`` with ``Pacing.deltas`` text deltas, everything up to the first delta at
 once, then one delta per ``Pacing.interval_s``, then the closing events at once (chunked and
 keep-alive: the gateway's pool reuses the connection afterwards).
+
+The delayed answer (``serve_delayed``) is what a provider does with a blocking request: nothing
+for a while, then the whole JSON body. Each connection waits on its own, so the upstream never
+queues requests behind one another the way a single-threaded server at full load does; the
+gateway in front of it is what saturates.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -20,6 +27,7 @@ from bench import payloads
 from bench.fast_upstream import (
     ANTHROPIC_RESPONSE_HEADERS,
     ANTHROPIC_VERSION,
+    OPENAI_RESPONSE_HEADERS,
     SSE_HEADERS,
     render,
 )
@@ -98,7 +106,10 @@ async def _read_request(stream: trio.SocketStream, buf: bytearray) -> bool:
     return True
 
 
-async def _connection(paced: PacedStream, interval_s: float, stream: trio.SocketStream) -> None:
+async def _serve_requests(
+    stream: trio.SocketStream, respond: Callable[[trio.SocketStream], Awaitable[None]]
+) -> None:
+    """Answer each request on the connection with `respond`, until the client goes."""
     buf = bytearray()
     try:
         while True:
@@ -108,15 +119,45 @@ async def _connection(paced: PacedStream, interval_s: float, stream: trio.Socket
             except ValueError:
                 await stream.send_all(_BAD_REQUEST)
                 return
-            await stream.send_all(paced.head)
-            for delta in paced.deltas:
-                await trio.sleep(interval_s)
-                await stream.send_all(delta)
-            await stream.send_all(paced.tail)
+            await respond(stream)
     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
         return
     finally:
         await stream.aclose()
+
+
+async def _send_paced(paced: PacedStream, interval_s: float, stream: trio.SocketStream) -> None:
+    await stream.send_all(paced.head)
+    for delta in paced.deltas:
+        await trio.sleep(interval_s)
+        await stream.send_all(delta)
+    await stream.send_all(paced.tail)
+
+
+async def _send_after(answer: bytes, delay_s: float, stream: trio.SocketStream) -> None:
+    await trio.sleep(delay_s)
+    await stream.send_all(answer)
+
+
+def delayed_answer() -> bytes:
+    """The bench's blocking Chat Completions answer (as bench.fast_upstream gives it), framed."""
+    body, _ = render("/v1/chat/completions", payloads.openai_chat(stream=False), [])
+    headers = [(b"content-type", b"application/json"), *OPENAI_RESPONSE_HEADERS,
+               (b"content-length", b"%d" % len(body))]  # fmt: skip
+    head = b"HTTP/1.1 200 OK\r\n" + b"".join(b"%s: %s\r\n" % pair for pair in headers)
+    return head + b"\r\n" + body
+
+
+async def _serve(
+    handler: Callable[[trio.SocketStream], Awaitable[None]],
+    host: str,
+    port: int,
+    task_status: trio.TaskStatus[str],
+) -> None:
+    listeners = await trio.open_tcp_listeners(port, host=host, backlog=8192)
+    bound = listeners[0].socket.getsockname()
+    task_status.started(f"http://{bound[0]}:{bound[1]}")
+    await trio.serve_listeners(handler, listeners)
 
 
 async def serve_paced(
@@ -127,8 +168,18 @@ async def serve_paced(
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the paced stream on ``host:port`` until cancelled; reports its URL when bound."""
-    paced = PacedStream.build(pacing)
-    listeners = await trio.open_tcp_listeners(port, host=host, backlog=8192)
-    bound = listeners[0].socket.getsockname()
-    task_status.started(f"http://{bound[0]}:{bound[1]}")
-    await trio.serve_listeners(partial(_connection, paced, pacing.interval_s), listeners)
+    respond = partial(_send_paced, PacedStream.build(pacing), pacing.interval_s)
+    await _serve(partial(_serve_requests, respond=respond), host, port, task_status)
+
+
+async def serve_delayed(
+    delay_s: float,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the delayed Chat Completions answer on ``host:port`` until cancelled; reports its
+    URL when bound."""
+    respond = partial(_send_after, delayed_answer(), delay_s)
+    await _serve(partial(_serve_requests, respond=respond), host, port, task_status)

@@ -150,7 +150,8 @@ def recording_section(results: dict[str, Any]) -> list[str]:
     through = recording_throughput_rows(results["throughput_summary"])
     rate = results.get("recorder_rate") or {}
     steady = results.get("recording_steady") or {}
-    if not latency and not through and not rate and not steady:
+    delayed = results.get("recording_delayed") or {}
+    if not latency and not through and not rate and not steady and not delayed:
         return []
     lines = ["## Recording on vs off", ""]
     if latency:
@@ -174,6 +175,7 @@ def recording_section(results: dict[str, Any]) -> list[str]:
             "",
         ]
     lines += _steady_lines(steady)
+    lines += _delayed_lines(delayed)
     seen = results.get("recorder_in_gateway") or {}
     if seen:
         lines += [
@@ -218,18 +220,49 @@ def recording_section(results: dict[str, Any]) -> list[str]:
 STEADY_HEADERS = ("path", "req/s", "CPU ms/req", "CPU %", "p50 ms", "errors")
 
 
+def _run_rows(measured: dict[str, Any]) -> list[list[Any]]:
+    """Each run of an on/off comparison (bench.recording_steady), then the medians."""
+    rows = [
+        [r["path"], r["rps"], r["cpu_ms_per_request"], r["cpu_pct"], r["p50_ms"], r["errors"]]
+        for r in measured["runs"]
+    ]
+    for path in ("gateway", "gateway_norec"):
+        rows.append([f"{path}, median", measured[f"{path}_rps"],
+                     measured[f"{path}_cpu_ms_per_request"], measured[f"{path}_cpu_pct"],
+                     measured[f"{path}_p50_ms"], "-"])  # fmt: skip
+    return rows
+
+
+def _delayed_lines(delayed: dict[str, Any]) -> list[str]:
+    """The delayed JSON answer's runs (bench.recording_steady), each one, then the medians."""
+    if not delayed:
+        return []
+    return [
+        f"### JSON answered {delayed['delay_s'] * 1000:g} ms after each request",
+        "",
+        f"`bench.recording_steady`: the 40 KB Chat Completions request (blocking) to the delayed "
+        f"answer (each request answered {delayed['delay_s'] * 1000:g} ms after it arrived, on "
+        f"its own), {delayed['connections']} connections, {delayed['duration_s']:g} s runs, "
+        f"{delayed['rounds']} rounds of recording on and off (order swapped every other round). "
+        "`CPU ms/req` from the gateway's process CPU time. Requests per second, on ÷ off: "
+        f"**{delayed['recording_ratio']}**"
+        + (
+            ""
+            if delayed["saturated"]
+            else " (a recording run left its CPU idle: not what limited the rate)"
+        )
+        + ".",
+        "",
+        table(STEADY_HEADERS, _run_rows(delayed)),
+        "",
+    ]
+
+
 def _steady_lines(steady: dict[str, Any]) -> list[str]:
     """The steady stream's runs (bench.recording_steady), each one, then the medians."""
     if not steady:
         return []
-    rows = [
-        [r["path"], r["rps"], r["cpu_ms_per_request"], r["cpu_pct"], r["p50_ms"], r["errors"]]
-        for r in steady["runs"]
-    ]
-    for path in ("gateway", "gateway_norec"):
-        rows.append([f"{path}, median", steady[f"{path}_rps"],
-                     steady[f"{path}_cpu_ms_per_request"], steady[f"{path}_cpu_pct"],
-                     steady[f"{path}_p50_ms"], "-"])  # fmt: skip
+    rows = _run_rows(steady)
     return [
         "### SSE whose events arrive 20 ms apart",
         "",

@@ -13,7 +13,8 @@ run (``make bench``).
    rounds of direct / gateway (recording on) / gateway (recording off) / gateway (tracing on) /
    the baseline's gateway / LiteLLM (one of them under load at a time); then what recording costs
    a stream whose events arrive 20 ms apart (``bench.recording_steady``: CPU per stream, on vs
-   off, below saturation);
+   off, below saturation) and blocking JSON answered 20 ms after each request, each on its own
+   (req/s on vs off, the gateway saturated);
 5. gateway RSS before, during and after the load;
 6. py-spy profiles of the gateway (recording on) under saturated JSON and SSE load;
 7. the recorder's sustained write rate (``bench.recorder_rate``: start + 3 rows + end per
@@ -69,7 +70,7 @@ from bench.procs import (
     wait_until_quiet,
 )
 from bench.profile import py_spy_version
-from bench.recording_steady import measure_recording_steady
+from bench.recording_steady import measure_recording_delayed, measure_recording_steady
 from bench.report import observations, render_markdown, render_text, write_json
 from bench.stack import (
     CLIENT_CPU,
@@ -139,6 +140,7 @@ QUICK_DEFAULTS: dict[str, float] = {
     "stream_deltas": 4,
     "writer_interceptions": 5_000,
     "steady_rounds": 1,
+    "delayed_rounds": 1,
 }
 
 
@@ -182,6 +184,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--steady-rounds", type=int, default=3, help="steady SSE, recording on/off pairs; 0: skip"
+    )
+    parser.add_argument(
+        "--delayed-connections", type=int, default=128, help="delayed JSON, connections"
+    )
+    parser.add_argument(
+        "--delayed-rounds", type=int, default=3, help="delayed JSON, on/off pairs; 0: skip"
     )
     parser.add_argument(
         "--writer-interceptions", type=int, default=20_000, help="recorder write rate; 0: skip"
@@ -310,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     latency_litellm: dict[str, Any] = {}
     latency_recording: dict[str, Any] = {}
     steady: dict[str, Any] = {}
+    delayed: dict[str, Any] = {}
     recorder_in_gateway: dict[str, Any] = {}
     recorder_rate: dict[str, Any] = {}
     database_cpu = {"client": CLIENT_CPU, "gateway": GATEWAY_CPU, "any": None}[args.database_cpu]
@@ -405,6 +414,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                     duration_s=args.duration,
                     warmup_s=args.warmup,
                     rounds=args.steady_rounds,
+                )
+            if args.delayed_rounds > 0:
+                print("recording on vs off, JSON answered after a delay, gateway saturated:",
+                      flush=True)  # fmt: skip
+                delayed = measure_recording_delayed(
+                    stack,
+                    generator=args.generator,
+                    connections=args.delayed_connections,
+                    duration_s=args.duration,
+                    warmup_s=args.warmup,
+                    rounds=args.delayed_rounds,
                 )
             snapshot("after_load")
             speed["after_load"] = _speeds()
@@ -536,6 +556,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "recorder_rate": recorder_rate,
         "throughput_summary": summary,
         "recording_steady": steady,
+        "recording_delayed": delayed,
         "throughput_runs": runs,
         "memory": memory,
         "litellm_memory": litellm_memory,
@@ -543,7 +564,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "streams": streams,
         "targets": evaluate_targets(latency),
         "bench_targets": evaluate_bench_targets(
-            summary, latency, streams, latency_recording, recorder_rate, steady
+            summary, latency, streams, latency_recording, recorder_rate, steady, delayed
         ),
         "files": {"json": relative(json_path), "md": relative(md_path)},
     }

@@ -54,6 +54,10 @@ STEADY_PROVIDER = "anthropic-steady"  # ... and in front of the steady stream
 # The steady stream: its events 20 ms apart, as a provider generating tokens sends them (so each
 # arrives on its own, however the requests were scheduled), 8 text deltas (~0.2 s a stream).
 STEADY = Pacing(interval_s=0.02, deltas=8)
+DELAYED_PROVIDER = "openai-delayed"  # ... and in front of the delayed Chat Completions answer
+# The delayed answer: a blocking request answered 20 ms after it arrived, each on its own (a
+# provider works on many requests at once; bench.fast_upstream serves one at a time).
+DELAYED_S = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +140,16 @@ def slow_stream_api() -> Api:
     )
 
 
+def delayed_chat_api() -> Api:
+    """The bench's Chat Completions request (40 KB, blocking) sent to the delayed answer's
+    provider."""
+    return replace(
+        api_surfaces()["chat"],
+        name="delayed_chat",
+        gateway_path=f"{PREFIX}/{DELAYED_PROVIDER}/v1/chat/completions",
+    )
+
+
 def steady_stream_api() -> Api:
     """The bench's Messages stream request (75 KB) sent to the steady stream's provider."""
     return replace(
@@ -193,6 +207,7 @@ class Stack:
     gateway_base_port: int = 0
     baseline: str = ""  # its git commit
     steady_port: int = 0  # the steady stream (bench.paced_upstream with STEADY)
+    delayed_port: int = 0  # the delayed Chat answer (bench.paced_upstream, DELAYED_S)
 
     @property
     def vias(self) -> tuple[str, ...]:
@@ -253,6 +268,7 @@ def gateway_config(
     log_level: str,
     *,
     steady_port: int,
+    delayed_port: int = 0,
     database_url: str,
     recording: bool,
     secrets_key_file: Path,
@@ -265,6 +281,12 @@ def gateway_config(
         f'\n[trace]\nenable = true\notlp_endpoint = "{otlp_endpoint}"\n' if otlp_endpoint else ""
     )
     prometheus = f'address = "{metrics_address}"' if metrics_address else "enabled = false"
+    delayed = (
+        f'\n[[providers]]\ntype = "openai"\nname = "{DELAYED_PROVIDER}"\n'
+        f'base_url = "http://{HOST}:{delayed_port}/v1"\nkey_env = "BENCH_OPENAI_KEY"\n'
+        if delayed_port
+        else ""
+    )
     return f"""\
 [server]
 http_address = "{HOST}:{port}"
@@ -307,7 +329,7 @@ type = "anthropic"
 name = "{STEADY_PROVIDER}"
 base_url = "http://{HOST}:{steady_port}"
 key_env = "BENCH_ANTHROPIC_KEY"
-"""
+{delayed}"""
 
 
 def start_gateway(
@@ -359,6 +381,7 @@ def running_stack(
     with running_database(work / "postgres", cpu=database_cpu) as database:
         try:
             upstream_port, paced_port, steady_port = free_port(), free_port(), free_port()
+            delayed_port = free_port()
             upstream_cmd = [sys.executable, "-m", "bench.upstream", "--kind", upstream_kind]
             upstream_cmd += ["--paced-port", str(paced_port)]
             upstream_cmd += ["--slow-interval", f"{pacing.interval_s:g}"]
@@ -366,6 +389,8 @@ def running_stack(
             upstream_cmd += ["--steady-port", str(steady_port)]
             upstream_cmd += ["--steady-interval", f"{STEADY.interval_s:g}"]
             upstream_cmd += ["--steady-deltas", str(STEADY.deltas)]
+            upstream_cmd += ["--delayed-port", str(delayed_port)]
+            upstream_cmd += ["--delayed-ms", f"{DELAYED_S * 1000:g}"]
             upstream = Proc(
                 "upstream",
                 pinned([*upstream_cmd, "--port", str(upstream_port)], CLIENT_CPU),
@@ -376,7 +401,7 @@ def running_stack(
             )
             procs.append(upstream)
             line = upstream.read_line(30)
-            while line.startswith(("paced ", "steady ")):
+            while line.startswith(("paced ", "steady ", "delayed ")):
                 line = upstream.read_line(30)
             if not line.startswith("listening "):
                 raise RuntimeError(f"upstream said {line!r}:\n{upstream.log_tail()}")
@@ -408,6 +433,7 @@ def running_stack(
                     paced_port,
                     log_level,
                     steady_port=steady_port,
+                    delayed_port=delayed_port,
                     database_url=database.dsn("postgres"),
                     recording=recording,
                     secrets_key_file=work / "secrets.key",
@@ -458,6 +484,7 @@ def running_stack(
                 configs["gateway_base"][2] if baseline else 0,
                 _commit_of(baseline) if baseline else "",
                 steady_port=steady_port,
+                delayed_port=delayed_port,
             )
         finally:
             litellm_proxy.stop(litellm)

@@ -4,12 +4,15 @@
     python -m bench.upstream --kind demo --port 0     # aibridged.demo.DemoUpstream
     python -m bench.upstream --paced-port 0 --slow-interval 1 --slow-deltas 24   # + paced stream
     python -m bench.upstream --steady-port 0 --steady-interval 0.02 --steady-deltas 8  # + steady
+    python -m bench.upstream --delayed-port 0 --delayed-ms 20   # + the delayed Chat answer
 
 Prints ``listening http://127.0.0.1:<port>`` on stdout once accepting; before it, with
 ``--paced-port``, ``paced http://127.0.0.1:<port>`` and with ``--steady-port``, ``steady
-http://127.0.0.1:<port>`` (each a ``bench.paced_upstream`` in the same process: the slow stream
-of the many-open-streams scenario, and the steady stream whose events arrive one by one, as a
-provider sends them, for the recording comparison); runs until SIGTERM/SIGINT.
+http://127.0.0.1:<port>`` and with ``--delayed-port``, ``delayed http://127.0.0.1:<port>`` (each a
+``bench.paced_upstream`` in the same process: the slow stream of the many-open-streams scenario,
+and, for the recording comparison, the steady stream whose events arrive one by one, as a
+provider sends them, and the Chat Completions answer that comes a fixed delay after its
+request); runs until SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -27,11 +30,12 @@ from hypercorn.trio import serve
 
 from aibridged.demo import DemoUpstream, serve_demo_upstream
 from bench.fast_upstream import FastUpstream
-from bench.paced_upstream import Pacing, serve_paced
+from bench.paced_upstream import Pacing, serve_delayed, serve_paced
 
 READY_PREFIX = "listening "
 PACED_PREFIX = "paced "
 STEADY_PREFIX = "steady "
+DELAYED_PREFIX = "delayed "
 
 
 async def serve_fast_upstream(
@@ -64,11 +68,16 @@ async def _main(
     chunk_delay_s: float,
     first_byte_delay_s: float,
     paced: dict[str, tuple[Pacing, int]],
+    delayed: tuple[float, int] | None,
 ) -> None:
     async with trio.open_nursery() as nursery:
         for prefix, (pacing, paced_port) in paced.items():
             url = await nursery.start(partial(serve_paced, pacing, host=host, port=paced_port))
             print(prefix + url, flush=True)
+        if delayed is not None:
+            delay_s, delayed_port = delayed
+            url = await nursery.start(partial(serve_delayed, delay_s, host=host, port=delayed_port))
+            print(DELAYED_PREFIX + url, flush=True)
         if kind == "demo":
             demo = DemoUpstream(
                 stream_chunks=4, chunk_delay_s=chunk_delay_s, first_byte_delay_s=first_byte_delay_s
@@ -104,6 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--steady-interval", type=float, default=0.02, help="steady stream: seconds between deltas"
     )
     parser.add_argument("--steady-deltas", type=int, default=8, help="steady stream: text deltas")
+    parser.add_argument("--delayed-port", type=int, help="also serve the delayed Chat answer here")
+    parser.add_argument(
+        "--delayed-ms", type=float, default=20.0, help="delayed answer: ms after the request"
+    )
     args = parser.parse_args(argv)
     paced: dict[str, tuple[Pacing, int]] = {}
     if args.paced_port is not None:
@@ -120,6 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.chunk_delay,
         args.first_byte_delay,
         paced,
+        None if args.delayed_port is None else (args.delayed_ms / 1000, args.delayed_port),
     )
     return 0
 

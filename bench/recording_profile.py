@@ -68,7 +68,7 @@ def _profiled_run(
 
 def _differences(raws: dict[str, Path], top: int) -> list[dict[str, Any]]:
     (on_total, on), (off_total, off) = (_inclusive_shares(raws[v]) for v in VIAS)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "function": frame,
             "on_pct": round(100 * on[frame] / on_total, 1),
@@ -76,7 +76,7 @@ def _differences(raws: dict[str, Path], top: int) -> list[dict[str, Any]]:
         }
         for frame in set(on) | set(off)
     ]
-    rows.sort(key=lambda r: r["off_pct"] - r["on_pct"])
+    rows.sort(key=lambda r: float(r["off_pct"]) - float(r["on_pct"]))
     return rows[:top]
 
 

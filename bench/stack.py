@@ -489,10 +489,10 @@ def running_stack(
         finally:
             litellm_proxy.stop(litellm)
             for proc in reversed(procs):
-                code = proc.stop(timeout_s=40)
-                if proc.name.startswith("gateway") and code != 0:
+                exit_code = proc.stop(timeout_s=40)
+                if proc.name.startswith("gateway") and exit_code != 0:
                     print(
-                        f"warning: {proc.name} exited with {code}:\n{proc.log_tail()}",
+                        f"warning: {proc.name} exited with {exit_code}:\n{proc.log_tail()}",
                         file=sys.stderr,
                     )
 

@@ -48,6 +48,11 @@ class Pacing:
         return self.interval_s * self.deltas
 
 
+def _head(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """A 200 response's status line and headers, through the blank line."""
+    return b"HTTP/1.1 200 OK\r\n" + b"".join(b"%s: %s\r\n" % pair for pair in headers) + b"\r\n"
+
+
 def _chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
@@ -69,9 +74,8 @@ class PacedStream:
         first = next(i for i, e in enumerate(events) if e.startswith(_DELTA))
         last = max(i for i, e in enumerate(events) if e.startswith(_DELTA))
         headers = [*SSE_HEADERS, *ANTHROPIC_RESPONSE_HEADERS, (b"transfer-encoding", b"chunked")]
-        head = b"HTTP/1.1 200 OK\r\n" + b"".join(b"%s: %s\r\n" % pair for pair in headers) + b"\r\n"
         return cls(
-            head=head + b"".join(_chunk(e) for e in events[:first]),
+            head=_head(headers) + b"".join(_chunk(e) for e in events[:first]),
             deltas=tuple(_chunk(e) for e in events[first : last + 1]),
             tail=b"".join(_chunk(e) for e in events[last + 1 :]) + b"0\r\n\r\n",
         )
@@ -144,8 +148,7 @@ def delayed_answer() -> bytes:
     body, _ = render("/v1/chat/completions", payloads.openai_chat(stream=False), [])
     headers = [(b"content-type", b"application/json"), *OPENAI_RESPONSE_HEADERS,
                (b"content-length", b"%d" % len(body))]  # fmt: skip
-    head = b"HTTP/1.1 200 OK\r\n" + b"".join(b"%s: %s\r\n" % pair for pair in headers)
-    return head + b"\r\n" + body
+    return _head(headers) + body
 
 
 async def _serve(

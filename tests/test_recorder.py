@@ -26,6 +26,7 @@ from aibridged.records import (
 )
 from aibridged.startup import recorder_connections
 from aibridged.store import Store
+from aibridged.store.native import NativePool
 from aibridged.store.records import Stamped, insert_starts, write_batch
 
 
@@ -440,6 +441,16 @@ async def test_the_recorders_own_connections_commit_without_waiting_for_the_disk
     assert await store.run(lambda conn: conn.fetchval("SHOW synchronous_commit")) == "on"
 
 
+async def _calling_tool(recorder: Recorder, call_id: str) -> InterceptionStart:
+    """A committed, written interception whose answer called a tool as `call_id`."""
+    parent = await recorder.start(_start())
+    recorder.add(parent, ToolUsage("r1", "read_file", call_id, "{}"))
+    recorder.end(_end(parent))
+    with trio.fail_after(5):
+        await recorder.wait_written(ends=1)
+    return parent
+
+
 async def test_the_start_connection_plans_its_statements_once(store: Store) -> None:
     """A custom plan per commit cost the thread lookup 1.7 ms of planning across the
     partitions (PostgreSQL's default keeps choosing one); the start connection keeps one
@@ -449,11 +460,7 @@ async def test_the_start_connection_plans_its_statements_once(store: Store) -> N
                         starts_runner=starts)  # fmt: skip
     async with trio.open_nursery() as nursery:
         await nursery.start(recorder.run)
-        parent = await recorder.start(_start())
-        recorder.add(parent, ToolUsage("r1", "read_file", "call_planned", "{}"))
-        recorder.end(_end(parent))
-        with trio.fail_after(5):
-            await recorder.wait_written(ends=1)
+        parent = await _calling_tool(recorder, "call_planned")
         # Another replica's recorder (no memory of the call) on the same start session.
         fresh = Recorder(runner, Metrics(CollectorRegistry(), process_metrics=False),
                          starts_runner=starts)  # fmt: skip
@@ -472,3 +479,59 @@ async def test_the_start_connection_plans_its_statements_once(store: Store) -> N
         ("aibridged_insert_starts", 9, 0),
         ("aibridged_insert_starts_finding_threads", 9, 0),
     ]
+
+
+async def _native_recorder(store: Store) -> tuple[Recorder, NativePool]:
+    runner, starts = await recorder_connections(store, synchronous_commit=False)
+    metrics = Metrics(CollectorRegistry(), process_metrics=False)
+    return Recorder(runner, metrics, starts_runner=starts), starts
+
+
+async def test_a_lone_start_is_on_its_way_before_submit_returns(store: Store) -> None:
+    """The committer is idle: `submit` sends the start itself, no scheduling round first
+    (group_commit.py). Starts that arrive while it is in flight share the next commit."""
+    recorder, starts = await _native_recorder(store)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(recorder.run)
+        await recorder.start(_start())  # the first prepares the statement on the connection
+        lone = recorder.submit(_start())
+        assert starts.statistics().borrowed == 1  # taken and sent without a checkpoint
+        followers = [recorder.submit(_start()) for _ in range(3)]
+        assert starts.statistics().borrowed == 1  # they wait for the lone one's answer
+        with trio.fail_after(5):
+            for pending in (lone, *followers):
+                await pending.committed()
+        assert recorder.statistics().start_commits == 3
+        recorder.close()
+    assert starts.statistics().borrowed == 0
+    assert await _count(store, "aibridge_interceptions") == 5
+
+
+async def test_a_lone_start_finds_its_thread_too(store: Store) -> None:
+    recorder, _ = await _native_recorder(store)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(recorder.run)
+        parent = await _calling_tool(recorder, "call_lone")
+        fresh, _ = await _native_recorder(store)  # another replica: no memory of the call
+        nursery.start_soon(fresh.run)
+        await fresh.start(_start(correlating_call_id="call_none"))  # prepares the lookup
+        with trio.fail_after(5):
+            child = await fresh.submit(_start(correlating_call_id="call_lone")).committed()
+        recorder.close()
+        fresh.close()
+    assert (child.thread_parent_id, child.thread_root_id) == (parent.id, parent.id)
+
+
+async def test_a_start_sent_alone_as_the_recorder_stops_fails_and_frees_its_connection(
+    store: Store,
+) -> None:
+    recorder, starts = await _native_recorder(store)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(recorder.run)
+        await recorder.start(_start())
+        nursery.cancel_scope.cancel()  # the committer is woken with the cancellation ...
+        pending = recorder.submit(_start())  # ... before it can take this one up
+        assert starts.statistics().borrowed == 1
+    assert pending.failed and starts.statistics().borrowed == 0
+    with pytest.raises(StoreError, match="failed to record interception: the recorder stopped"):
+        await pending.committed()

@@ -271,3 +271,44 @@ async def test_sent_is_called_while_the_answer_is_still_awaited(
     finally:
         holder.close()
     assert events == ["sent", "answered"]
+
+
+async def test_send_now_sends_before_it_returns_and_its_answer_is_read_later(
+    native: NativePool, store: Store
+) -> None:
+    """A lone request's start goes out this way (group_commit.py): the statement must be at the
+    server before `send_now` returns, here seen waiting for a lock another session holds."""
+    waiting = Statement("t_lock_wait_now", "SELECT 7 FROM pg_advisory_xact_lock(4243)")
+    assert native.send_now(waiting, []) is None  # not prepared on this connection yet
+    assert await native.fetch(waiting, []) == [(7,)]
+    holder = await store.native_pool(1, {}, application_name="t-holder")
+    await holder.query("SELECT pg_advisory_lock(4243)")
+    try:
+        sent = native.send_now(waiting, [])
+        assert sent is not None and native.statistics().borrowed == 1
+        assert native.send_now(waiting, []) is None  # its only connection is taken
+        await _wait_for(store, "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+        await holder.query("SELECT pg_advisory_unlock(4243)")
+        assert await sent.answer() == [(7,)]
+    finally:
+        holder.close()
+    assert native.statistics().borrowed == 0
+    assert await native.fetch(waiting, []) == [(7,)]  # the connection went back, still usable
+    assert native.statistics().connects == 1
+    native.close()
+    assert native.send_now(waiting, []) is None
+
+
+async def test_send_now_skips_a_connection_the_server_ended_while_idle(
+    native: NativePool, store: Store
+) -> None:
+    statement = Statement("t_one", "SELECT 1")
+    await native.fetch(statement, [])
+    pid = await _backend_pid(native)
+    await store.run(lambda conn: conn.fetchval("SELECT pg_terminate_backend($1)", pid))
+    await _wait_for(store, "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $1", pid)
+    assert native.send_now(statement, []) is None  # nothing sent on the dead one
+    stats = native.statistics()
+    assert (stats.borrowed, stats.connects) == (0, 1)
+    assert await native.fetch(statement, []) == [(1,)]  # `fetch` opens a new one
+    assert native.statistics().connects == 2

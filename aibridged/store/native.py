@@ -9,8 +9,9 @@ reading: a one-row start commit took 0.17 ms instead of 0.33 ms back to back, 0.
 needs is here: prepared statements and plain queries, text parameters, results loaded by
 psycopg's `Transformer`.
 
-Parameters are dumped to PostgreSQL's text form here (scalars and one-dimensional arrays of
-them): every statement this runs casts each parameter (`$1::uuid[]`), so no type is sent.
+Parameters go in PostgreSQL's text form (store/pgtext.py): every statement this runs casts each
+parameter (`$1::uuid[]`), so no type is sent. `send_now` sends without waiting at all, for a
+lone request's start commit (group_commit.py).
 
 A call that fails or is cancelled part-way through the protocol closes its connection (its
 state is unknown); the pool opens a new one for the next call. A connection found closed by
@@ -21,10 +22,8 @@ Host names are resolved before libpq connects (store/conninfo.py), which would b
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
 from typing import Any
 
 import psycopg
@@ -35,6 +34,7 @@ from psycopg.adapt import Transformer
 
 from aibridged.errors import Conflict, StoreError, StoreUnavailable
 from aibridged.store.conninfo import resolve_host
+from aibridged.store.pgtext import dump_all
 
 log = structlog.get_logger("aibridged.store")
 
@@ -132,7 +132,7 @@ class NativeConnection:
     ) -> list[Row]:
         """Run `statement` (prepared on this connection the first time) and return its rows;
         `sent()` is called once it has gone to the server, while its answer is awaited."""
-        values = _dump_all(params)
+        values = dump_all(params)
         name = statement.name.encode()
         if statement.name not in self._prepared:
             prepare = self._live().send_prepare
@@ -141,9 +141,23 @@ class NativeConnection:
         send = self._live().send_query_prepared
         return await self._round_trip(lambda: send(name, values), sent)
 
+    def send_now(self, statement: Statement, params: Sequence[Any]) -> bool:
+        """Send `statement` without waiting, if it is prepared here (False: nothing was sent);
+        `answer()` completes it. StoreError if it cannot be sent (the connection is closed)."""
+        if statement.name not in self._prepared:
+            return False
+        values = dump_all(params)
+        send = self._live().send_query_prepared
+        self._send(lambda: send(statement.name.encode(), values))
+        return True
+
+    async def answer(self) -> list[Row]:
+        """The rows of what `send_now` sent."""
+        return await self._complete(_nothing)
+
     async def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """Run `sql` unprepared (one-off statements: settings, tests)."""
-        values = _dump_all(params)
+        values = dump_all(params)
         send = self._live().send_query_params
         return await self._round_trip(lambda: send(sql.encode(), values))
 
@@ -171,10 +185,24 @@ class NativeConnection:
         self, send: Callable[[], None], sent: Callable[[], None] = _nothing
     ) -> list[Row]:
         """Send, then read every result; the connection is closed unless this completed."""
+        self._send(send)
+        return await self._complete(sent)
+
+    def _send(self, send: Callable[[], None]) -> None:
+        # In nonblocking mode libpq writes what the socket takes at once (all of a start commit:
+        # a few KB); `_complete` flushes the rest.
+        try:
+            send()
+        except psycopg.Error as exc:
+            self.close()
+            raise StoreUnavailable(
+                f"database unavailable: {self._scrub(_one_line(str(exc)))}"
+            ) from exc
+
+    async def _complete(self, sent: Callable[[], None]) -> list[Row]:
         pgconn = self._live()
         completed = False
         try:
-            send()
             await self._flush(pgconn)
             sent()
             results = await self._results(pgconn)
@@ -265,6 +293,31 @@ class NativePool:
             finally:
                 self._give_back(conn)
 
+    def send_now(self, statement: Statement, params: Sequence[Any]) -> Sent | None:
+        """`statement` sent before this returns, on a connection that is free and has it
+        prepared; None (nothing sent) if there is none, or the send failed (its connection is
+        replaced: `fetch` reports what is wrong). Saves `fetch`'s scheduling rounds, which
+        the start commit of a lone request waits through (docs/recording.md)."""
+        if self._closed:
+            return None
+        try:
+            self._gate.acquire_nowait()
+        except trio.WouldBlock:
+            return None
+        conn = self._take_idle()
+        try:
+            if conn is not None and conn.send_now(statement, params):
+                return Sent(self, conn)
+        except StoreError:
+            pass
+        self._sent_answered(conn)
+        return None
+
+    def _sent_answered(self, conn: NativeConnection | None) -> None:
+        if conn is not None:
+            self._give_back(conn)
+        self._gate.release()
+
     async def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         async with self._gate:
             conn = await self._take()
@@ -276,10 +329,9 @@ class NativePool:
     async def _take(self) -> NativeConnection:
         if self._closed:
             raise StoreUnavailable("database unavailable: the store is closed")
-        while self._idle:
-            conn = self._idle.pop()
-            if conn.usable():
-                return conn
+        conn = self._take_idle()
+        if conn is not None:
+            return conn
         try:
             with trio.fail_after(CONNECT_TIMEOUT_S):
                 return await self._connect()
@@ -287,6 +339,13 @@ class NativePool:
             raise StoreUnavailable(
                 f"database unavailable: no connection within {CONNECT_TIMEOUT_S:g}s"
             ) from exc
+
+    def _take_idle(self) -> NativeConnection | None:
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.usable():
+                return conn
+        return None
 
     async def _connect(self) -> NativeConnection:
         conninfo = await resolve_host(self._conninfo, self._shown)  # DNS off the event loop
@@ -315,33 +374,23 @@ class NativePool:
         )
 
 
-def _dump_all(params: Sequence[Any]) -> list[bytes | None]:
-    try:
-        return [None if value is None else _dump(value).encode() for value in params]
-    except (TypeError, UnicodeEncodeError) as exc:
-        raise StoreError(f"database error: a parameter cannot be sent: {exc}") from exc
+class Sent:
+    """A statement `NativePool.send_now` sent: its connection is the caller's until `answer`
+    returns (or is cancelled), which must be awaited once."""
 
+    def __init__(self, pool: NativePool, conn: NativeConnection) -> None:
+        self._pool, self._conn = pool, conn
 
-def _dump(value: Any) -> str:
-    if isinstance(value, list | tuple):
-        return "{" + ",".join("NULL" if v is None else _quoted(_scalar(v)) for v in value) + "}"
-    return _scalar(value)
+    async def answer(self) -> list[Row]:
+        try:
+            return await self._conn.answer()
+        finally:
+            self._pool._sent_answered(self._conn)
 
-
-def _quoted(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _scalar(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):  # before int: a bool is an int
-        return "t" if value else "f"
-    if isinstance(value, int | float | uuid.UUID):
-        return str(value)
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    raise TypeError(f"no text form for {type(value).__name__}")
+    def abandon(self) -> None:
+        """Instead of `answer`: the connection is closed (the statement's fate unknown)."""
+        self._conn.close()
+        self._pool._sent_answered(self._conn)
 
 
 def _field(result: pq.abc.PGresult, field: pq.DiagnosticField) -> str:

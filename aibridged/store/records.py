@@ -23,7 +23,7 @@ from aibridged.records import (
     ToolUsage,
 )
 from aibridged.store.db import Connection, Runner
-from aibridged.store.native import NativePool, Statement
+from aibridged.store.native import NativePool, Sent, Statement
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +102,37 @@ async def insert_starts_finding_threads(
     else:
         sent()
         rows = await runner.run(_insert_starts_finding_threads, starts)
+    return _threads(rows)
+
+
+def send_starts_now(
+    pool: NativePool, starts: Sequence[InterceptionStart], *, lookup: bool
+) -> SentStarts | None:
+    """The statement `insert_starts` (`lookup`: `insert_starts_finding_threads`) would send,
+    sent before this returns; None if no connection could take it at once."""
+    if lookup:
+        sent = pool.send_now(INSERT_STARTS_FINDING_THREADS, _lookup_arrays(starts))
+    else:
+        sent = pool.send_now(INSERT_STARTS, _start_arrays(starts))
+    return None if sent is None else SentStarts(sent)
+
+
+class SentStarts:
+    """Starts `send_starts_now` sent; `committed()` must be awaited once."""
+
+    def __init__(self, sent: Sent) -> None:
+        self._sent = sent
+
+    async def committed(self) -> Threads:
+        """Once committed: each start's (parent, root) if it was sent with the lookup."""
+        return _threads(await self._sent.answer())
+
+    def abandon(self) -> None:
+        """Instead of `committed()`: the connection is closed, the commit's fate unknown."""
+        self._sent.abandon()
+
+
+def _threads(rows: Any) -> Threads:
     return {row[0]: (row[1], row[2]) for row in rows}
 
 

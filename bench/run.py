@@ -189,7 +189,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--delayed-connections", type=int, default=128, help="delayed JSON, connections"
     )
     parser.add_argument(
-        "--delayed-rounds", type=int, default=5, help="delayed JSON, on/off pairs; 0: skip"
+        "--delayed-rounds", type=int, default=8, help="delayed JSON, on/off pairs; 0: skip"
     )
     parser.add_argument(
         "--writer-interceptions", type=int, default=20_000, help="recorder write rate; 0: skip"

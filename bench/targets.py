@@ -5,6 +5,7 @@ scenario)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 TARGETS = {"added_p50_ms": 1.5, "added_p99_ms": 5.0, "ttfb_added_p50_ms": 2.0}
@@ -162,42 +163,59 @@ def evaluate_bench_targets(
 def _delayed_row(delayed: dict[str, Any]) -> dict[str, Any]:
     """Recording's cost in throughput to blocking JSON from an upstream that answers each
     request after a delay, the gateway saturated: req/s, on ÷ off."""
-    label = "recording on ÷ off req/s, JSON chat answered after 20 ms, gateway saturated"
-    ratio = delayed.get("recording_ratio")
-    limit = f">= {RECORDING_DELAYED_LIMIT:g}"
-    if ratio is None:
-        return _row(label, None, limit, None, "not run" if not delayed else "no requests")
-    detail = (
-        f"{delayed['gateway_rps']} req/s on, {delayed['gateway_norec_rps']} off; "
-        f"c={delayed['connections']}, recording gateway {delayed['gateway_cpu_pct']:g} % CPU "
-        f"(least {delayed['least_busy_recording_cpu_pct']:g} %)"
+    return _recording_ratio_row(
+        "recording on ÷ off req/s, JSON chat answered after 20 ms, gateway saturated",
+        delayed,
+        RECORDING_DELAYED_LIMIT,
+        lambda d: (
+            f"{d['gateway_rps']} req/s on, {d['gateway_norec_rps']} off; "
+            f"c={d['connections']}, recording gateway {d['gateway_cpu_pct']:g} % CPU "
+            f"(least {d['least_busy_recording_cpu_pct']:g} %)"
+        ),
+        # the gateway's CPU did not limit the rate: not what this measures
+        comparable="saturated",
+        not_comparable="not saturated",
     )
-    if not delayed["saturated"]:  # the gateway's CPU did not limit the rate: not what this measures
-        return _row(label, ratio, limit, None, detail + " (not saturated: no verdict)")
-    if delayed["errors"]:
-        detail += f", {delayed['errors']} errors"
-    ok = ratio >= RECORDING_DELAYED_LIMIT and not delayed["errors"]
-    return _row(label, ratio, limit, ok, detail)
 
 
 def _steady_row(steady: dict[str, Any]) -> dict[str, Any]:
     """Recording's cost to a stream whose events arrive one by one: CPU per stream, off ÷ on."""
-    label = "recording on ÷ off streams per CPU-second, SSE events 20 ms apart"
-    ratio = steady.get("recording_ratio")
-    limit = f">= {RECORDING_STEADY_LIMIT:g}"
-    if ratio is None:
-        return _row(label, None, limit, None, "not run" if not steady else "no requests")
-    detail = (
-        f"CPU per stream {steady['gateway_cpu_ms_per_request']} ms on, "
-        f"{steady['gateway_norec_cpu_ms_per_request']} ms off; c={steady['connections']}, "
-        f"busiest run {steady['busiest_cpu_pct']:g} % CPU"
+    return _recording_ratio_row(
+        "recording on ÷ off streams per CPU-second, SSE events 20 ms apart",
+        steady,
+        RECORDING_STEADY_LIMIT,
+        lambda s: (
+            f"CPU per stream {s['gateway_cpu_ms_per_request']} ms on, "
+            f"{s['gateway_norec_cpu_ms_per_request']} ms off; c={s['connections']}, "
+            f"busiest run {s['busiest_cpu_pct']:g} % CPU"
+        ),
+        # events read in batches again: not what this measures
+        comparable="below_saturation",
+        not_comparable="saturated",
     )
-    if not steady["below_saturation"]:  # events read in batches again: not what this measures
-        return _row(label, ratio, limit, None, detail + " (saturated: no verdict)")
-    if steady["errors"]:
-        detail += f", {steady['errors']} errors"
-    ok = ratio >= RECORDING_STEADY_LIMIT and not steady["errors"]
-    return _row(label, ratio, limit, ok, detail)
+
+
+def _recording_ratio_row(
+    label: str,
+    result: dict[str, Any],
+    limit: float,
+    detail: Callable[[dict[str, Any]], str],
+    *,
+    comparable: str,
+    not_comparable: str,
+) -> dict[str, Any]:
+    """A recording on ÷ off ratio against `limit`: no verdict unless `result[comparable]`
+    (the run measured what the target means), and any error fails it."""
+    ratio = result.get("recording_ratio")
+    shown = f">= {limit:g}"
+    if ratio is None:
+        return _row(label, None, shown, None, "not run" if not result else "no requests")
+    text = detail(result)
+    if not result[comparable]:
+        return _row(label, ratio, shown, None, f"{text} ({not_comparable}: no verdict)")
+    if result["errors"]:
+        text += f", {result['errors']} errors"
+    return _row(label, ratio, shown, ratio >= limit and not result["errors"], text)
 
 
 def _recording_latency_row(latency_recording: dict[str, Any]) -> dict[str, Any]:

@@ -23,13 +23,13 @@ import trio
 from aibridged.errors import StoreError, StoreUnavailable
 from aibridged.records import InterceptionStart
 from aibridged.store.db import Runner
-from aibridged.store.native import NativePool
+from aibridged.store.native import NativePool, Sent
 from aibridged.store.records import (
-    SentStarts,
     Threads,
     insert_starts,
     insert_starts_finding_threads,
     send_starts_now,
+    sent_starts_committed,
 )
 
 START_TIMEOUT_S = 5.0
@@ -69,7 +69,7 @@ class StartCommitter:
         self._idle = True  # no commit in flight, none being taken up
         self._sent = trio.Event()  # the current commit's statement went out (or it ended)
         self._sent.set()
-        self._sent_alone: tuple[StartBatch, SentStarts] | None = None  # see `_send_now`
+        self._sent_alone: tuple[StartBatch, Sent] | None = None  # see `_send_now`
         self.starts = 0  # committed
         self.commits = 0
 
@@ -130,7 +130,7 @@ class StartCommitter:
             try:
                 if self._sent_alone is not None:
                     (batch, sent), self._sent_alone = self._sent_alone, None
-                    await self._commit(batch, sent.committed)
+                    await self._commit(batch, partial(sent_starts_committed, sent))
                 plain, self._plain = self._plain, StartBatch(lookup=False)
                 lookups, self._lookups = self._lookups, StartBatch(lookup=True)
                 for batch in (plain, lookups):

@@ -310,10 +310,10 @@ class NativePool:
                 return Sent(self, conn)
         except StoreError:
             pass
-        self._sent_answered(conn)
+        self._release(conn)
         return None
 
-    def _sent_answered(self, conn: NativeConnection | None) -> None:
+    def _release(self, conn: NativeConnection | None) -> None:
         if conn is not None:
             self._give_back(conn)
         self._gate.release()
@@ -385,12 +385,12 @@ class Sent:
         try:
             return await self._conn.answer()
         finally:
-            self._pool._sent_answered(self._conn)
+            self._pool._release(self._conn)
 
     def abandon(self) -> None:
         """Instead of `answer`: the connection is closed (the statement's fate unknown)."""
         self._conn.close()
-        self._pool._sent_answered(self._conn)
+        self._pool._release(self._conn)
 
 
 def _field(result: pq.abc.PGresult, field: pq.DiagnosticField) -> str:

@@ -107,29 +107,19 @@ async def insert_starts_finding_threads(
 
 def send_starts_now(
     pool: NativePool, starts: Sequence[InterceptionStart], *, lookup: bool
-) -> SentStarts | None:
+) -> Sent | None:
     """The statement `insert_starts` (`lookup`: `insert_starts_finding_threads`) would send,
-    sent before this returns; None if no connection could take it at once."""
+    sent before this returns; None if no connection could take it at once. Its answer:
+    `sent_starts_committed` (or `Sent.abandon`)."""
     if lookup:
-        sent = pool.send_now(INSERT_STARTS_FINDING_THREADS, _lookup_arrays(starts))
-    else:
-        sent = pool.send_now(INSERT_STARTS, _start_arrays(starts))
-    return None if sent is None else SentStarts(sent)
+        return pool.send_now(INSERT_STARTS_FINDING_THREADS, _lookup_arrays(starts))
+    return pool.send_now(INSERT_STARTS, _start_arrays(starts))
 
 
-class SentStarts:
-    """Starts `send_starts_now` sent; `committed()` must be awaited once."""
-
-    def __init__(self, sent: Sent) -> None:
-        self._sent = sent
-
-    async def committed(self) -> Threads:
-        """Once committed: each start's (parent, root) if it was sent with the lookup."""
-        return _threads(await self._sent.answer())
-
-    def abandon(self) -> None:
-        """Instead of `committed()`: the connection is closed, the commit's fate unknown."""
-        self._sent.abandon()
+async def sent_starts_committed(sent: Sent) -> Threads:
+    """Once what `send_starts_now` sent is committed: each start's (parent, root), if it was
+    sent with the lookup."""
+    return _threads(await sent.answer())
 
 
 def _threads(rows: Any) -> Threads:
